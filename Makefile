@@ -1,0 +1,39 @@
+# Every target installs uv with pip when it is missing, then syncs the locked workspace,
+# so a fresh machine needs nothing but Python 3.11 and pip.
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+RUN := $(UV) run --frozen --no-sync
+
+.PHONY: help setup run test pytest lint typecheck fmt bench docs
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: ## install uv if needed and sync the locked environment
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	@$(UV) sync --all-packages --frozen --quiet
+
+run: setup ## start Handrail (until the server lands: the terminal reviewer demo)
+	$(RUN) handrail demo
+
+test: setup lint pytest ## lint, type-check and run every test
+
+pytest: setup ## run the tests only
+	$(RUN) pytest
+
+lint: setup ## ruff lint and format check, mypy strict
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy
+
+typecheck: setup ## mypy strict on every package's src/
+	$(RUN) mypy
+
+fmt: setup ## format and fix what ruff can
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
+
+bench: setup ## run the benchmarks and print their figures
+	$(RUN) python benchmarks/run.py
+
+docs: setup ## regenerate docs/lifecycle.md from the transition table
+	$(RUN) python scripts/render_lifecycle.py

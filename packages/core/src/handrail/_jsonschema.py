@@ -1,0 +1,60 @@
+"""JSON Schema 2020-12 checks that report every problem with its JSON path."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from functools import lru_cache
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError as _SchemaViolation
+
+from .errors import ValidationError, ValidationIssue
+
+__all__ = ["check_schema", "schema_issues", "validate_instance", "validation_issues"]
+
+_META = Draft202012Validator(Draft202012Validator.META_SCHEMA)
+
+
+def _join(prefix: str, violation: _SchemaViolation) -> str:
+    # violation.json_path is "$", "$.a", "$[0]" ...: graft it under the prefix
+    return prefix + violation.json_path[1:]
+
+
+def _issues(violations: Iterator[_SchemaViolation], prefix: str) -> list[ValidationIssue]:
+    ordered = sorted(violations, key=lambda v: (list(map(str, v.absolute_path)), v.message))
+    return [ValidationIssue(_join(prefix, v), v.message) for v in ordered]
+
+
+def schema_issues(schema: Any, prefix: str) -> list[ValidationIssue]:
+    """Problems that make ``schema`` an invalid JSON Schema 2020-12, under ``prefix``."""
+    if not isinstance(schema, Mapping | bool):
+        return [ValidationIssue(prefix, "a JSON Schema must be an object or a boolean")]
+    return _issues(_META.iter_errors(schema), prefix)
+
+
+def check_schema(schema: Any, prefix: str) -> None:
+    issues = schema_issues(schema, prefix)
+    if issues:
+        raise ValidationError(issues, summary="invalid JSON Schema")
+
+
+@lru_cache(maxsize=512)
+def _validator(schema_key: str) -> Draft202012Validator:
+    return Draft202012Validator(json.loads(schema_key))
+
+
+def _validator_for(schema: Any) -> Draft202012Validator:
+    return _validator(json.dumps(schema, sort_keys=True, separators=(",", ":")))
+
+
+def validation_issues(instance: Any, schema: Any, prefix: str) -> list[ValidationIssue]:
+    """Every way ``instance`` fails ``schema`` (assumed valid), with paths under ``prefix``."""
+    return _issues(_validator_for(schema).iter_errors(instance), prefix)
+
+
+def validate_instance(instance: Any, schema: Any, prefix: str, summary: str) -> None:
+    issues = validation_issues(instance, schema, prefix)
+    if issues:
+        raise ValidationError(issues, summary=summary)

@@ -1,0 +1,196 @@
+"""The seam between the client and where tasks live: in-process now, HTTP alike.
+
+:class:`Backend` is what ``Handrail`` needs; :class:`LocalBackend` is the engine in this
+process acting as one principal. An HTTP backend implements the same protocol, so code
+holding a ``Handrail`` never cares which one it has.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Collection, Mapping
+from typing import Any, Protocol
+
+from ..engine import Engine
+from ..lifecycle import Status
+from ..models import Decision, Kind, Page, Principal, RiskTier, Role, Task, TaskEvent, TaskSpec
+from ..money import Money
+
+__all__ = ["Backend", "LocalBackend"]
+
+
+class Backend(Protocol):
+    @property
+    def principal_id(self) -> str: ...
+
+    def as_reviewer(self, reviewer_id: str) -> Backend: ...
+
+    async def create(self, spec: TaskSpec | Mapping[str, Any]) -> Task: ...
+    async def get(self, task_id: str) -> Task: ...
+    async def list(
+        self,
+        *,
+        status: Status | str | builtins.list[Status | str] | None = None,
+        kind: Kind | str | None = None,
+        task_type: str | None = None,
+        after: str | None = None,
+        limit: int = 50,
+        newest_first: bool = False,
+    ) -> Page: ...
+    async def history(self, task_id: str) -> builtins.list[TaskEvent]: ...
+    async def cancel(self, task_id: str, reason: str | None = None) -> Task: ...
+    async def wait(self, task_id: str, timeout: float | None = None) -> Task: ...
+    async def approve_estimate(self, task_id: str) -> Task: ...
+    async def reject_estimate(self, task_id: str, reason: str | None = None) -> Task: ...
+    async def dispute(self, task_id: str, reason: str) -> Task: ...
+    async def queue(
+        self,
+        *,
+        kind: Kind | str | None = None,
+        task_type: str | None = None,
+        risk_tier: RiskTier | str | None = None,
+        limit: int = 50,
+    ) -> builtins.list[Task]: ...
+    async def wait_for_work(
+        self,
+        timeout: float | None = None,
+        *,
+        kind: Kind | str | None = None,
+        skip: Collection[str] = (),
+    ) -> builtins.list[Task]: ...
+    async def claim(self, task_id: str) -> Task: ...
+    async def release(self, task_id: str, reason: str | None = None) -> Task: ...
+    async def offer_estimate(
+        self,
+        task_id: str,
+        *,
+        amount: Money | None = None,
+        eta_seconds: int | None = None,
+        note: str | None = None,
+    ) -> Task: ...
+    async def decide(self, task_id: str, decision: Decision | Mapping[str, Any]) -> Task: ...
+    async def submit(self, task_id: str, output: Any) -> Task: ...
+    async def verify(self, task_id: str, output: Any = None, reason: str | None = None) -> Task: ...
+    async def fail(self, task_id: str, reason: str) -> Task: ...
+    async def resolve_dispute(self, task_id: str, *, uphold: bool, reason: str) -> Task: ...
+
+
+class LocalBackend:
+    """The engine in this process, acting as ``principal``."""
+
+    def __init__(self, engine: Engine, principal: Principal) -> None:
+        self.engine = engine
+        self.principal = principal
+
+    @property
+    def principal_id(self) -> str:
+        return self.principal.id
+
+    def as_reviewer(self, reviewer_id: str) -> LocalBackend:
+        reviewer = Principal(
+            org_id=self.principal.org_id,
+            id=reviewer_id,
+            roles=frozenset({Role.REVIEWER}),
+            sandbox=self.principal.sandbox,
+        )
+        return LocalBackend(self.engine, reviewer)
+
+    async def create(self, spec: TaskSpec | Mapping[str, Any]) -> Task:
+        return await self.engine.create(self.principal, spec)
+
+    async def get(self, task_id: str) -> Task:
+        return await self.engine.get(self.principal, task_id)
+
+    async def list(
+        self,
+        *,
+        status: Status | str | builtins.list[Status | str] | None = None,
+        kind: Kind | str | None = None,
+        task_type: str | None = None,
+        after: str | None = None,
+        limit: int = 50,
+        newest_first: bool = False,
+    ) -> Page:
+        return await self.engine.list(
+            self.principal,
+            status=status,
+            kind=kind,
+            task_type=task_type,
+            after=after,
+            limit=limit,
+            newest_first=newest_first,
+        )
+
+    async def history(self, task_id: str) -> builtins.list[TaskEvent]:
+        return await self.engine.history(self.principal, task_id)
+
+    async def cancel(self, task_id: str, reason: str | None = None) -> Task:
+        return await self.engine.cancel(self.principal, task_id, reason)
+
+    async def wait(self, task_id: str, timeout: float | None = None) -> Task:
+        return await self.engine.wait(self.principal, task_id, timeout)
+
+    async def approve_estimate(self, task_id: str) -> Task:
+        return await self.engine.approve_estimate(self.principal, task_id)
+
+    async def reject_estimate(self, task_id: str, reason: str | None = None) -> Task:
+        return await self.engine.reject_estimate(self.principal, task_id, reason)
+
+    async def dispute(self, task_id: str, reason: str) -> Task:
+        return await self.engine.dispute(self.principal, task_id, reason)
+
+    async def queue(
+        self,
+        *,
+        kind: Kind | str | None = None,
+        task_type: str | None = None,
+        risk_tier: RiskTier | str | None = None,
+        limit: int = 50,
+    ) -> builtins.list[Task]:
+        return await self.engine.queue(
+            self.principal, kind=kind, task_type=task_type, risk_tier=risk_tier, limit=limit
+        )
+
+    async def wait_for_work(
+        self,
+        timeout: float | None = None,
+        *,
+        kind: Kind | str | None = None,
+        skip: Collection[str] = (),
+    ) -> builtins.list[Task]:
+        return await self.engine.wait_for_work(self.principal, timeout, kind=kind, skip=skip)
+
+    async def claim(self, task_id: str) -> Task:
+        return await self.engine.claim(self.principal, task_id)
+
+    async def release(self, task_id: str, reason: str | None = None) -> Task:
+        return await self.engine.release(self.principal, task_id, reason)
+
+    async def offer_estimate(
+        self,
+        task_id: str,
+        *,
+        amount: Money | None = None,
+        eta_seconds: int | None = None,
+        note: str | None = None,
+    ) -> Task:
+        return await self.engine.offer_estimate(
+            self.principal, task_id, amount=amount, eta_seconds=eta_seconds, note=note
+        )
+
+    async def decide(self, task_id: str, decision: Decision | Mapping[str, Any]) -> Task:
+        return await self.engine.decide(self.principal, task_id, decision)
+
+    async def submit(self, task_id: str, output: Any) -> Task:
+        return await self.engine.submit(self.principal, task_id, output)
+
+    async def verify(self, task_id: str, output: Any = None, reason: str | None = None) -> Task:
+        return await self.engine.verify(self.principal, task_id, output, reason)
+
+    async def fail(self, task_id: str, reason: str) -> Task:
+        return await self.engine.fail(self.principal, task_id, reason)
+
+    async def resolve_dispute(self, task_id: str, *, uphold: bool, reason: str) -> Task:
+        return await self.engine.resolve_dispute(
+            self.principal, task_id, uphold=uphold, reason=reason
+        )

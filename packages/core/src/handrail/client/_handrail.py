@@ -1,0 +1,504 @@
+"""``Handrail``: the client agents and reviewers hold, sync and async.
+
+Every operation has a sync method and an async twin named with an ``a`` prefix
+(``create``/``acreate``, ``review``/``areview``; ``wait``/``await_`` because ``await`` is a
+keyword). The client runs its backend on a private loop (see ``_portal``), so both kinds
+of caller share one engine, one connection pool and one notifier.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self, TypeVar
+
+from ..clock import Clock
+from ..engine import Engine
+from ..errors import InvalidTransition, NoAnswer, WaitTimeout
+from ..escrow import Escrow
+from ..lifecycle import Status
+from ..models import (
+    Action,
+    Decision,
+    DecisionType,
+    Kind,
+    Page,
+    Principal,
+    Role,
+    Task,
+    TaskEvent,
+    TaskSpec,
+)
+from ..money import Money
+from ..sandbox import SandboxReviewer
+from ..verification import Verifier
+from ._backend import Backend, LocalBackend
+from ._portal import Portal
+
+__all__ = ["Handrail", "OnTimeout", "Tasks", "decision_of"]
+
+T = TypeVar("T")
+OnTimeout = Literal["reject", "raise"]
+
+NO_ANSWER_IN_TIME = "No human answered in time, so the action was not approved."
+
+
+def decision_of(task: Task) -> Decision:
+    """The decision a finished review task stands for. Anything but a recorded approve or
+    modify comes out as a reject: an unanswered review never becomes an approval."""
+    if task.status is Status.VERIFIED and task.decision is not None:
+        return task.decision
+    if task.status is Status.EXPIRED:
+        return Decision.reject(NO_ANSWER_IN_TIME + " (the review expired)")
+    if task.status is Status.CANCELLED:
+        return Decision.reject("The review was cancelled, so the action was not approved.")
+    reason = task.failure_reason or task.status.value
+    return Decision.reject(f"The review did not pass ({reason}), so the action was not approved.")
+
+
+class Tasks:
+    """Task operations: the requester's, the reviewer's and the admin's."""
+
+    def __init__(self, backend: Backend, portal: Portal) -> None:
+        self._backend = backend
+        self._portal = portal
+
+    def _sync(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self._portal.call(coro)
+
+    async def _async(self, coro: Coroutine[Any, Any, T]) -> T:
+        return await self._portal.acall(coro)
+
+    # requester
+    def create(self, spec: TaskSpec | Mapping[str, Any] | None = None, /, **fields: Any) -> Task:
+        """Post a task: a ``TaskSpec``, a mapping, or its fields as keywords."""
+        return self._sync(self._backend.create(_spec(spec, fields)))
+
+    async def acreate(
+        self, spec: TaskSpec | Mapping[str, Any] | None = None, /, **fields: Any
+    ) -> Task:
+        return await self._async(self._backend.create(_spec(spec, fields)))
+
+    def get(self, task_id: str) -> Task:
+        return self._sync(self._backend.get(task_id))
+
+    async def aget(self, task_id: str) -> Task:
+        return await self._async(self._backend.get(task_id))
+
+    def list(self, **filters: Any) -> Page:
+        """Tasks by ``status``, ``kind``, ``task_type``; ``after`` a cursor, ``limit``."""
+        return self._sync(self._backend.list(**filters))
+
+    async def alist(self, **filters: Any) -> Page:
+        return await self._async(self._backend.list(**filters))
+
+    def history(self, task_id: str) -> builtins.list[TaskEvent]:
+        return self._sync(self._backend.history(task_id))
+
+    async def ahistory(self, task_id: str) -> builtins.list[TaskEvent]:
+        return await self._async(self._backend.history(task_id))
+
+    def cancel(self, task_id: str, reason: str | None = None) -> Task:
+        return self._sync(self._backend.cancel(task_id, reason))
+
+    async def acancel(self, task_id: str, reason: str | None = None) -> Task:
+        return await self._async(self._backend.cancel(task_id, reason))
+
+    def wait(self, task_id: str, timeout: float | None = None) -> Task:
+        """Block until the task is terminal; ``WaitTimeout`` after ``timeout`` seconds."""
+        return self._sync(self._backend.wait(task_id, timeout))
+
+    async def await_(self, task_id: str, timeout: float | None = None) -> Task:
+        return await self._async(self._backend.wait(task_id, timeout))
+
+    def approve_estimate(self, task_id: str) -> Task:
+        return self._sync(self._backend.approve_estimate(task_id))
+
+    async def aapprove_estimate(self, task_id: str) -> Task:
+        return await self._async(self._backend.approve_estimate(task_id))
+
+    def reject_estimate(self, task_id: str, reason: str | None = None) -> Task:
+        return self._sync(self._backend.reject_estimate(task_id, reason))
+
+    async def areject_estimate(self, task_id: str, reason: str | None = None) -> Task:
+        return await self._async(self._backend.reject_estimate(task_id, reason))
+
+    def dispute(self, task_id: str, reason: str) -> Task:
+        return self._sync(self._backend.dispute(task_id, reason))
+
+    async def adispute(self, task_id: str, reason: str) -> Task:
+        return await self._async(self._backend.dispute(task_id, reason))
+
+    # reviewer
+    def queue(self, **filters: Any) -> builtins.list[Task]:
+        """Open tasks this reviewer may take: ``kind``, ``task_type``, ``risk_tier``, ``limit``."""
+        return self._sync(self._backend.queue(**filters))
+
+    async def aqueue(self, **filters: Any) -> builtins.list[Task]:
+        return await self._async(self._backend.queue(**filters))
+
+    def wait_for_work(self, timeout: float | None = None, **filters: Any) -> builtins.list[Task]:
+        """The queue as soon as it is not empty; ``[]`` after ``timeout`` seconds."""
+        return self._sync(self._backend.wait_for_work(timeout, **filters))
+
+    async def await_work(self, timeout: float | None = None, **filters: Any) -> builtins.list[Task]:
+        return await self._async(self._backend.wait_for_work(timeout, **filters))
+
+    def claim(self, task_id: str) -> Task:
+        return self._sync(self._backend.claim(task_id))
+
+    async def aclaim(self, task_id: str) -> Task:
+        return await self._async(self._backend.claim(task_id))
+
+    def release(self, task_id: str, reason: str | None = None) -> Task:
+        return self._sync(self._backend.release(task_id, reason))
+
+    async def arelease(self, task_id: str, reason: str | None = None) -> Task:
+        return await self._async(self._backend.release(task_id, reason))
+
+    def offer_estimate(
+        self,
+        task_id: str,
+        *,
+        amount: Money | None = None,
+        eta_seconds: int | None = None,
+        note: str | None = None,
+    ) -> Task:
+        return self._sync(
+            self._backend.offer_estimate(task_id, amount=amount, eta_seconds=eta_seconds, note=note)
+        )
+
+    async def aoffer_estimate(
+        self,
+        task_id: str,
+        *,
+        amount: Money | None = None,
+        eta_seconds: int | None = None,
+        note: str | None = None,
+    ) -> Task:
+        return await self._async(
+            self._backend.offer_estimate(task_id, amount=amount, eta_seconds=eta_seconds, note=note)
+        )
+
+    def decide(self, task_id: str, decision: Decision | Mapping[str, Any]) -> Task:
+        return self._sync(self._backend.decide(task_id, decision))
+
+    async def adecide(self, task_id: str, decision: Decision | Mapping[str, Any]) -> Task:
+        return await self._async(self._backend.decide(task_id, decision))
+
+    def submit(self, task_id: str, output: Any) -> Task:
+        return self._sync(self._backend.submit(task_id, output))
+
+    async def asubmit(self, task_id: str, output: Any) -> Task:
+        return await self._async(self._backend.submit(task_id, output))
+
+    # admin
+    def verify(self, task_id: str, output: Any = None, reason: str | None = None) -> Task:
+        """Pass a task out of manual review."""
+        return self._sync(self._backend.verify(task_id, output, reason))
+
+    async def averify(self, task_id: str, output: Any = None, reason: str | None = None) -> Task:
+        return await self._async(self._backend.verify(task_id, output, reason))
+
+    def fail(self, task_id: str, reason: str) -> Task:
+        """Fail a task in manual review."""
+        return self._sync(self._backend.fail(task_id, reason))
+
+    async def afail(self, task_id: str, reason: str) -> Task:
+        return await self._async(self._backend.fail(task_id, reason))
+
+    def resolve_dispute(self, task_id: str, *, uphold: bool, reason: str) -> Task:
+        return self._sync(self._backend.resolve_dispute(task_id, uphold=uphold, reason=reason))
+
+    async def aresolve_dispute(self, task_id: str, *, uphold: bool, reason: str) -> Task:
+        return await self._async(
+            self._backend.resolve_dispute(task_id, uphold=uphold, reason=reason)
+        )
+
+
+def _spec(spec: TaskSpec | Mapping[str, Any] | None, fields: Mapping[str, Any]) -> Any:
+    if spec is None:
+        return dict(fields)
+    if fields:
+        raise TypeError("pass a spec or keyword fields, not both")
+    return spec
+
+
+def _action(action: Action | Mapping[str, Any] | str, args: Mapping[str, Any] | None) -> Any:
+    if isinstance(action, str):
+        return {"name": action, "args": dict(args or {})}
+    if args is not None:
+        raise TypeError("give args inside the action, or name the action as a string")
+    return action
+
+
+class Handrail:
+    """Ask humans for decisions and answers; or, as a reviewer, give them.
+
+    Build one with :meth:`local` (in-process engine) or, with the server, over HTTP.
+    Use it as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        portal: Portal,
+        *,
+        on_close: Callable[[], Coroutine[Any, Any, None]] | None = None,
+    ) -> None:
+        self._backend = backend
+        self._portal = portal
+        self._on_close = on_close
+        self.tasks = Tasks(backend, portal)
+
+    @classmethod
+    def local(
+        cls,
+        path: str | Path | None = None,
+        *,
+        org: str = "local",
+        user: str = "local",
+        sandbox: SandboxReviewer | bool = False,
+        clock: Clock | None = None,
+        verifier: Verifier | None = None,
+        escrow: Escrow | None = None,
+        sweep_interval: float | None = 1.0,
+    ) -> Handrail:
+        """An in-process engine: in memory, or in the SQLite file at ``path``.
+
+        The client acts as ``user`` of organisation ``org`` with every role; use
+        :meth:`as_reviewer` for a reviewer's view. With ``sandbox``, tasks are created in
+        sandbox mode and a :class:`SandboxReviewer` answers them. With a ``path``, waiters
+        also wake on changes other processes make to the same file (a terminal reviewer).
+        """
+        portal = Portal()
+        principal = Principal(
+            org_id=org,
+            id=user,
+            roles=frozenset({Role.REQUESTER, Role.REVIEWER, Role.ADMIN}),
+            sandbox=bool(sandbox),
+        )
+        reviewer = SandboxReviewer() if sandbox is True else sandbox or None
+
+        async def build() -> tuple[Engine, builtins.list[Any]]:
+            from ..notify import ChangeFeedNotifier, Notifier  # noqa: PLC0415
+
+            notifier: Notifier | None = None
+            if path is None:
+                from ..store import MemoryStore  # noqa: PLC0415
+
+                store: Any = MemoryStore()
+            else:
+                from ..store.sql import SqlStore  # noqa: PLC0415 - needs the sql extra
+
+                store = await SqlStore.open(f"sqlite+aiosqlite:///{Path(path)}")
+                notifier = await ChangeFeedNotifier.open(store)
+            engine = Engine(store, notifier=notifier, clock=clock, verifier=verifier, escrow=escrow)
+            background: builtins.list[Any] = []
+            if reviewer is not None:
+                background.append(portal.spawn(reviewer.run(engine, org)))
+            if sweep_interval:
+                background.append(portal.spawn(engine.run_sweeper(sweep_interval)))
+            return engine, background
+
+        try:
+            engine, background = portal.call(build())
+        except BaseException:
+            portal.close()
+            raise
+
+        async def shutdown() -> None:
+            for job in background:
+                job.cancel()
+            await engine.aclose()
+
+        return cls(LocalBackend(engine, principal), portal, on_close=shutdown)
+
+    def as_reviewer(self, reviewer_id: str) -> Handrail:
+        """A view of this client acting as reviewer ``reviewer_id`` (sharing its engine)."""
+        return Handrail(self._backend.as_reviewer(reviewer_id), self._portal)
+
+    @property
+    def principal_id(self) -> str:
+        return self._backend.principal_id
+
+    # ---------------------------------------------------------------- review
+
+    def review(
+        self,
+        action: Action | Mapping[str, Any] | str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        reasoning: str | None = None,
+        confidence: float | None = None,
+        allowed: Sequence[DecisionType | str] | None = None,
+        timeout: float | None = None,
+        on_timeout: OnTimeout = "reject",
+        **fields: Any,
+    ) -> Decision:
+        """Ask a human to approve ``action`` and block until they decide.
+
+        Returns the reviewer's :class:`Decision`. If nobody decides within ``timeout``
+        seconds (or before the task's SLA), the review is cancelled and, with
+        ``on_timeout="reject"``, a reject decision saying so comes back; with ``"raise"``,
+        ``WaitTimeout`` is raised. Other failures raise. No path returns an approval that
+        a reviewer did not give. Extra keywords (``title``, ``payload``, ``risk_tier``,
+        ``sla_seconds``, ``idempotency_key``, ...) go into the task.
+        """
+        return self._portal.call(
+            self._review(action, args, reasoning, confidence, allowed, timeout, on_timeout, fields)
+        )
+
+    async def areview(
+        self,
+        action: Action | Mapping[str, Any] | str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        reasoning: str | None = None,
+        confidence: float | None = None,
+        allowed: Sequence[DecisionType | str] | None = None,
+        timeout: float | None = None,
+        on_timeout: OnTimeout = "reject",
+        **fields: Any,
+    ) -> Decision:
+        return await self._portal.acall(
+            self._review(action, args, reasoning, confidence, allowed, timeout, on_timeout, fields)
+        )
+
+    async def _review(
+        self,
+        action: Action | Mapping[str, Any] | str,
+        args: Mapping[str, Any] | None,
+        reasoning: str | None,
+        confidence: float | None,
+        allowed: Sequence[DecisionType | str] | None,
+        timeout: float | None,
+        on_timeout: OnTimeout,
+        fields: Mapping[str, Any],
+    ) -> Decision:
+        if on_timeout not in ("reject", "raise"):
+            raise ValueError("on_timeout must be 'reject' or 'raise'")
+        spec: dict[str, Any] = {
+            **fields,
+            "kind": Kind.REVIEW,
+            "action": _action(action, args),
+            "agent_reasoning": reasoning,
+            "confidence": confidence,
+        }
+        if allowed is not None:
+            spec["allowed_decisions"] = tuple(allowed)
+        created = await self._backend.create(spec)
+        task = await self._finish(created, timeout, on_timeout)
+        return decision_of(task) if task is not None else Decision.reject(NO_ANSWER_IN_TIME)
+
+    async def _finish(
+        self, task: Task, timeout: float | None, on_timeout: OnTimeout
+    ) -> Task | None:
+        """Wait for ``task`` to end. On timeout withdraw it and return None (or raise with
+        ``on_timeout="raise"``), unless a decision beat the withdrawal: then that counts."""
+        try:
+            task = await self._backend.wait(task.id, timeout)
+        except WaitTimeout:
+            try:
+                await self._backend.cancel(task.id, "the agent stopped waiting")
+            except InvalidTransition:
+                return await self._backend.get(task.id)  # decided or expired meanwhile
+            if on_timeout == "raise":
+                raise
+            return None
+        if task.status is Status.EXPIRED and on_timeout == "raise":
+            raise WaitTimeout(task.id, float(task.sla_seconds), task.status.value)
+        return task
+
+    # ---------------------------------------------------------------- ask
+
+    def ask(
+        self,
+        question: str,
+        output_schema: Mapping[str, Any],
+        *,
+        payload: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        **fields: Any,
+    ) -> Any:
+        """Put a judgment to a human and block until a verified answer fits ``output_schema``.
+
+        Raises ``NoAnswer`` when the task fails, expires or is cancelled, and
+        ``WaitTimeout`` (after withdrawing the task) when ``timeout`` passes.
+        """
+        return self._portal.call(self._ask(question, output_schema, payload, timeout, fields))
+
+    async def aask(
+        self,
+        question: str,
+        output_schema: Mapping[str, Any],
+        *,
+        payload: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        **fields: Any,
+    ) -> Any:
+        return await self._portal.acall(
+            self._ask(question, output_schema, payload, timeout, fields)
+        )
+
+    async def _ask(
+        self,
+        question: str,
+        output_schema: Mapping[str, Any],
+        payload: Mapping[str, Any] | None,
+        timeout: float | None,
+        fields: Mapping[str, Any],
+    ) -> Any:
+        spec = {
+            "task_type": "judgment",
+            **fields,
+            "kind": Kind.JUDGMENT,
+            "title": question,
+            "output_schema": dict(output_schema),
+            "payload": dict(payload or {}),
+        }
+        task = await self._finish(await self._backend.create(spec), timeout, "raise")
+        assert task is not None  # with "raise", a timeout raises instead
+        if task.status is not Status.VERIFIED:
+            raise NoAnswer(task.id, task.status.value, task.failure_reason)
+        return task.output
+
+    # ---------------------------------------------------------------- lifetime
+
+    def close(self) -> None:
+        """Stop background work and release the store (views made by ``as_reviewer`` share
+        it and need no closing)."""
+        if self._on_close is not None:
+            hook, self._on_close = self._on_close, None
+            self._portal.call(hook())
+            self._portal.close()
+
+    async def aclose(self) -> None:
+        if self._on_close is not None:
+            hook, self._on_close = self._on_close, None
+            await self._portal.acall(hook())
+            self._portal.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

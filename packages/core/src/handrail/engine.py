@@ -1,0 +1,804 @@
+"""The engine: every task operation, over a store, in one transaction each.
+
+Each operation reads the task, checks who is asking, applies one or more lifecycle
+transitions (``handrail.lifecycle``), appends them to the history, lets the escrow move
+money for them, and writes the task back with an optimistic version check. When two
+writers race, the loser re-reads and re-decides: so of two workers claiming the last slot
+at once, exactly one wins and the other gets ``InvalidTransition``. Waiters are woken after
+the commit, through the notifier.
+
+Every method takes the acting :class:`Principal`; objects of another organisation are
+``NotFound``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import hashlib
+import json
+import random
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from . import lifecycle
+from ._ids import new_id
+from ._jsonschema import validate_instance, validation_issues
+from ._validation import parse, spec_issues
+from .clock import Clock, SystemClock
+from .errors import (
+    ConcurrencyConflict,
+    DecisionNotAllowed,
+    IdempotencyConflict,
+    InvalidTransition,
+    NotAssigned,
+    NotFound,
+    PermissionDenied,
+    ValidationError,
+    WaitTimeout,
+)
+from .escrow import Escrow, NoEscrow
+from .lifecycle import EXPIRABLE, Event, Status
+from .models import (
+    Assignment,
+    AssignmentStatus,
+    Decision,
+    DecisionType,
+    Estimate,
+    Kind,
+    Page,
+    Principal,
+    RiskTier,
+    Role,
+    Task,
+    TaskEvent,
+    TaskSpec,
+    Verification,
+)
+from .money import Money
+from .notify import LocalNotifier, Notifier, org_channel, task_channel
+from .store import Store, TaskQuery, Transaction
+from .verification import PassThroughVerifier, Verifier
+
+__all__ = ["Engine"]
+
+SYSTEM = "system"
+MAX_PAGE = 500
+
+
+def _fingerprint(spec: TaskSpec) -> str:
+    body = spec.model_dump(mode="json", exclude={"idempotency_key"})
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class _Move:
+    before: Task
+    after: Task
+    event: Event
+
+
+@dataclass
+class _Step:
+    """The transitions one operation makes, applied to a working copy of the task."""
+
+    task: Task
+    actor: str
+    role: str
+    now: datetime
+    events: builtins.list[TaskEvent] = field(default_factory=list)
+    moves: builtins.list[_Move] = field(default_factory=list)
+
+    def move(
+        self,
+        event: Event,
+        target: Status | None = None,
+        *,
+        reason: str | None = None,
+        data: dict[str, Any] | None = None,
+        actor: str | None = None,
+        role: str | None = None,
+        **updates: Any,
+    ) -> None:
+        before = self.task
+        to = lifecycle.check(before.id, before.status, event, target)
+        reached = before.reached_at
+        if to is not before.status:
+            reached = {**reached, to: self.now}
+        after = before.model_copy(
+            update={"status": to, "reached_at": reached, "updated_at": self.now, **updates}
+        )
+        self.task = after
+        self.moves.append(_Move(before, after, event))
+        self.events.append(
+            TaskEvent(
+                id=new_id(),
+                task_id=after.id,
+                org_id=after.org_id,
+                at=self.now,
+                actor=actor or self.actor,
+                actor_role=role or self.role,
+                event=event,
+                from_status=before.status,
+                to_status=to,
+                reason=reason,
+                data=data or {},
+            )
+        )
+
+
+Op = Callable[[_Step, Transaction], Awaitable[None]]
+
+
+class Engine:
+    """Task operations over a :class:`~handrail.store.Store`.
+
+    ``verifier`` judges submitted answers (default: schema check and agreement), ``escrow``
+    moves money at lifecycle points (default: none), ``notifier`` wakes waiters (default:
+    in-process), ``clock`` tells the time (default: the system's).
+    ``wait_backstop`` bounds how long a waiter trusts notifications alone before it
+    re-reads the task anyway; it is a safety net, not how waiters normally wake.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        notifier: Notifier | None = None,
+        clock: Clock | None = None,
+        verifier: Verifier | None = None,
+        escrow: Escrow | None = None,
+        max_retries: int = 50,
+        wait_backstop: float = 5.0,
+    ) -> None:
+        self.store = store
+        self.notifier: Notifier = notifier or LocalNotifier()
+        self.clock: Clock = clock or SystemClock()
+        self.verifier: Verifier = verifier or PassThroughVerifier()
+        self.escrow: Escrow = escrow or NoEscrow()
+        self._max_retries = max_retries
+        self._wait_backstop = wait_backstop
+
+    async def aclose(self) -> None:
+        await self.notifier.aclose()
+        await self.store.close()
+
+    # ------------------------------------------------------------------ requester side
+
+    async def create(self, principal: Principal, spec: TaskSpec | Mapping[str, Any]) -> Task:
+        """Post a task. With an ``idempotency_key``, repeating the same request returns the
+        same task; the same key with a different request raises ``IdempotencyConflict``."""
+        self._require(principal, Role.REQUESTER, "create tasks")
+        spec = parse(TaskSpec, spec)
+        issues = spec_issues(spec)
+        if issues:
+            raise ValidationError(issues, summary="invalid task")
+        fingerprint = _fingerprint(spec)
+        for attempt in range(self._max_retries):
+            try:
+                async with self.store.transaction() as tx:
+                    if spec.idempotency_key is not None:
+                        existing = await tx.find_by_key(principal.org_id, spec.idempotency_key)
+                        if existing is not None:
+                            if existing.request_fingerprint != fingerprint:
+                                raise IdempotencyConflict(spec.idempotency_key, existing.id)
+                            return existing
+                    task = self._new_task(principal, spec, fingerprint)
+                    await self.escrow.on_create(tx, task)
+                    await tx.insert_task(task)
+                    await tx.append_events([self._created_event(task, principal)])
+            except ConcurrencyConflict:
+                await self._backoff(attempt)
+                continue
+            await self._publish(task)
+            return task
+        raise ConcurrencyConflict("task", spec.idempotency_key or "new")
+
+    def _new_task(self, principal: Principal, spec: TaskSpec, fingerprint: str) -> Task:
+        now = self.clock.now()
+        fields = spec.model_dump(exclude={"task_type", "title"})
+        return Task.model_validate(
+            {
+                **fields,
+                "id": new_id(),
+                "org_id": principal.org_id,
+                "task_type": spec.effective_task_type,
+                "title": spec.effective_title,
+                "sandbox": principal.sandbox,
+                "created_by": principal.id,
+                "request_fingerprint": fingerprint,
+                "reached_at": {Status.POSTED: now},
+                "created_at": now,
+                "updated_at": now,
+                "expires_at": now + timedelta(seconds=spec.sla_seconds),
+            }
+        )
+
+    def _created_event(self, task: Task, principal: Principal) -> TaskEvent:
+        return TaskEvent(
+            id=new_id(),
+            task_id=task.id,
+            org_id=task.org_id,
+            at=task.created_at,
+            actor=principal.id,
+            actor_role=Role.REQUESTER.value,
+            event=Event.CREATE,
+            from_status=None,
+            to_status=Status.POSTED,
+        )
+
+    async def get(self, principal: Principal, task_id: str) -> Task:
+        async with self.store.transaction(readonly=True) as tx:
+            task = await tx.get_task(principal.org_id, task_id)
+        if task is None:
+            raise NotFound("task", task_id)
+        return task
+
+    async def history(self, principal: Principal, task_id: str) -> builtins.list[TaskEvent]:
+        """The task's audit trail, oldest first."""
+        async with self.store.transaction(readonly=True) as tx:
+            if await tx.get_task(principal.org_id, task_id) is None:
+                raise NotFound("task", task_id)
+            return await tx.list_events(principal.org_id, task_id)
+
+    async def list(
+        self,
+        principal: Principal,
+        *,
+        status: Status | str | builtins.list[Status | str] | None = None,
+        kind: Kind | str | None = None,
+        task_type: str | None = None,
+        after: str | None = None,
+        limit: int = 50,
+        newest_first: bool = False,
+    ) -> Page:
+        if not 1 <= limit <= MAX_PAGE:
+            raise ValidationError.at("$.limit", f"must be between 1 and {MAX_PAGE}")
+        statuses = [status] if isinstance(status, str) else status
+        try:
+            query = TaskQuery(
+                statuses=frozenset(Status(s) for s in statuses) if statuses else None,
+                kind=Kind(kind) if kind is not None else None,
+                task_type=task_type,
+                after=after,
+                limit=limit + 1,
+                newest_first=newest_first,
+            )
+        except ValueError as exc:
+            raise ValidationError.at("$", str(exc)) from None
+        async with self.store.transaction(readonly=True) as tx:
+            tasks = await tx.list_tasks(principal.org_id, query)
+        more = len(tasks) > limit
+        items = tuple(tasks[:limit])
+        return Page(items=items, next_cursor=items[-1].id if more else None)
+
+    async def cancel(self, principal: Principal, task_id: str, reason: str | None = None) -> Task:
+        """Withdraw a task nobody has answered. Cancelling a cancelled task changes nothing."""
+        self._require(principal, Role.REQUESTER, "cancel tasks")
+
+        async def op(step: _Step, tx: Transaction) -> None:
+            if step.task.status is not Status.CANCELLED:
+                step.move(Event.CANCEL, reason=reason)
+
+        return await self._mutate(principal, task_id, Event.CANCEL, op, Role.REQUESTER)
+
+    async def approve_estimate(self, principal: Principal, task_id: str) -> Task:
+        """Accept the pending estimate: its worker holds the task, at the estimated price."""
+        self._require(principal, Role.REQUESTER, "approve estimates")
+
+        async def op(step: _Step, tx: Transaction) -> None:
+            task = step.task
+            estimate = task.estimate
+            if estimate is None or task.status is not Status.ESTIMATE_PENDING:
+                raise InvalidTransition(task.id, task.status.value, Event.APPROVE_ESTIMATE.value)
+            holder = Assignment(worker_id=estimate.worker_id, claimed_at=step.now)
+            step.move(
+                Event.APPROVE_ESTIMATE,
+                assignments=(*task.assignments, holder),
+                payout=estimate.amount or task.payout,
+                data={"worker_id": estimate.worker_id},
+            )
+
+        return await self._mutate(principal, task_id, Event.APPROVE_ESTIMATE, op, Role.REQUESTER)
+
+    async def reject_estimate(
+        self, principal: Principal, task_id: str, reason: str | None = None
+    ) -> Task:
+        self._require(principal, Role.REQUESTER, "reject estimates")
+
+        async def op(step: _Step, tx: Transaction) -> None:
+            rejected = step.task.estimate
+            step.move(
+                Event.REJECT_ESTIMATE,
+                reason=reason,
+                estimate=None,
+                data={"estimate": rejected.model_dump(mode="json") if rejected else None},
+            )
+
+        return await self._mutate(principal, task_id, Event.REJECT_ESTIMATE, op, Role.REQUESTER)
+
+    async def dispute(self, principal: Principal, task_id: str, reason: str) -> Task:
+        """Contest a verified result; an admin resolves it with :meth:`resolve_dispute`."""
+        self._require(principal, Role.REQUESTER, "dispute tasks")
+        reason = _need_text(reason, "$.reason")
+
+        async def op(step: _Step, tx: Transaction) -> None:
+            step.move(Event.DISPUTE, reason=reason)
+
+        return await self._mutate(principal, task_id, Event.DISPUTE, op, Role.REQUESTER)
+
+    async def wait(self, principal: Principal, task_id: str, timeout: float | None = None) -> Task:
+        """The task once it is terminal (verified, failed, expired or cancelled).
+
+        Wakes within milliseconds of the change. With ``timeout`` None, waits until the
+        task's deadline, when it expires. Raises ``WaitTimeout`` after ``timeout`` seconds.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        async with self.notifier.subscribe([task_channel(task_id)]) as sub:
+            while True:
+                task = await self.get(principal, task_id)
+                if task.terminal:
+                    return task
+                until_due = (task.expires_at - self.clock.now()).total_seconds()
+                if task.status in EXPIRABLE and until_due <= 0:
+                    return await self._expire_one(task)
+                pause = min(self._wait_backstop, max(until_due, 0.0))
+                if deadline is not None:
+                    left = deadline - loop.time()
+                    if left <= 0:
+                        raise WaitTimeout(task_id, timeout or 0.0, task.status.value)
+                    pause = min(pause, left)
+                await sub.wait(pause)
+
+    # ------------------------------------------------------------------ worker side
+
+    async def queue(
+        self,
+        principal: Principal,
+        *,
+        kind: Kind | str | None = None,
+        task_type: str | None = None,
+        risk_tier: RiskTier | str | None = None,
+        limit: int = 50,
+    ) -> builtins.list[Task]:
+        """Tasks this worker could take now: soonest deadline first, then highest risk."""
+        self._require(principal, Role.REVIEWER, "see the work queue")
+        if not 1 <= limit <= MAX_PAGE:
+            raise ValidationError.at("$.limit", f"must be between 1 and {MAX_PAGE}")
+        try:
+            kind_ = Kind(kind) if kind is not None else None
+            risk = RiskTier(risk_tier) if risk_tier is not None else None
+        except ValueError as exc:
+            raise ValidationError.at("$", str(exc)) from None
+        async with self.store.transaction(readonly=True) as tx:
+            return await tx.open_tasks(
+                principal.org_id,
+                now=self.clock.now(),
+                exclude_worker=principal.id,
+                kind=kind_,
+                task_type=task_type,
+                risk_tier=risk,
+                limit=limit,
+            )
+
+    async def wait_for_work(
+        self,
+        principal: Principal,
+        timeout: float | None = None,
+        *,
+        kind: Kind | str | None = None,
+        task_type: str | None = None,
+        risk_tier: RiskTier | str | None = None,
+        limit: int = 50,
+        skip: Collection[str] = (),
+    ) -> builtins.list[Task]:
+        """The worker's queue, less the ids in ``skip``, as soon as that is not empty;
+        ``[]`` after ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        async with self.notifier.subscribe([org_channel(principal.org_id)]) as sub:
+            while True:
+                found = await self.queue(
+                    principal, kind=kind, task_type=task_type, risk_tier=risk_tier, limit=limit
+                )
+                found = [t for t in found if t.id not in skip]
+                if found:
+                    return found
+                pause = self._wait_backstop
+                if deadline is not None:
+                    pause = min(pause, deadline - loop.time())
+                    if pause <= 0:
+                        return []
+                await sub.wait(pause)
+
+    async def claim(self, principal: Principal, task_id: str) -> Task:
+        """Take a slot on a task. Claiming a task one already holds changes nothing."""
+        self._require(principal, Role.REVIEWER, "claim tasks")
+
+        async def op(step: _Step, tx: Transaction) -> None:
+            if step.task.active_assignment(principal.id) is None:
+                _claim(step, principal.id)
+
+        return await self._mutate(principal, task_id, Event.CLAIM, op, Role.REVIEWER)
+
+    async def release(self, principal: Principal, task_id: str, reason: str | None = None) -> Task:
+        """Give a claimed slot back, unanswered."""
+        self._require(principal, Role.REVIEWER, "release tasks")
+
+        async def op(step: _Step, tx: Transaction) -> None:
+            task = step.task
+            held = task.active_assignment(principal.id)
+            if held is None:
+                raise NotAssigned(task.id, principal.id)
+            released = held.model_copy(
+                update={"status": AssignmentStatus.RELEASED, "released_at": step.now}
+            )
+            assignments = _replace(task.assignments, held, released)
+            still = any(a.holds_slot for a in assignments)
+            target = Status.ASSIGNED if still else Status.POSTED
+            step.move(Event.RELEASE, target, reason=reason, assignments=assignments)
+
+        return await self._mutate(principal, task_id, Event.RELEASE, op, Role.REVIEWER)
+
+    async def offer_estimate(
+        self,
+        principal: Principal,
+        task_id: str,
+        *,
+        amount: Money | None = None,
+        eta_seconds: int | None = None,
+        note: str | None = None,
+    ) -> Task:
+        """Offer to do an estimate-first task for ``amount`` within ``eta_seconds``."""
+        self._require(principal, Role.REVIEWER, "offer estimates")
+        if eta_seconds is not None and eta_seconds < 1:
+            raise ValidationError.at("$.eta_seconds", "must be at least 1")
+
+        async def op(step: _Step, tx: Transaction) -> None:
+            task = step.task
+            if not task.require_estimate:
+                raise InvalidTransition(
+                    task.id, task.status.value, "offer_estimate", detail="no estimate wanted"
+                )
+            if amount is not None and task.payout and amount.currency != task.payout.currency:
+                raise ValidationError.at(
+                    "$.amount.currency", f"the task pays in {task.payout.currency.value}"
+                )
+            offer = Estimate(
+                worker_id=principal.id,
+                amount=amount,
+                eta_seconds=eta_seconds,
+                note=note,
+                offered_at=step.now,
+            )
+            step.move(
+                Event.OFFER_ESTIMATE,
+                estimate=offer,
+                data={"estimate": offer.model_dump(mode="json")},
+            )
+
+        return await self._mutate(principal, task_id, Event.OFFER_ESTIMATE, op, Role.REVIEWER)
+
+    async def submit(self, principal: Principal, task_id: str, output: Any) -> Task:
+        """Answer a judgment task the worker holds. The answer must fit ``output_schema``.
+
+        Submitting the same answer again changes nothing. On a review task, ``output`` is
+        read as a decision (see :meth:`decide`).
+        """
+        self._require(principal, Role.REVIEWER, "submit answers")
+
+        async def op(step: _Step, tx: Transaction) -> None:
+            task = step.task
+            if task.kind is Kind.REVIEW:
+                decision = parse(Decision, output)
+                await self._decide_op(step, tx, principal.id, decision)
+                return
+            if _already_answered(task, principal.id, output):
+                return
+            validate_instance(output, task.output_schema, "$.output", "output does not fit")
+            if task.active_assignment(principal.id) is None:
+                raise NotAssigned(task.id, principal.id)
+            await self._answer(step, tx, principal.id, output)
+
+        return await self._mutate(principal, task_id, Event.SUBMIT, op, Role.REVIEWER)
+
+    async def decide(
+        self, principal: Principal, task_id: str, decision: Decision | Mapping[str, Any]
+    ) -> Task:
+        """Decide a review task: claim (when posted), record the decision, verify.
+
+        On a task with one slot, posted → assigned → submitted → verified happens in one
+        transaction. The same decision again by the same reviewer changes nothing.
+        """
+        self._require(principal, Role.REVIEWER, "decide reviews")
+        decision = parse(Decision, decision)
+
+        async def op(step: _Step, tx: Transaction) -> None:
+            await self._decide_op(step, tx, principal.id, decision)
+
+        return await self._mutate(principal, task_id, Event.SUBMIT, op, Role.REVIEWER)
+
+    async def _decide_op(
+        self, step: _Step, tx: Transaction, worker: str, decision: Decision
+    ) -> None:
+        task = step.task
+        if task.kind is not Kind.REVIEW:
+            raise ValidationError.at("$.kind", "decisions are for review tasks; submit an answer")
+        _check_decision(task, decision)
+        stamped = decision.model_copy(update={"reviewer_id": worker, "decided_at": step.now})
+        done = task.assignment_of(worker)
+        if done is not None and done.status is AssignmentStatus.SUBMITTED:
+            if Decision.model_validate(done.output).content() == decision.content():
+                return  # the same decision again: nothing to do
+            raise InvalidTransition(
+                task.id, task.status.value, "decide", detail=f"{worker} has already decided"
+            )
+        if task.active_assignment(worker) is None:
+            _claim(step, worker)
+        await self._answer(step, tx, worker, stamped.model_dump(mode="json"))
+
+    async def _answer(self, step: _Step, tx: Transaction, worker: str, output: Any) -> None:
+        task = step.task
+        held = task.active_assignment(worker)
+        if held is None:
+            raise NotAssigned(task.id, worker)
+        answered = held.model_copy(
+            update={
+                "status": AssignmentStatus.SUBMITTED,
+                "submitted_at": step.now,
+                "output": output,
+            }
+        )
+        assignments = _replace(task.assignments, held, answered)
+        answers = sum(1 for a in assignments if a.status is AssignmentStatus.SUBMITTED)
+        complete = answers >= task.redundancy
+        step.move(
+            Event.SUBMIT,
+            Status.SUBMITTED if complete else Status.ASSIGNED,
+            assignments=assignments,
+            data={"worker_id": worker, "output": output},
+        )
+        if complete:
+            verification = await self.verifier.verify(tx, step.task)
+            self._apply_verification(step, verification)
+
+    def _apply_verification(self, step: _Step, v: Verification) -> None:
+        data = {"score": v.score, "stages": [s.name for s in v.stages]}
+        reason = "; ".join(v.reasons) or None
+        if v.outcome == "verified":
+            step.move(Event.VERIFY, verification=v, output=v.output, data=data, role=SYSTEM)
+        elif v.outcome == "manual_review":
+            step.move(Event.ESCALATE, verification=v, reason=reason, data=data, role=SYSTEM)
+        elif v.outcome == "failed":
+            step.move(
+                Event.FAIL,
+                verification=v,
+                failure_reason=reason or "verification failed",
+                reason=reason,
+                data=data,
+                role=SYSTEM,
+            )
+        else:  # repost: the answers are set aside (they stay in the history) and slots reopen
+            reopened = tuple(
+                a.model_copy(update={"status": AssignmentStatus.RELEASED, "released_at": step.now})
+                if a.holds_slot
+                else a
+                for a in step.task.assignments
+            )
+            step.move(
+                Event.REPOST,
+                verification=v,
+                assignments=reopened,
+                reason=reason,
+                data=data,
+                role=SYSTEM,
+            )
+
+    # ------------------------------------------------------------------ admin side
+
+    async def verify(
+        self, principal: Principal, task_id: str, output: Any = None, reason: str | None = None
+    ) -> Task:
+        """Pass a task in manual review. ``output`` picks the answer (it must fit the
+        schema); without it the answers must agree."""
+        self._require(principal, Role.ADMIN, "verify tasks")
+
+        async def op(step: _Step, tx: Transaction) -> None:
+            task = step.task
+            if task.status is not Status.MANUAL_REVIEW:
+                raise InvalidTransition(task.id, task.status.value, "verify")
+            final = output
+            if final is None:
+                distinct = {json.dumps(a.output, sort_keys=True) for a in task.answers()}
+                if len(distinct) != 1:
+                    raise ValidationError.at("$.output", "answers differ: choose the output")
+                final = task.answers()[0].output
+            elif task.kind is Kind.REVIEW:
+                final = parse(Decision, final, "$.output").model_dump(mode="json")
+            else:
+                validate_instance(final, task.output_schema, "$.output", "output does not fit")
+            step.move(Event.VERIFY, output=final, reason=reason)
+
+        return await self._mutate(principal, task_id, Event.VERIFY, op, Role.ADMIN)
+
+    async def fail(self, principal: Principal, task_id: str, reason: str) -> Task:
+        """Fail a task in manual review."""
+        self._require(principal, Role.ADMIN, "fail tasks")
+        reason = _need_text(reason, "$.reason")
+
+        async def op(step: _Step, tx: Transaction) -> None:
+            if step.task.status is not Status.MANUAL_REVIEW:
+                raise InvalidTransition(step.task.id, step.task.status.value, "fail")
+            step.move(Event.FAIL, reason=reason, failure_reason=reason)
+
+        return await self._mutate(principal, task_id, Event.FAIL, op, Role.ADMIN)
+
+    async def resolve_dispute(
+        self, principal: Principal, task_id: str, *, uphold: bool, reason: str
+    ) -> Task:
+        """Settle a dispute: ``uphold`` keeps the result verified, otherwise it fails."""
+        self._require(principal, Role.ADMIN, "resolve disputes")
+        reason = _need_text(reason, "$.reason")
+        event = Event.UPHOLD if uphold else Event.OVERTURN
+
+        async def op(step: _Step, tx: Transaction) -> None:
+            if uphold:
+                step.move(event, reason=reason)
+            else:
+                step.move(event, reason=reason, failure_reason=reason)
+
+        return await self._mutate(principal, task_id, event, op, Role.ADMIN)
+
+    # ------------------------------------------------------------------ system side
+
+    async def expire_due(self, limit: int = 500) -> builtins.list[Task]:
+        """Expire every task whose deadline passed while still open to work (the SLA sweep)."""
+        async with self.store.transaction(readonly=True) as tx:
+            due = await tx.due_tasks(self.clock.now(), limit)
+        expired = []
+        for task in due:
+            try:
+                expired.append(await self._expire_one(task))
+            except (InvalidTransition, NotFound):
+                continue  # answered or cancelled meanwhile
+        return expired
+
+    async def run_sweeper(self, interval: float = 1.0) -> None:
+        """Sweep for due tasks every ``interval`` seconds, until cancelled."""
+        while True:
+            await self.expire_due()
+            await asyncio.sleep(interval)
+
+    async def _expire_one(self, task: Task) -> Task:
+        system = Principal(org_id=task.org_id, id="sla", roles=frozenset({Role.ADMIN}))
+
+        async def op(step: _Step, tx: Transaction) -> None:
+            if step.task.status in EXPIRABLE and step.now >= step.task.expires_at:
+                step.move(Event.EXPIRE, reason="the SLA passed with no answer")
+            elif not step.task.terminal:
+                raise InvalidTransition(step.task.id, step.task.status.value, "expire")
+
+        return await self._mutate(system, task.id, Event.EXPIRE, op, SYSTEM)
+
+    # ------------------------------------------------------------------ machinery
+
+    async def _mutate(
+        self, principal: Principal, task_id: str, event: Event, op: Op, role: Role | str
+    ) -> Task:
+        role_name = role.value if isinstance(role, Role) else role
+        for attempt in range(self._max_retries):
+            lapsed = False
+            try:
+                async with self.store.transaction() as tx:
+                    task = await tx.get_task(principal.org_id, task_id)
+                    if task is None:
+                        raise NotFound("task", task_id)
+                    step = _Step(task, actor=principal.id, role=role_name, now=self.clock.now())
+                    if (
+                        event is not Event.EXPIRE
+                        and task.status in EXPIRABLE
+                        and step.now >= task.expires_at
+                    ):
+                        # Past its deadline: the task expires now, whatever was asked.
+                        step.move(
+                            Event.EXPIRE,
+                            reason="the SLA passed with no answer",
+                            actor="sla",
+                            role=SYSTEM,
+                        )
+                        lapsed = True
+                    else:
+                        await op(step, tx)
+                    await self._save(tx, task, step)
+            except ConcurrencyConflict:
+                await self._backoff(attempt)
+                continue
+            if step.events:
+                await self._publish(step.task)
+            if lapsed:
+                raise InvalidTransition(
+                    task_id, Status.EXPIRED.value, event.value, detail="the task's deadline passed"
+                )
+            return step.task
+        raise ConcurrencyConflict("task", task_id)
+
+    async def _save(self, tx: Transaction, before: Task, step: _Step) -> None:
+        if not step.events:
+            return
+        for move in step.moves:
+            await self.escrow.on_transition(tx, move.before, move.after, move.event)
+        step.task = step.task.model_copy(update={"version": before.version + 1})
+        await tx.update_task(step.task, expected_version=before.version)
+        await tx.append_events(step.events)
+
+    async def _publish(self, task: Task) -> None:
+        await self.notifier.publish([task_channel(task.id), org_channel(task.org_id)])
+
+    @staticmethod
+    async def _backoff(attempt: int) -> None:
+        await asyncio.sleep(random.uniform(0, 0.001 * min(attempt + 1, 20)))
+
+    @staticmethod
+    def _require(principal: Principal, role: Role, action: str) -> None:
+        if not principal.has(role):
+            raise PermissionDenied(principal.id, action, f"needs the {role.value} role")
+
+
+def _need_text(value: str, path: str) -> str:
+    if not value or not value.strip():
+        raise ValidationError.at(path, "must not be blank")
+    return value.strip()
+
+
+def _replace(
+    assignments: tuple[Assignment, ...], old: Assignment, new: Assignment
+) -> tuple[Assignment, ...]:
+    index = max(i for i, a in enumerate(assignments) if a is old)
+    return (*assignments[:index], new, *assignments[index + 1 :])
+
+
+def _claim(step: _Step, worker: str) -> None:
+    task = step.task
+    if task.require_estimate and task.status is Status.POSTED:
+        raise InvalidTransition(
+            task.id, task.status.value, "claim", detail="this task wants an estimate first"
+        )
+    earlier = task.assignment_of(worker)
+    if earlier is not None and earlier.status is AssignmentStatus.SUBMITTED:
+        raise InvalidTransition(
+            task.id, task.status.value, "claim", detail=f"{worker} has already answered"
+        )
+    if task.status in (Status.POSTED, Status.ASSIGNED) and task.open_slots <= 0:
+        raise InvalidTransition(task.id, task.status.value, "claim", detail="no free slot")
+    step.move(
+        Event.CLAIM,
+        Status.ASSIGNED,
+        assignments=(*task.assignments, Assignment(worker_id=worker, claimed_at=step.now)),
+        data={"worker_id": worker},
+    )
+
+
+def _already_answered(task: Task, worker: str, output: Any) -> bool:
+    done = task.assignment_of(worker)
+    return (
+        done is not None
+        and done.status is AssignmentStatus.SUBMITTED
+        and json.dumps(done.output, sort_keys=True) == json.dumps(output, sort_keys=True)
+    )
+
+
+def _check_decision(task: Task, decision: Decision) -> None:
+    if decision.type not in task.allowed_decisions:
+        raise DecisionNotAllowed(
+            task.id, decision.type.value, [d.value for d in task.allowed_decisions]
+        )
+    if decision.type is DecisionType.MODIFY:
+        assert task.action is not None and decision.args is not None
+        schema = task.action.args_schema
+        if schema is not None:
+            issues = validation_issues(decision.args, schema, "$.args")
+            if issues:
+                raise ValidationError(issues, summary="modified args do not fit the tool's schema")

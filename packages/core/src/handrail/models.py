@@ -1,0 +1,377 @@
+"""The domain model: tasks, actions, decisions, assignments and history events.
+
+Models are immutable; the engine makes new versions with ``model_copy``. JSON payloads are
+typed as pydantic's ``JsonValue`` so nothing that cannot travel as JSON gets in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    model_validator,
+)
+
+from .lifecycle import TERMINAL, Event, Status
+from .money import Money
+
+__all__ = [
+    "Action",
+    "Assignment",
+    "AssignmentStatus",
+    "Decision",
+    "DecisionType",
+    "Estimate",
+    "Kind",
+    "Page",
+    "Principal",
+    "RiskTier",
+    "Role",
+    "StageResult",
+    "Task",
+    "TaskEvent",
+    "TaskSpec",
+    "Verification",
+]
+
+JsonObject = dict[str, JsonValue]
+MAX_SLA_SECONDS = 30 * 24 * 3600
+DEFAULT_SLA_SECONDS = 3600
+
+
+class Kind(StrEnum):
+    REVIEW = "review"
+    """Approve, reject, modify or respond to an action an agent proposes."""
+    JUDGMENT = "judgment"
+    """Answer a question with JSON that fits ``output_schema``."""
+
+
+class RiskTier(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
+RISK_RANK: dict[RiskTier, int] = {
+    RiskTier.LOW: 0,
+    RiskTier.MEDIUM: 1,
+    RiskTier.HIGH: 2,
+    RiskTier.CRITICAL: 3,
+}
+
+
+class DecisionType(StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
+    MODIFY = "modify"
+    RESPOND = "respond"
+
+
+DEFAULT_ALLOWED: tuple[DecisionType, ...] = (
+    DecisionType.APPROVE,
+    DecisionType.REJECT,
+    DecisionType.MODIFY,
+)
+
+
+class Role(StrEnum):
+    REQUESTER = "requester"
+    """An agent (or its operator): creates, waits on, cancels and disputes tasks."""
+    REVIEWER = "reviewer"
+    """A human worker: claims tasks, decides reviews, submits answers."""
+    ADMIN = "admin"
+    """Everything, plus manual review and dispute resolution."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
+
+
+def _strip_nonempty(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise ValueError("must not be blank")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_strip_nonempty), Field(max_length=200)]
+
+
+class Principal(_Model):
+    """Who is acting: an id inside one organisation, with roles."""
+
+    org_id: Name
+    id: Name
+    roles: frozenset[Role]
+    sandbox: bool = False
+
+    def has(self, role: Role) -> bool:
+        return role in self.roles or Role.ADMIN in self.roles
+
+
+class Action(_Model):
+    """The call an agent wants to make: a tool name and its arguments."""
+
+    name: Name
+    args: JsonObject = Field(default_factory=dict)
+    args_schema: JsonObject | None = Field(
+        default=None, description="JSON Schema of args; modified args must satisfy it"
+    )
+
+
+class Decision(_Model):
+    """A reviewer's verdict on a review task.
+
+    ``approve`` runs the action as proposed, ``modify`` runs it with ``args``, ``reject``
+    stops it (``message`` says why), ``respond`` stops it and answers the agent in words.
+    """
+
+    type: DecisionType
+    message: str | None = Field(default=None, max_length=10_000)
+    args: JsonObject | None = None
+    reviewer_id: str | None = None
+    decided_at: datetime | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> Self:
+        kind = self.type
+        if kind is DecisionType.MODIFY and self.args is None:
+            raise ValueError("a modify decision needs the edited 'args'")
+        if kind is not DecisionType.MODIFY and self.args is not None:
+            raise ValueError(f"a {kind.value} decision takes no 'args'")
+        if kind in (DecisionType.REJECT, DecisionType.RESPOND) and not (self.message or "").strip():
+            raise ValueError(f"a {kind.value} decision needs a 'message'")
+        return self
+
+    @classmethod
+    def approve(cls, message: str | None = None) -> Decision:
+        return cls(type=DecisionType.APPROVE, message=message)
+
+    @classmethod
+    def reject(cls, message: str) -> Decision:
+        return cls(type=DecisionType.REJECT, message=message)
+
+    @classmethod
+    def modify(cls, args: JsonObject, message: str | None = None) -> Decision:
+        return cls(type=DecisionType.MODIFY, args=args, message=message)
+
+    @classmethod
+    def respond(cls, message: str) -> Decision:
+        return cls(type=DecisionType.RESPOND, message=message)
+
+    @property
+    def approved(self) -> bool:
+        """True when the action may run (as proposed or modified)."""
+        return self.type in (DecisionType.APPROVE, DecisionType.MODIFY)
+
+    def content(self) -> dict[str, Any]:
+        """What was decided, without who and when: two decisions agree when these are equal."""
+        return self.model_dump(mode="json", exclude={"reviewer_id", "decided_at"})
+
+
+class AssignmentStatus(StrEnum):
+    ACTIVE = "active"
+    SUBMITTED = "submitted"
+    RELEASED = "released"
+
+
+class Assignment(_Model):
+    """One worker's hold on a task, and its answer once submitted."""
+
+    worker_id: str
+    status: AssignmentStatus = AssignmentStatus.ACTIVE
+    claimed_at: datetime
+    submitted_at: datetime | None = None
+    released_at: datetime | None = None
+    output: JsonValue = None
+
+    @property
+    def holds_slot(self) -> bool:
+        return self.status is not AssignmentStatus.RELEASED
+
+
+class Estimate(_Model):
+    """A worker's offer to do an estimate-first task for a price, in a time."""
+
+    worker_id: str
+    amount: Money | None = None
+    eta_seconds: int | None = Field(default=None, ge=1)
+    note: str | None = Field(default=None, max_length=2_000)
+    offered_at: datetime
+
+
+class StageResult(_Model):
+    """One verification stage's verdict."""
+
+    name: str
+    verdict: Literal["pass", "fail", "uncertain"]
+    score: float = Field(ge=0, le=100)
+    reasons: tuple[str, ...] = ()
+
+
+class Verification(_Model):
+    """The verification pipeline's result, stored on the task."""
+
+    outcome: Literal["verified", "failed", "manual_review", "repost"]
+    score: float = Field(ge=0, le=100)
+    stages: tuple[StageResult, ...] = ()
+    output: JsonValue = None
+    reasons: tuple[str, ...] = ()
+
+
+class TaskSpec(_Model):
+    """What a requester asks for. ``Task`` adds what the engine tracks."""
+
+    kind: Kind
+    task_type: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    title: Annotated[str, Field(max_length=500)] | None = None
+    instructions: str | None = Field(default=None, max_length=50_000)
+    payload: JsonObject = Field(default_factory=dict, description="context shown to the human")
+    risk_tier: RiskTier = RiskTier.MEDIUM
+    sla_seconds: int = Field(default=DEFAULT_SLA_SECONDS, ge=1, le=MAX_SLA_SECONDS)
+    payout: Money | None = None
+    redundancy: int = Field(default=1, ge=1, le=25)
+    require_estimate: bool = False
+    idempotency_key: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    callback_url: Annotated[str, Field(max_length=2048, pattern=r"^https?://\S+$")] | None = None
+    metadata: JsonObject = Field(default_factory=dict)
+    # review tasks
+    action: Action | None = None
+    agent_reasoning: str | None = Field(default=None, max_length=50_000)
+    confidence: float | None = Field(default=None, ge=0, le=1)
+    allowed_decisions: tuple[DecisionType, ...] = DEFAULT_ALLOWED
+    # judgment tasks
+    output_schema: JsonObject | None = None
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> Self:
+        if self.kind is Kind.REVIEW:
+            if self.action is None:
+                raise ValueError("a review task needs an 'action'")
+            if self.output_schema is not None:
+                raise ValueError("a review task's output is a decision; drop 'output_schema'")
+            if not self.allowed_decisions:
+                raise ValueError("'allowed_decisions' must not be empty")
+            if len(set(self.allowed_decisions)) != len(self.allowed_decisions):
+                raise ValueError("'allowed_decisions' lists a decision twice")
+        else:
+            if self.output_schema is None:
+                raise ValueError("a judgment task needs an 'output_schema'")
+            if self.action is not None:
+                raise ValueError("'action' belongs to review tasks")
+        return self
+
+    @property
+    def effective_task_type(self) -> str:
+        return self.task_type or self.kind.value
+
+    @property
+    def effective_title(self) -> str:
+        if self.title:
+            return self.title
+        if self.action is not None:
+            return f"Approve {self.action.name}"
+        return self.effective_task_type
+
+
+class Task(TaskSpec):
+    """A task as the engine keeps it."""
+
+    id: str
+    org_id: str
+    task_type: str
+    title: str
+    status: Status = Status.POSTED
+    sandbox: bool = False
+    created_by: str
+    output: JsonValue = None
+    verification: Verification | None = None
+    failure_reason: str | None = None
+    assignments: tuple[Assignment, ...] = ()
+    estimate: Estimate | None = None
+    request_fingerprint: str | None = Field(default=None, repr=False)
+    reached_at: dict[Status, datetime] = Field(default_factory=dict)
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime
+    version: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.expires_at <= self.created_at:
+            raise ValueError("'expires_at' must be after 'created_at'")
+        if self.open_slots < 0:
+            raise ValueError("more workers hold the task than 'redundancy' allows")
+        return self
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def decision(self) -> Decision | None:
+        """The decision of a decided review task."""
+        if self.kind is not Kind.REVIEW or self.output is None:
+            return None
+        return Decision.model_validate(self.output)
+
+    @property
+    def open_slots(self) -> int:
+        """How many more workers may claim the task."""
+        return self.redundancy - sum(1 for a in self.assignments if a.holds_slot)
+
+    def assignment_of(self, worker_id: str) -> Assignment | None:
+        """The worker's latest assignment on this task, if any."""
+        for a in reversed(self.assignments):
+            if a.worker_id == worker_id:
+                return a
+        return None
+
+    def active_assignment(self, worker_id: str) -> Assignment | None:
+        a = self.assignment_of(worker_id)
+        return a if a is not None and a.status is AssignmentStatus.ACTIVE else None
+
+    def answers(self) -> Sequence[Assignment]:
+        return [a for a in self.assignments if a.status is AssignmentStatus.SUBMITTED]
+
+
+class TaskEvent(_Model):
+    """One entry of a task's history: who did what, when, from which state to which, and why.
+
+    History is append-only; ``seq`` is assigned by the store and orders all events.
+    """
+
+    id: str
+    seq: int | None = None
+    task_id: str
+    org_id: str
+    at: datetime
+    actor: str
+    actor_role: str
+    event: Event
+    from_status: Status | None
+    to_status: Status
+    reason: str | None = None
+    data: JsonObject = Field(default_factory=dict)
+
+
+class Page(BaseModel):
+    """One page of a list, with the cursor for the next."""
+
+    model_config = ConfigDict(frozen=True)
+
+    items: tuple[Task, ...]
+    next_cursor: str | None = None
+
+    @property
+    def has_more(self) -> bool:
+        return self.next_cursor is not None

@@ -1,0 +1,207 @@
+"""Waking waiters: the ``Notifier`` protocol and its implementations.
+
+A change to a task is published, after its transaction commits, on two channels: the
+task's (``task:<id>``) and its organisation's (``org:<id>``). A waiter subscribes *before*
+it reads the task, so a change that lands between the read and the wait still wakes it.
+
+- :class:`LocalNotifier` wakes waiters in this process at once; it is safe across threads
+  and event loops.
+- :class:`ChangeFeedNotifier` adds changes committed by other processes, read from the
+  store's change feed every few milliseconds, and only while someone is waiting. It is how a
+  terminal reviewer in one process wakes an agent blocked in another on the same SQLite file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Collection
+from types import TracebackType
+from typing import Protocol, Self
+
+from .store import Store
+
+__all__ = [
+    "ChangeFeedNotifier",
+    "LocalNotifier",
+    "Notifier",
+    "Subscription",
+    "org_channel",
+    "task_channel",
+]
+
+
+def task_channel(task_id: str) -> str:
+    return f"task:{task_id}"
+
+
+def org_channel(org_id: str) -> str:
+    return f"org:{org_id}"
+
+
+class Subscription(Protocol):
+    async def wait(self, timeout: float | None = None) -> bool:
+        """Wait for a publication since the last call (or since subscribing).
+
+        True when there was one; False when ``timeout`` seconds passed without.
+        """
+        ...
+
+    def close(self) -> None: ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+class Notifier(Protocol):
+    def subscribe(self, channels: Collection[str]) -> Subscription: ...
+
+    async def publish(self, channels: Collection[str]) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class _LocalSubscription:
+    __slots__ = ("_channels", "_event", "_loop", "_notifier")
+
+    def __init__(self, notifier: LocalNotifier, channels: Collection[str]) -> None:
+        self._notifier = notifier
+        self._channels = tuple(channels)
+        self._loop = asyncio.get_running_loop()
+        self._event = asyncio.Event()
+
+    def _signal(self) -> None:
+        # Called from any thread: hand the wake-up to the subscriber's own loop.
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            self._event.set()
+        else:
+            with contextlib.suppress(RuntimeError):  # loop already closed: nobody to wake
+                self._loop.call_soon_threadsafe(self._event.set)
+
+    async def wait(self, timeout: float | None = None) -> bool:
+        try:
+            if timeout is None:
+                await self._event.wait()
+            else:
+                await asyncio.wait_for(self._event.wait(), max(timeout, 0.0))
+        except TimeoutError:
+            return False
+        self._event.clear()
+        return True
+
+    def close(self) -> None:
+        self._notifier._remove(self, self._channels)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class LocalNotifier:
+    """In-process publish/subscribe. Subscribing must happen inside a running event loop."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._subs: dict[str, set[_LocalSubscription]] = {}
+
+    def subscribe(self, channels: Collection[str]) -> _LocalSubscription:
+        sub = _LocalSubscription(self, channels)
+        with self._lock:
+            for channel in sub._channels:
+                self._subs.setdefault(channel, set()).add(sub)
+        return sub
+
+    def _remove(self, sub: _LocalSubscription, channels: Collection[str]) -> None:
+        with self._lock:
+            for channel in channels:
+                subs = self._subs.get(channel)
+                if subs is not None:
+                    subs.discard(sub)
+                    if not subs:
+                        del self._subs[channel]
+
+    def publish_now(self, channels: Collection[str]) -> None:
+        with self._lock:
+            targets = {s for c in channels for s in self._subs.get(c, ())}
+        for sub in targets:
+            sub._signal()
+
+    async def publish(self, channels: Collection[str]) -> None:
+        self.publish_now(channels)
+
+    @property
+    def subscriber_count(self) -> int:
+        with self._lock:
+            return len({s for subs in self._subs.values() for s in subs})
+
+    async def aclose(self) -> None:
+        return None
+
+
+class ChangeFeedNotifier:
+    """Local notification plus changes other processes commit to a shared store.
+
+    While at least one subscription is open, a background task reads the store's change
+    feed every ``interval`` seconds (default 10 ms) and republishes what it finds locally;
+    with no subscribers it stops. Changes made by this process are published at once.
+    """
+
+    def __init__(self, store: Store, seq: int, *, interval: float = 0.01) -> None:
+        self._store = store
+        self._local = LocalNotifier()
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+        self._seq = seq
+
+    @classmethod
+    async def open(cls, store: Store, *, interval: float = 0.01) -> ChangeFeedNotifier:
+        """A notifier following the feed from its current end."""
+        return cls(store, await store.last_seq(), interval=interval)
+
+    def subscribe(self, channels: Collection[str]) -> _LocalSubscription:
+        sub = self._local.subscribe(channels)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._follow())
+        return sub
+
+    async def publish(self, channels: Collection[str]) -> None:
+        self._local.publish_now(channels)
+
+    async def _follow(self) -> None:
+        # The cursor is kept when the feed idles, so a change committed between an idle
+        # spell and a new subscription is still seen.
+        while self._local.subscriber_count:
+            await asyncio.sleep(self._interval)
+            try:
+                changes = await self._store.changes_since(self._seq)
+            except Exception:  # a transient store error must not kill the feed
+                continue
+            if changes:
+                self._seq = changes[-1].seq
+                channels = {task_channel(c.task_id) for c in changes}
+                channels |= {org_channel(c.org_id) for c in changes}
+                self._local.publish_now(channels)
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

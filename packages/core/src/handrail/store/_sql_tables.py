@@ -1,0 +1,177 @@
+"""The SQL schema. The invariants the engine keeps are also constraints here."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    DDL,
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    event,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+from ..lifecycle import Status
+from ..models import AssignmentStatus, Kind, RiskTier
+
+__all__ = ["assignments", "metadata", "task_events", "tasks"]
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+Json = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+Stamp = DateTime(timezone=True)
+Seq = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER keys only
+
+
+def _one_of(column: str, values: type[Status] | type[Kind] | type[RiskTier]) -> str:
+    listed = ", ".join(f"'{v.value}'" for v in values)
+    return f"{column} IN ({listed})"
+
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("org_id", String(200), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("task_type", String(100), nullable=False),
+    Column("title", String(500), nullable=False),
+    Column("instructions", Text),
+    Column("payload", Json, nullable=False),
+    Column("risk_tier", String(16), nullable=False),
+    Column("risk_rank", Integer, nullable=False),
+    Column("sla_seconds", Integer, nullable=False),
+    Column("payout_currency", String(8)),
+    Column("payout_minor", BigInteger),
+    Column("redundancy", Integer, nullable=False),
+    Column("open_slots", Integer, nullable=False),
+    Column("require_estimate", Boolean, nullable=False),
+    Column("idempotency_key", String(256)),
+    Column("request_fingerprint", String(64)),
+    Column("callback_url", Text),
+    Column("meta", Json, nullable=False),
+    Column("action", Json),
+    Column("agent_reasoning", Text),
+    Column("confidence", Float),
+    Column("allowed_decisions", Json, nullable=False),
+    Column("output_schema", Json),
+    Column("status", String(20), nullable=False),
+    Column("sandbox", Boolean, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("output", Json),
+    Column("verification", Json),
+    Column("failure_reason", Text),
+    Column("estimate", Json),
+    Column("reached_at", Json, nullable=False),
+    Column("created_at", Stamp, nullable=False),
+    Column("updated_at", Stamp, nullable=False),
+    Column("expires_at", Stamp, nullable=False),
+    Column("version", Integer, nullable=False),
+    UniqueConstraint("org_id", "idempotency_key", name="uq_tasks_org_idempotency_key"),
+    CheckConstraint(_one_of("status", Status), name="status"),
+    CheckConstraint(_one_of("kind", Kind), name="kind"),
+    CheckConstraint(_one_of("risk_tier", RiskTier), name="risk_tier"),
+    CheckConstraint("redundancy BETWEEN 1 AND 25", name="redundancy"),
+    CheckConstraint("open_slots >= 0 AND open_slots <= redundancy", name="open_slots"),
+    CheckConstraint("sla_seconds >= 1", name="sla_seconds"),
+    CheckConstraint("version >= 1", name="version"),
+    CheckConstraint("confidence IS NULL OR (confidence >= 0 AND confidence <= 1)", name="conf"),
+    CheckConstraint(
+        "(payout_currency IS NULL AND payout_minor IS NULL)"
+        " OR (payout_currency IN ('USD', 'SATS') AND payout_minor >= 0)",
+        name="payout",
+    ),
+    CheckConstraint(
+        "(kind = 'review' AND action IS NOT NULL AND output_schema IS NULL)"
+        " OR (kind = 'judgment' AND action IS NULL AND output_schema IS NOT NULL)",
+        name="kind_fields",
+    ),
+    CheckConstraint("expires_at > created_at", name="expires_after_created"),
+    Index("ix_tasks_org_id_id", "org_id", "id"),
+    Index("ix_tasks_queue", "org_id", "status", "expires_at"),
+    Index("ix_tasks_due", "status", "expires_at"),
+)
+
+assignments = Table(
+    "assignments",
+    metadata,
+    Column("task_id", String(36), ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("worker_id", String(200), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("claimed_at", Stamp, nullable=False),
+    Column("submitted_at", Stamp),
+    Column("released_at", Stamp),
+    Column("output", Json),
+    CheckConstraint(
+        "status IN (" + ", ".join(f"'{s.value}'" for s in AssignmentStatus) + ")", name="status"
+    ),
+    CheckConstraint("status != 'submitted' OR submitted_at IS NOT NULL", name="submitted_at"),
+    Index("ix_assignments_worker", "worker_id", "status"),
+)
+
+task_events = Table(
+    "task_events",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("id", String(36), nullable=False, unique=True),
+    Column("task_id", String(36), ForeignKey("tasks.id"), nullable=False),
+    Column("org_id", String(200), nullable=False),
+    Column("at", Stamp, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("actor_role", String(20), nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("from_status", String(20)),
+    Column("to_status", String(20), nullable=False),
+    Column("reason", Text),
+    Column("data", Json, nullable=False),
+    Index("ix_task_events_task", "task_id", "seq"),
+    sqlite_autoincrement=True,
+)
+
+# History is append-only in the database too: updates and deletes are refused.
+for _op in ("UPDATE", "DELETE"):
+    event.listen(
+        task_events,
+        "after_create",
+        DDL(  # type: ignore[no-untyped-call]
+            f"CREATE TRIGGER task_events_no_{_op.lower()} BEFORE {_op} ON task_events "
+            "BEGIN SELECT RAISE(ABORT, 'task history is append-only'); END"
+        ).execute_if(dialect="sqlite"),
+    )
+event.listen(
+    task_events,
+    "after_create",
+    DDL(  # type: ignore[no-untyped-call]
+        "CREATE OR REPLACE FUNCTION handrail_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'task history is append-only'; END $$"
+    ).execute_if(dialect="postgresql"),
+)
+event.listen(
+    task_events,
+    "after_create",
+    DDL(  # type: ignore[no-untyped-call]
+        "CREATE TRIGGER task_events_append_only BEFORE UPDATE OR DELETE ON task_events "
+        "FOR EACH ROW EXECUTE FUNCTION handrail_append_only()"
+    ).execute_if(dialect="postgresql"),
+)

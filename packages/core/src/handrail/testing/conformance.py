@@ -1,0 +1,482 @@
+"""The store contract, as tests every ``Store`` implementation must pass.
+
+Subclass :class:`StoreConformance` in a test module and provide two async fixtures:
+``store`` (a fresh, empty store) and ``store_factory`` (a callable opening another handle
+on the *same* database, for races between connections; for an in-process store it may
+return the same object)::
+
+    class TestMyStore(StoreConformance):
+        @pytest.fixture
+        async def store(self): ...
+        @pytest.fixture
+        def store_factory(self, store): ...
+
+The suite needs pytest and pytest-asyncio (``asyncio_mode = "auto"``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+try:
+    import pytest
+except ImportError as _missing:  # pragma: no cover
+    raise ImportError("handrail.testing needs pytest") from _missing
+
+from .._ids import new_id
+from ..clock import ManualClock
+from ..engine import Engine
+from ..errors import (
+    ConcurrencyConflict,
+    IdempotencyConflict,
+    InvalidTransition,
+    NotAssigned,
+    ValidationError,
+)
+from ..lifecycle import Event, Status
+from ..models import (
+    Assignment,
+    AssignmentStatus,
+    Decision,
+    Estimate,
+    Kind,
+    Principal,
+    RiskTier,
+    Role,
+    StageResult,
+    Task,
+    TaskEvent,
+    Verification,
+)
+from ..money import Money
+from ..store import Store, TaskQuery
+
+__all__ = ["StoreConformance", "make_task"]
+
+StoreFactory = Callable[[], Awaitable[Store]]
+
+AGENT = Principal(org_id="org-a", id="agent", roles=frozenset({Role.REQUESTER}))
+ALICE = Principal(org_id="org-a", id="alice", roles=frozenset({Role.REVIEWER}))
+BOB = Principal(org_id="org-a", id="bob", roles=frozenset({Role.REVIEWER}))
+ADMIN = Principal(org_id="org-a", id="root", roles=frozenset({Role.ADMIN}))
+OUTSIDER = Principal(org_id="org-b", id="agent", roles=frozenset({Role.REQUESTER}))
+SCHEMA = {
+    "type": "object",
+    "required": ["eligible"],
+    "properties": {"eligible": {"type": "boolean"}, "note": {"type": "string"}},
+}
+
+
+def make_task(clock: ManualClock, **overrides: Any) -> Task:
+    """A fully populated review task, with every optional field set."""
+    now = clock.now()
+    fields: dict[str, Any] = {
+        "id": new_id(),
+        "org_id": "org-a",
+        "kind": Kind.REVIEW,
+        "task_type": "refund",
+        "title": "Refund order 42?",
+        "instructions": "Check the order history.",
+        "payload": {"order": {"id": 42, "items": ["a", "b"]}, "total": "89.99", "vip": True},
+        "risk_tier": RiskTier.HIGH,
+        "sla_seconds": 600,
+        "payout": Money.parse("0.50", "USD"),
+        "redundancy": 2,
+        "idempotency_key": f"key-{new_id()}",
+        "callback_url": "https://example.com/hook",
+        "metadata": {"trace": "t-1", "nested": {"x": [1, 2.5, None]}},
+        "action": {
+            "name": "refund",
+            "args": {"order_id": 42, "amount": "89.99"},
+            "args_schema": {"type": "object", "properties": {"order_id": {"type": "integer"}}},
+        },
+        "agent_reasoning": "The item arrived broken.",
+        "confidence": 0.42,
+        "allowed_decisions": ("approve", "reject", "modify", "respond"),
+        "status": Status.ASSIGNED,
+        "sandbox": True,
+        "created_by": "agent",
+        "output": None,
+        "verification": Verification(
+            outcome="manual_review",
+            score=61.5,
+            stages=(StageResult(name="schema", verdict="pass", score=100, reasons=("ok",)),),
+            reasons=("needs a look",),
+        ),
+        "failure_reason": None,
+        "assignments": (
+            Assignment(
+                worker_id="alice",
+                status=AssignmentStatus.SUBMITTED,
+                claimed_at=now,
+                submitted_at=now + timedelta(seconds=3),
+                output={"type": "approve", "message": None, "args": None},
+            ),
+            Assignment(worker_id="bob", claimed_at=now + timedelta(seconds=1)),
+        ),
+        "estimate": Estimate(
+            worker_id="carol", amount=Money.parse("1.25", "USD"), eta_seconds=60, offered_at=now
+        ),
+        "request_fingerprint": "f" * 64,
+        "reached_at": {Status.POSTED: now, Status.ASSIGNED: now + timedelta(seconds=1)},
+        "created_at": now,
+        "updated_at": now + timedelta(seconds=3),
+        "expires_at": now + timedelta(seconds=600),
+        "version": 1,
+    }
+    fields.update(overrides)
+    return Task.model_validate(fields)
+
+
+def _event(task: Task, clock: ManualClock, event: Event = Event.CREATE) -> TaskEvent:
+    return TaskEvent(
+        id=new_id(),
+        task_id=task.id,
+        org_id=task.org_id,
+        at=clock.now(),
+        actor="agent",
+        actor_role="requester",
+        event=event,
+        from_status=None if event is Event.CREATE else Status.POSTED,
+        to_status=Status.POSTED if event is Event.CREATE else Status.ASSIGNED,
+        reason="why not",
+        data={"k": [1, "two"]},
+    )
+
+
+class StoreConformance:
+    """Every store passes these. See the module docstring for the fixtures to provide."""
+
+    @pytest.fixture
+    def clock(self) -> ManualClock:
+        return ManualClock()
+
+    @pytest.fixture
+    def engine(self, store: Store, clock: ManualClock) -> Engine:
+        return Engine(store, clock=clock)
+
+    # ---------------------------------------------------------------- the raw contract
+
+    async def test_round_trip_keeps_every_field(self, store: Store, clock: ManualClock) -> None:
+        task = make_task(clock)
+        async with store.transaction() as tx:
+            await tx.insert_task(task)
+        async with store.transaction(readonly=True) as tx:
+            loaded = await tx.get_task("org-a", task.id)
+        assert loaded == task
+
+    async def test_other_organisations_see_nothing(self, store: Store, clock: ManualClock) -> None:
+        task = make_task(clock)
+        async with store.transaction() as tx:
+            await tx.insert_task(task)
+            await tx.append_events([_event(task, clock)])
+        async with store.transaction(readonly=True) as tx:
+            assert await tx.get_task("org-b", task.id) is None
+            assert task.idempotency_key is not None
+            assert await tx.find_by_key("org-b", task.idempotency_key) is None
+            assert await tx.list_tasks("org-b", TaskQuery()) == []
+            assert await tx.list_events("org-b", task.id) == []
+            assert await tx.open_tasks("org-b", now=clock.now()) == []
+
+    async def test_idempotency_key_is_unique_per_organisation(
+        self, store: Store, clock: ManualClock
+    ) -> None:
+        first = make_task(clock, idempotency_key="same")
+        async with store.transaction() as tx:
+            await tx.insert_task(first)
+        with pytest.raises(ConcurrencyConflict):
+            async with store.transaction() as tx:
+                await tx.insert_task(make_task(clock, idempotency_key="same"))
+        elsewhere = make_task(clock, idempotency_key="same", org_id="org-b")
+        async with store.transaction() as tx:
+            await tx.insert_task(elsewhere)
+        async with store.transaction(readonly=True) as tx:
+            found = await tx.find_by_key("org-a", "same")
+            assert found is not None and found.id == first.id
+            assert len(await tx.list_tasks("org-a", TaskQuery())) == 1
+
+    async def test_stale_update_is_refused(self, store: Store, clock: ManualClock) -> None:
+        task = make_task(clock)
+        async with store.transaction() as tx:
+            await tx.insert_task(task)
+        newer = task.model_copy(update={"status": Status.SUBMITTED, "version": 2})
+        async with store.transaction() as tx:
+            await tx.update_task(newer, expected_version=1)
+        stale = task.model_copy(update={"status": Status.CANCELLED, "version": 2})
+        with pytest.raises(ConcurrencyConflict):
+            async with store.transaction() as tx:
+                await tx.update_task(stale, expected_version=1)
+        async with store.transaction(readonly=True) as tx:
+            loaded = await tx.get_task("org-a", task.id)
+        assert loaded is not None
+        assert (loaded.status, loaded.version) == (Status.SUBMITTED, 2)
+
+    async def test_update_rewrites_assignments(self, store: Store, clock: ManualClock) -> None:
+        task = make_task(clock)
+        async with store.transaction() as tx:
+            await tx.insert_task(task)
+        fewer = task.model_copy(update={"assignments": task.assignments[:1], "version": 2})
+        async with store.transaction() as tx:
+            await tx.update_task(fewer, expected_version=1)
+        async with store.transaction(readonly=True) as tx:
+            loaded = await tx.get_task("org-a", task.id)
+        assert loaded is not None and loaded.assignments == task.assignments[:1]
+
+    async def test_an_exception_rolls_everything_back(
+        self, store: Store, clock: ManualClock
+    ) -> None:
+        task = make_task(clock)
+
+        class Boom(Exception):
+            pass
+
+        with pytest.raises(Boom):
+            async with store.transaction() as tx:
+                await tx.insert_task(task)
+                await tx.append_events([_event(task, clock)])
+                raise Boom
+        async with store.transaction(readonly=True) as tx:
+            assert await tx.get_task("org-a", task.id) is None
+            assert await tx.list_events("org-a", task.id) == []
+        assert await store.last_seq() == 0
+
+    async def test_history_is_ordered_and_fed(self, store: Store, clock: ManualClock) -> None:
+        task = make_task(clock)
+        first, second = _event(task, clock), _event(task, clock, Event.CLAIM)
+        async with store.transaction() as tx:
+            await tx.insert_task(task)
+            await tx.append_events([first])
+        start = await store.last_seq()
+        async with store.transaction() as tx:
+            await tx.append_events([second])
+        async with store.transaction(readonly=True) as tx:
+            history = await tx.list_events("org-a", task.id)
+        assert [e.id for e in history] == [first.id, second.id]
+        assert history[0].seq is not None and history[1].seq is not None
+        assert history[0].seq < history[1].seq
+        assert history[1].model_copy(update={"seq": None}) == second
+        changes = await store.changes_since(start)
+        assert [(c.seq, c.task_id, c.org_id) for c in changes] == [
+            (history[1].seq, task.id, "org-a")
+        ]
+        assert await store.last_seq() == history[1].seq
+        assert await store.changes_since(history[1].seq) == []
+
+    async def test_list_filters_and_pages(self, store: Store, clock: ManualClock) -> None:
+        made = []
+        async with store.transaction() as tx:
+            for i in range(7):
+                status = Status.POSTED if i % 2 else Status.VERIFIED
+                kind_fields: dict[str, Any] = (
+                    {"kind": Kind.JUDGMENT, "action": None, "output_schema": SCHEMA}
+                    if i == 3
+                    else {}
+                )
+                task = make_task(
+                    clock, status=status, task_type=f"type-{i % 3}", assignments=(), **kind_fields
+                )
+                await tx.insert_task(task)
+                made.append(task)
+        ids = [t.id for t in made]
+        async with store.transaction(readonly=True) as tx:
+            page1 = await tx.list_tasks("org-a", TaskQuery(limit=3))
+            page2 = await tx.list_tasks("org-a", TaskQuery(limit=3, after=page1[-1].id))
+            assert [t.id for t in page1 + page2] == ids[:6]
+            newest = await tx.list_tasks("org-a", TaskQuery(limit=2, newest_first=True))
+            assert [t.id for t in newest] == ids[::-1][:2]
+            older = await tx.list_tasks(
+                "org-a", TaskQuery(limit=10, newest_first=True, after=newest[-1].id)
+            )
+            assert [t.id for t in older] == ids[::-1][2:]
+            posted = await tx.list_tasks("org-a", TaskQuery(statuses=frozenset({Status.POSTED})))
+            assert [t.id for t in posted] == ids[1::2]
+            typed = await tx.list_tasks("org-a", TaskQuery(task_type="type-1"))
+            assert [t.id for t in typed] == [ids[1], ids[4]]
+            judged = await tx.list_tasks("org-a", TaskQuery(kind=Kind.JUDGMENT))
+            assert [t.id for t in judged] == [ids[3]]
+
+    async def test_open_tasks_are_the_queue(self, store: Store, clock: ManualClock) -> None:
+        now = clock.now()
+        later = now + timedelta(seconds=900)
+
+        def open_task(**kw: Any) -> Task:
+            base: dict[str, Any] = {"status": Status.POSTED, "assignments": (), "redundancy": 1}
+            return make_task(clock, **(base | kw))
+
+        held_by_alice = Assignment(worker_id="alice", claimed_at=now)
+        released_by_alice = Assignment(
+            worker_id="alice", status=AssignmentStatus.RELEASED, claimed_at=now, released_at=now
+        )
+        soon = open_task(expires_at=now + timedelta(seconds=60), risk_tier=RiskTier.LOW)
+        soon_risky = open_task(expires_at=now + timedelta(seconds=60), risk_tier=RiskTier.CRITICAL)
+        late = open_task(expires_at=later)
+        free_slot = open_task(
+            status=Status.ASSIGNED,
+            redundancy=2,
+            assignments=(Assignment(worker_id="bob", claimed_at=now),),
+        )
+        reopened = open_task(assignments=(released_by_alice,))
+        hidden = [
+            open_task(expires_at=now, created_at=now - timedelta(seconds=60)),  # due now
+            open_task(status=Status.ASSIGNED, assignments=(held_by_alice,)),  # full
+            open_task(status=Status.ASSIGNED, redundancy=2, assignments=(held_by_alice,)),
+            open_task(status=Status.VERIFIED),
+            open_task(status=Status.ESTIMATE_PENDING),
+            open_task(org_id="org-b"),
+        ]
+        async with store.transaction() as tx:
+            for task in [late, soon, soon_risky, free_slot, reopened, *hidden]:
+                await tx.insert_task(task)
+        async with store.transaction(readonly=True) as tx:
+            queue = await tx.open_tasks("org-a", now=now, exclude_worker="alice")
+            first_two = await tx.open_tasks("org-a", now=now, exclude_worker="alice", limit=2)
+            risky = await tx.open_tasks("org-a", now=now, risk_tier=RiskTier.CRITICAL)
+            for_bob = await tx.open_tasks("org-a", now=now, exclude_worker="bob")
+        ordered = sorted([free_slot, reopened, late], key=lambda t: (t.expires_at, t.id))
+        assert [t.id for t in queue] == [soon_risky.id, soon.id] + [t.id for t in ordered]
+        assert [t.id for t in first_two] == [soon_risky.id, soon.id]
+        assert [t.id for t in risky] == [soon_risky.id]
+        assert free_slot.id not in {t.id for t in for_bob}
+        assert hidden[2].id in {t.id for t in for_bob}
+
+    async def test_due_tasks_span_organisations(self, store: Store, clock: ManualClock) -> None:
+        now = clock.now()
+        due_a = make_task(clock, status=Status.POSTED, expires_at=now + timedelta(seconds=1))
+        due_b = make_task(
+            clock,
+            status=Status.ESTIMATE_PENDING,
+            org_id="org-b",
+            expires_at=now + timedelta(seconds=2),
+        )
+        done = make_task(clock, status=Status.VERIFIED, expires_at=now + timedelta(seconds=1))
+        not_yet = make_task(clock, status=Status.POSTED, expires_at=now + timedelta(days=2))
+        async with store.transaction() as tx:
+            for task in (due_a, due_b, done, not_yet):
+                await tx.insert_task(task)
+        async with store.transaction(readonly=True) as tx:
+            assert await tx.due_tasks(now, 10) == []
+            due = await tx.due_tasks(now + timedelta(days=1), 10)
+        assert [t.id for t in due] == [due_a.id, due_b.id]
+
+    async def test_returned_tasks_are_copies(self, store: Store, clock: ManualClock) -> None:
+        task = make_task(clock)
+        async with store.transaction() as tx:
+            await tx.insert_task(task)
+            task.payload["order"] = "changed after insert"
+        async with store.transaction(readonly=True) as tx:
+            loaded = await tx.get_task("org-a", task.id)
+            assert loaded is not None
+            loaded.payload["total"] = "changed after read"
+            again = await tx.get_task("org-a", task.id)
+        assert again is not None
+        assert again.payload["order"] == {"id": 42, "items": ["a", "b"]}
+        assert again.payload["total"] == "89.99"
+
+    # ---------------------------------------------------------------- the engine on it
+
+    async def test_create_is_idempotent(self, engine: Engine) -> None:
+        spec = {
+            "kind": "review",
+            "action": {"name": "pay", "args": {"n": 1}},
+            "idempotency_key": "k",
+        }
+        first = await engine.create(AGENT, spec)
+        again = await engine.create(AGENT, spec)
+        assert again.id == first.id
+        with pytest.raises(IdempotencyConflict) as caught:
+            await engine.create(AGENT, {**spec, "action": {"name": "pay", "args": {"n": 2}}})
+        assert caught.value.task_id == first.id
+        other_org = await engine.create(OUTSIDER, spec)
+        assert other_org.id != first.id
+        assert len((await engine.list(AGENT)).items) == 1
+        assert [e.event for e in await engine.history(AGENT, first.id)] == [Event.CREATE]
+
+    async def test_concurrent_creates_with_one_key_make_one_task(
+        self, store_factory: StoreFactory, clock: ManualClock
+    ) -> None:
+        engines = [Engine(await store_factory(), clock=clock) for _ in range(4)]
+        spec = {"kind": "review", "action": {"name": "pay"}, "idempotency_key": "race"}
+        made = await asyncio.gather(*(e.create(AGENT, spec) for e in engines for _ in range(3)))
+        assert len({t.id for t in made}) == 1
+        assert len((await engines[0].list(AGENT)).items) == 1
+
+    async def test_two_workers_claiming_at_once_one_wins(
+        self, store_factory: StoreFactory, clock: ManualClock
+    ) -> None:
+        first, second = await store_factory(), await store_factory()
+        for_alice, for_bob = Engine(first, clock=clock), Engine(second, clock=clock)
+        for _ in range(5):
+            task = await for_alice.create(AGENT, {"kind": "review", "action": {"name": "pay"}})
+            results = await asyncio.gather(
+                for_alice.claim(ALICE, task.id), for_bob.claim(BOB, task.id), return_exceptions=True
+            )
+            winners = [r for r in results if isinstance(r, Task)]
+            losers = [r for r in results if isinstance(r, BaseException)]
+            assert len(winners) == 1, results
+            assert len(losers) == 1 and isinstance(losers[0], InvalidTransition), results
+            stored = await for_alice.get(AGENT, task.id)
+            assert [a.worker_id for a in stored.assignments] == [
+                winners[0].assignments[0].worker_id
+            ]
+            claims = [e for e in await for_alice.history(AGENT, task.id) if e.event is Event.CLAIM]
+            assert len(claims) == 1
+
+    async def test_review_decided_on_a_posted_task(self, engine: Engine) -> None:
+        task = await engine.create(AGENT, {"kind": "review", "action": {"name": "pay"}})
+        done = await engine.decide(ALICE, task.id, Decision.modify({"n": 2}, "smaller"))
+        assert done.status is Status.VERIFIED
+        assert done.decision is not None and done.decision.args == {"n": 2}
+        assert done.decision.reviewer_id == "alice"
+        steps = [(e.from_status, e.to_status) for e in await engine.history(AGENT, task.id)]
+        assert steps == [
+            (None, Status.POSTED),
+            (Status.POSTED, Status.ASSIGNED),
+            (Status.ASSIGNED, Status.SUBMITTED),
+            (Status.SUBMITTED, Status.VERIFIED),
+        ]
+        reloaded = await engine.get(AGENT, task.id)
+        assert reloaded == done
+
+    async def test_bad_input_changes_nothing(self, engine: Engine) -> None:
+        schema = {"type": "object", "required": ["to"], "properties": {"to": {"type": "string"}}}
+        review = await engine.create(
+            AGENT,
+            {
+                "kind": "review",
+                "action": {"name": "mail", "args": {"to": "a"}, "args_schema": schema},
+                "allowed_decisions": ["approve", "modify"],
+            },
+        )
+        judgment = await engine.create(AGENT, {"kind": "judgment", "output_schema": SCHEMA})
+        await engine.claim(ALICE, judgment.id)
+        before = [await engine.get(AGENT, t.id) for t in (review, judgment)]
+        history = [await engine.history(AGENT, t.id) for t in (review, judgment)]
+        with pytest.raises(ValidationError):
+            await engine.decide(ALICE, review.id, Decision.reject("no"))  # not allowed
+        with pytest.raises(ValidationError):
+            await engine.decide(ALICE, review.id, Decision.modify({"to": 5}))
+        with pytest.raises(ValidationError):
+            await engine.submit(ALICE, judgment.id, {"eligible": "yes"})
+        with pytest.raises(NotAssigned):
+            await engine.submit(BOB, judgment.id, {"eligible": True})  # bob holds no slot
+        with pytest.raises(InvalidTransition):
+            await engine.verify(ADMIN, review.id)  # not in manual review
+        after = [await engine.get(AGENT, t.id) for t in (review, judgment)]
+        assert after == before
+        assert [await engine.history(AGENT, t.id) for t in (review, judgment)] == history
+
+    async def test_sla_sweep_expires_due_tasks(self, engine: Engine, clock: ManualClock) -> None:
+        task = await engine.create(
+            AGENT, {"kind": "review", "action": {"name": "pay"}, "sla_seconds": 60}
+        )
+        assert await engine.expire_due() == []
+        clock.advance(61)
+        expired = await engine.expire_due()
+        assert [t.id for t in expired] == [task.id]
+        assert expired[0].status is Status.EXPIRED
+        assert await engine.expire_due() == []
+        with pytest.raises(InvalidTransition):
+            await engine.decide(ALICE, task.id, Decision.approve())

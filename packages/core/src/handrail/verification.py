@@ -1,0 +1,70 @@
+"""Verification: what stands between a submitted answer and a verified one.
+
+The engine calls a :class:`Verifier` once a task has every answer it wants. This module
+holds the protocol and :class:`PassThroughVerifier`, which checks each answer against the
+task's schema and wants the answers to agree; the full pipeline (rules, anomaly, gold
+tasks, consensus, spot checks) plugs in behind the same protocol.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Protocol
+
+from ._jsonschema import validation_issues
+from .models import Decision, Kind, StageResult, Task, Verification
+from .store import Transaction
+
+__all__ = ["PassThroughVerifier", "Verifier"]
+
+
+class Verifier(Protocol):
+    async def verify(self, tx: Transaction, task: Task) -> Verification:
+        """Judge the submitted answers of ``task`` (status ``submitted``).
+
+        ``Verification.outcome`` moves the task: ``verified`` (with ``output`` as the
+        task's output), ``failed``, ``manual_review`` or ``repost``.
+        """
+        ...
+
+
+def _canonical(value: object) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+class PassThroughVerifier:
+    """Schema check and agreement: verified when every answer is valid and all agree.
+
+    Disagreeing answers (possible only with redundancy > 1) go to manual review; an answer
+    that fails the schema fails the task. Scores are 100, 50 and 0.
+    """
+
+    async def verify(self, tx: Transaction, task: Task) -> Verification:
+        answers = [a.output for a in task.answers()]
+        problems: list[str] = []
+        for i, answer in enumerate(answers):
+            if task.kind is Kind.JUDGMENT:
+                problems += [
+                    str(issue)
+                    for issue in validation_issues(answer, task.output_schema, f"$.answers[{i}]")
+                ]
+            else:
+                Decision.model_validate(answer)  # stored decisions were validated on entry
+        if problems:
+            stage = StageResult(name="schema", verdict="fail", score=0, reasons=tuple(problems))
+            return Verification(outcome="failed", score=0, stages=(stage,), reasons=stage.reasons)
+        schema = StageResult(name="schema", verdict="pass", score=100)
+        if task.kind is Kind.REVIEW:
+            keys = {_canonical(Decision.model_validate(a).content()) for a in answers}
+        else:
+            keys = {_canonical(a) for a in answers}
+        if len(keys) > 1:
+            why = (f"{len(answers)} answers disagree",)
+            agree = StageResult(name="agreement", verdict="uncertain", score=50, reasons=why)
+            return Verification(
+                outcome="manual_review", score=50, stages=(schema, agree), reasons=why
+            )
+        agree = StageResult(name="agreement", verdict="pass", score=100)
+        return Verification(
+            outcome="verified", score=100, stages=(schema, agree), output=answers[0]
+        )

@@ -1,0 +1,3 @@
+"""Handrail reference server: arrives with its own issue."""
+
+__all__: list[str] = []
