@@ -9,20 +9,15 @@ schema, dropped afterwards.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import ipaddress
-import os
 import socket
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import asyncpg
 import pytest
 
-POSTGRES_URL = os.environ.get(
-    "HANDRAIL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
-REQUIRE_POSTGRES = os.environ.get("HANDRAIL_REQUIRE_POSTGRES") == "1"
+from tests.postgres import POSTGRES_URL, REQUIRE_POSTGRES, fresh_schema, probe
 
 # ---------------------------------------------------------------- offline guard
 
@@ -60,23 +55,13 @@ socket.socket.connect_ex = _connect_ex  # type: ignore[method-assign]
 # ---------------------------------------------------------------- PostgreSQL
 
 
-def _asyncpg_dsn(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
-
-
-async def _probe(url: str) -> None:
-    conn = await asyncio.wait_for(asyncpg.connect(_asyncpg_dsn(url)), 5)
-    try:
-        await conn.execute("SELECT 1")
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
     """The PostgreSQL URL, after checking that something answers there."""
     try:
-        asyncio.run(_probe(POSTGRES_URL))
+        # in a thread of its own: this fixture may be requested while a loop is running
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, probe(POSTGRES_URL)).result()
     except Exception as exc:
         reason = f"no PostgreSQL reachable at {POSTGRES_URL} ({type(exc).__name__}: {exc})"
         if REQUIRE_POSTGRES:
@@ -88,11 +73,5 @@ def postgres_url() -> str:
 @pytest.fixture
 async def postgres_schema(postgres_url: str) -> AsyncIterator[str]:
     """A fresh, empty schema for one test."""
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    conn = await asyncpg.connect(_asyncpg_dsn(postgres_url))
-    try:
-        await conn.execute(f'CREATE SCHEMA "{name}"')
+    async with fresh_schema(postgres_url) as name:
         yield name
-    finally:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-        await conn.close()

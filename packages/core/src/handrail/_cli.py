@@ -19,7 +19,10 @@ def _review(args: argparse.Namespace) -> int:
         from ._terminal import TerminalReviewer  # noqa: PLC0415 - only this command needs it
 
         reviewer = TerminalReviewer(
-            hr.as_reviewer(args.reviewer), stdin=sys.stdin, stdout=sys.stdout
+            hr.as_reviewer(args.reviewer),
+            stdin=sys.stdin,
+            stdout=sys.stdout,
+            idle_timeout=args.idle_exit,
         )
         try:
             count = reviewer.run()
@@ -87,6 +90,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     review.add_argument("--db", default="handrail.db", help="SQLite file (default handrail.db)")
     review.add_argument("--org", default="local")
     review.add_argument("--as", dest="reviewer", default="reviewer", help="your reviewer id")
+    review.add_argument(
+        "--idle-exit",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop after this long with no open task (default: keep waiting)",
+    )
     review.set_defaults(run=_review)
 
     demo = commands.add_parser("demo", help="an agent asks; you review (no server needed)")

@@ -272,7 +272,10 @@ class TaskSpec(_Model):
 
     @property
     def effective_task_type(self) -> str:
-        return self.task_type or self.kind.value
+        """``task_type``, or by default the tool's name for a review, ``judgment`` otherwise."""
+        if self.task_type:
+            return self.task_type
+        return self.action.name[:100] if self.action is not None else self.kind.value
 
     @property
     def effective_title(self) -> str:

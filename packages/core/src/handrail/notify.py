@@ -90,13 +90,14 @@ class _LocalSubscription:
                 self._loop.call_soon_threadsafe(self._event.set)
 
     async def wait(self, timeout: float | None = None) -> bool:
-        try:
-            if timeout is None:
-                await self._event.wait()
-            else:
-                await asyncio.wait_for(self._event.wait(), max(timeout, 0.0))
-        except TimeoutError:
-            return False
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
+        # that arrives as the event fires, leaving the caller running after cancel().
+        if not self._event.is_set():
+            try:
+                async with asyncio.timeout(None if timeout is None else max(timeout, 0.0)):
+                    await self._event.wait()
+            except TimeoutError:
+                return False
         self._event.clear()
         return True
 

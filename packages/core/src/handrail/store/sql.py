@@ -36,6 +36,7 @@ __all__ = ["SqlStore", "normalize_url"]
 _OPEN_TO_WORK = ("posted", "assigned")
 _EXPIRABLE = ("posted", "estimate_pending", "assigned")
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock
+_SCHEMA_LOCK = 0x68616E64  # "hand": the advisory lock taken while creating tables
 
 
 def normalize_url(url: str) -> str:
@@ -85,11 +86,15 @@ class SqlStore:
         return store
 
     async def create_schema(self) -> None:
+        """Create missing tables. Safe when several processes start at once: SQLite's
+        ``BEGIN IMMEDIATE`` and a PostgreSQL advisory lock let one of them at a time."""
         try:
             async with self.engine.begin() as conn:
+                if self.dialect == "postgresql":
+                    await conn.execute(select(func.pg_advisory_xact_lock(_SCHEMA_LOCK)))
                 await conn.run_sync(metadata.create_all)
-        except DBAPIError as exc:
-            raise StoreError(f"could not create the schema: {exc.orig}") from exc
+        except (DBAPIError, OSError) as exc:
+            raise StoreError(f"could not create the schema: {exc}") from exc
 
     async def drop_schema(self) -> None:
         async with self.engine.begin() as conn:

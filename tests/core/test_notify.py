@@ -1,0 +1,78 @@
+"""Notifiers: wake-ups within a loop, across threads and loops, and across processes."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import pytest
+
+from handrail import ChangeFeedNotifier, Engine, LocalNotifier, Principal, Role
+from handrail.notify import org_channel, task_channel
+from handrail.store.sql import SqlStore
+
+AGENT = Principal(org_id="o", id="agent", roles=frozenset({Role.REQUESTER}))
+
+
+async def test_a_publication_before_the_wait_is_not_lost() -> None:
+    notifier = LocalNotifier()
+    async with notifier.subscribe(["a"]) as sub:
+        await notifier.publish(["b"])
+        assert not await sub.wait(0.01)
+        await notifier.publish(["a", "b"])
+        assert await sub.wait(0)  # it came before we waited
+        assert not await sub.wait(0.01)  # and was consumed
+    assert notifier.subscriber_count == 0
+
+
+async def test_cancel_wins_over_a_simultaneous_wake_up() -> None:
+    notifier = LocalNotifier()
+    sub = notifier.subscribe(["a"])
+    waiter = asyncio.create_task(sub.wait(10))
+    await asyncio.sleep(0)  # the waiter is parked
+    notifier.publish_now(["a"])
+    waiter.cancel()  # in the same step as the wake-up: the cancel must not be lost
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    sub.close()
+
+
+async def test_publishing_from_another_thread_wakes_this_loop() -> None:
+    notifier = LocalNotifier()
+    async with notifier.subscribe(["x"]) as sub:
+        threading.Thread(target=notifier.publish_now, args=(["x"],)).start()
+        assert await sub.wait(5)
+
+
+def test_publishing_into_a_closed_loop_is_harmless() -> None:
+    notifier = LocalNotifier()
+
+    async def subscribe() -> None:
+        notifier.subscribe(["x"])  # never closed: its loop ends first
+
+    asyncio.run(subscribe())
+    notifier.publish_now(["x"])
+
+
+async def test_the_change_feed_carries_other_processes_writes(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'feed.db'}"
+    ours, theirs = await SqlStore.open(url), await SqlStore.open(url)
+    feed = await ChangeFeedNotifier.open(ours, interval=0.005)
+    writer = Engine(theirs)  # another process, as far as `feed` can tell
+    try:
+        async with feed.subscribe([org_channel("o")]) as org_sub:
+            task = await writer.create(AGENT, {"kind": "review", "action": {"name": "x"}})
+            assert await org_sub.wait(5)
+            async with feed.subscribe([task_channel(task.id)]) as task_sub:
+                await writer.cancel(AGENT, task.id)
+                assert await task_sub.wait(5)
+        # idle now; a change made meanwhile is still seen by the next subscriber
+        await asyncio.sleep(0.05)
+        await writer.create(AGENT, {"kind": "review", "action": {"name": "y"}})
+        async with feed.subscribe([org_channel("o")]) as late:
+            assert await late.wait(5)
+    finally:
+        await feed.aclose()
+        await ours.close()
+        await theirs.close()

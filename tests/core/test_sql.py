@@ -1,0 +1,101 @@
+"""What only the SQL store has: database constraints, append-only history, URLs, errors."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from handrail import Engine, ManualClock, Principal, Role, StoreError
+from handrail.store.sql import SqlStore, normalize_url
+from handrail.testing import make_task
+from tests.postgres import fresh_schema
+
+AGENT = Principal(org_id="org-a", id="agent", roles=frozenset({Role.REQUESTER}))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlStore]:
+    if request.param == "sqlite":
+        store = await SqlStore.open(f"sqlite:///{tmp_path / 'x.db'}")
+        yield store
+        await store.close()
+        return
+    url = request.getfixturevalue("postgres_url")
+    async with fresh_schema(url) as schema:
+        store = await SqlStore.open(url, connect_args={"server_settings": {"search_path": schema}})
+        yield store
+        await store.close()
+
+
+async def test_history_cannot_be_rewritten(store: SqlStore) -> None:
+    task = await Engine(store).create(AGENT, {"kind": "review", "action": {"name": "pay"}})
+    for statement in ("UPDATE task_events SET actor = 'mallory'", "DELETE FROM task_events"):
+        with pytest.raises(DBAPIError, match="append-only"):
+            async with store.engine.begin() as conn:
+                await conn.execute(text(statement))
+    async with store.transaction(readonly=True) as tx:
+        assert [e.actor for e in await tx.list_events("org-a", task.id)] == ["agent"]
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("status", "'approved'"),
+        ("open_slots", "5"),
+        ("payout_minor", "-1"),
+        ("confidence", "2"),
+        ("action", "NULL"),
+        ("expires_at", "created_at"),
+    ],
+)
+async def test_the_database_enforces_the_invariants(
+    store: SqlStore, column: str, value: str
+) -> None:
+    task = make_task(ManualClock())
+    async with store.transaction() as tx:
+        await tx.insert_task(task)
+    with pytest.raises(DBAPIError, match=r"(?i)check"):
+        async with store.engine.begin() as conn:
+            await conn.execute(text(f"UPDATE tasks SET {column} = {value}"))
+
+
+async def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
+    store = await SqlStore.open(f"sqlite:///{tmp_path / 'w.db'}")
+    async with store.transaction(readonly=True) as tx:
+        mode = (await tx.conn.execute(text("PRAGMA journal_mode"))).scalar()
+        keys = (await tx.conn.execute(text("PRAGMA foreign_keys"))).scalar()
+    await store.close()
+    assert (mode, keys) == ("wal", 1)
+
+
+async def test_an_unreachable_database_is_a_store_error() -> None:
+    with pytest.raises(StoreError, match=r"could not create the schema|unreachable"):
+        await SqlStore.open("postgresql://nobody@127.0.0.1:1/none")
+
+
+def test_urls_get_async_drivers() -> None:
+    assert normalize_url("sqlite:///h.db") == "sqlite+aiosqlite:///h.db"
+    assert normalize_url("postgresql://u:p@h/db") == "postgresql+asyncpg://u:p@h/db"
+    assert normalize_url("postgres://h/db") == "postgresql+asyncpg://h/db"
+    assert normalize_url("postgresql+asyncpg://h/db") == "postgresql+asyncpg://h/db"
+
+
+@pytest.mark.postgres
+async def test_processes_starting_together_create_the_schema_once(postgres_url: str) -> None:
+    async with fresh_schema(postgres_url) as schema:
+        options = {"connect_args": {"server_settings": {"search_path": schema}}}
+        stores = await asyncio.gather(*(SqlStore.open(postgres_url, **options) for _ in range(4)))
+        for store in stores:
+            await store.close()
+
+
+async def test_sqlite_clients_starting_together_create_the_schema_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    stores = await asyncio.gather(*(SqlStore.open(url) for _ in range(4)))
+    for store in stores:
+        await store.close()
