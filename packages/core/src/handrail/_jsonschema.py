@@ -27,11 +27,21 @@ def _issues(violations: Iterator[_SchemaViolation], prefix: str) -> list[Validat
     return [ValidationIssue(_join(prefix, v), v.message) for v in ordered]
 
 
+def _key(schema: Any) -> str:
+    return json.dumps(schema, sort_keys=True, separators=(",", ":"))
+
+
+@lru_cache(maxsize=1024)
+def _meta_issues(schema_key: str) -> tuple[ValidationIssue, ...]:
+    # Agents send the same few schemas again and again: check each one once.
+    return tuple(_issues(_META.iter_errors(json.loads(schema_key)), "$"))
+
+
 def schema_issues(schema: Any, prefix: str) -> list[ValidationIssue]:
     """Problems that make ``schema`` an invalid JSON Schema 2020-12, under ``prefix``."""
     if not isinstance(schema, Mapping | bool):
         return [ValidationIssue(prefix, "a JSON Schema must be an object or a boolean")]
-    return _issues(_META.iter_errors(schema), prefix)
+    return [ValidationIssue(prefix + i.path[1:], i.message) for i in _meta_issues(_key(schema))]
 
 
 def check_schema(schema: Any, prefix: str) -> None:
@@ -46,7 +56,7 @@ def _validator(schema_key: str) -> Draft202012Validator:
 
 
 def _validator_for(schema: Any) -> Draft202012Validator:
-    return _validator(json.dumps(schema, sort_keys=True, separators=(",", ":")))
+    return _validator(_key(schema))
 
 
 def validation_issues(instance: Any, schema: Any, prefix: str) -> list[ValidationIssue]:

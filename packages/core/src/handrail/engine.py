@@ -345,7 +345,7 @@ class Engine:
                 until_due = (task.expires_at - self.clock.now()).total_seconds()
                 if task.status in EXPIRABLE and until_due <= 0:
                     return await self._expire_one(task)
-                pause = min(self._wait_backstop, max(until_due, 0.0))
+                pause = min(self._backstop(), max(until_due, 0.0))
                 if deadline is not None:
                     left = deadline - loop.time()
                     if left <= 0:
@@ -407,7 +407,7 @@ class Engine:
                 found = [t for t in found if t.id not in skip]
                 if found:
                     return found
-                pause = self._wait_backstop
+                pause = self._backstop()
                 if deadline is not None:
                     pause = min(pause, deadline - loop.time())
                     if pause <= 0:
@@ -736,6 +736,10 @@ class Engine:
 
     async def _publish(self, task: Task) -> None:
         await self.notifier.publish([task_channel(task.id), org_channel(task.org_id)])
+
+    def _backstop(self) -> float:
+        # Jittered, so waiters parked together do not all re-read at the same moment.
+        return self._wait_backstop * random.uniform(0.5, 1.0)
 
     @staticmethod
     async def _backoff(attempt: int) -> None:

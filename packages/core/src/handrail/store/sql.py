@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 try:
-    from sqlalchemy import and_, event, exists, func, insert, select, update
+    from sqlalchemy import and_, bindparam, event, exists, func, insert, select, update
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import DBAPIError, IntegrityError
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -27,7 +27,7 @@ except ImportError as _missing:  # pragma: no cover - depends on the install
 
 from ..clock import utc
 from ..errors import ConcurrencyConflict, StoreError
-from ..models import RISK_RANK, AssignmentStatus, Kind, RiskTier, Task, TaskEvent
+from ..models import RISK_RANK, Assignment, AssignmentStatus, Kind, RiskTier, Task, TaskEvent
 from ._protocol import Change, TaskQuery
 from ._sql_tables import assignments, metadata, task_events, tasks
 
@@ -77,9 +77,9 @@ class SqlStore:
     ) -> SqlStore:
         """Connect to ``url`` and, with ``create``, make the tables that are missing."""
         url = normalize_url(url)
-        options: dict[str, Any] = {"pool_pre_ping": True}
-        if url.startswith("sqlite"):
-            options["connect_args"] = {"timeout": 30}
+        # A server may restart under us: ping a pooled connection before use. A SQLite
+        # file cannot go away, so it skips the extra round trip.
+        options: dict[str, Any] = {"pool_pre_ping": not url.startswith("sqlite")}
         store = cls(create_async_engine(url, **(options | kwargs)))
         if create:
             await store.create_schema()
@@ -309,9 +309,26 @@ def _event_row(e: TaskEvent) -> dict[str, Any]:
     }
 
 
+_SET_ASSIGNMENT = (
+    update(assignments)
+    .where(
+        assignments.c.task_id == bindparam("where_task"),
+        assignments.c.position == bindparam("where_position"),
+    )
+    .values(
+        {
+            c: bindparam(c)
+            for c in ("worker_id", "status", "claimed_at", "submitted_at", "released_at", "output")
+        }
+    )
+)
+
+
 class SqlTransaction:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
+        # Assignments as read in this transaction, so an update writes only what changed.
+        self._seen: dict[str, tuple[Assignment, ...]] = {}
 
     async def _load(self, rows: Sequence[Any]) -> list[Task]:
         if not rows:
@@ -325,7 +342,9 @@ class SqlTransaction:
         )
         for a in (await self.conn.execute(query)).all():
             held[a.task_id].append(a)
-        return [_task_from(r, held[r.id]) for r in rows]
+        found = [_task_from(r, held[r.id]) for r in rows]
+        self._seen.update((t.id, t.assignments) for t in found)
+        return found
 
     async def get_task(self, org_id: str, task_id: str) -> Task | None:
         query = select(tasks).where(tasks.c.id == task_id, tasks.c.org_id == org_id)
@@ -347,9 +366,22 @@ class SqlTransaction:
             if _unique_violation(exc):  # the id or the idempotency key is taken
                 raise ConcurrencyConflict("task", task.id) from exc
             raise
+        await self._write_assignments(task, ())
+
+    async def _write_assignments(self, task: Task, before: tuple[Assignment, ...]) -> None:
+        """Assignments only grow, and earlier ones change status: update what differs,
+        insert what is new."""
         rows = _assignment_rows(task)
-        if rows:
-            await self.conn.execute(insert(assignments), rows)
+        changed = [
+            {**row, "where_task": task.id, "where_position": i}
+            for i, (row, old) in enumerate(zip(rows, before, strict=False))
+            if old != task.assignments[i]
+        ]
+        if changed:
+            await self.conn.execute(_SET_ASSIGNMENT, changed)
+        if len(rows) > len(before):
+            await self.conn.execute(insert(assignments), rows[len(before) :])
+        self._seen[task.id] = task.assignments
 
     async def update_task(self, task: Task, *, expected_version: int) -> None:
         if task.version != expected_version + 1:
@@ -367,10 +399,12 @@ class SqlTransaction:
         )
         if result.rowcount != 1:
             raise ConcurrencyConflict("task", task.id)
-        await self.conn.execute(assignments.delete().where(assignments.c.task_id == task.id))
-        rows = _assignment_rows(task)
-        if rows:
-            await self.conn.execute(insert(assignments), rows)
+        before = self._seen.get(task.id)
+        if before is None or len(before) > len(task.assignments):
+            # not read here, or shrunk (only direct store users do that): rewrite them all
+            await self.conn.execute(assignments.delete().where(assignments.c.task_id == task.id))
+            before = ()
+        await self._write_assignments(task, before)
 
     async def append_events(self, events: Sequence[TaskEvent]) -> None:
         if events:

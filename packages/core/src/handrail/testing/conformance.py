@@ -480,3 +480,26 @@ class StoreConformance:
         assert await engine.expire_due() == []
         with pytest.raises(InvalidTransition):
             await engine.decide(ALICE, task.id, Decision.approve())
+
+    async def test_several_workers_on_one_task(self, engine: Engine) -> None:
+        carol = Principal(org_id="org-a", id="carol", roles=frozenset({Role.REVIEWER}))
+        task = await engine.create(
+            AGENT, {"kind": "judgment", "output_schema": SCHEMA, "redundancy": 2}
+        )
+        for worker in (ALICE, BOB):
+            await engine.claim(worker, task.id)
+        answer = {"eligible": True}
+        await engine.submit(ALICE, task.id, answer)
+        await engine.release(BOB, task.id, "out of time")
+        assert [t.id for t in await engine.queue(carol)] == [task.id]
+        await engine.claim(carol, task.id)
+        done = await engine.submit(carol, task.id, answer)
+        stored = await engine.get(AGENT, task.id)
+        assert stored == done
+        assert (stored.status, stored.output) == (Status.VERIFIED, answer)
+        assert [(a.worker_id, a.status) for a in stored.assignments] == [
+            ("alice", AssignmentStatus.SUBMITTED),
+            ("bob", AssignmentStatus.RELEASED),
+            ("carol", AssignmentStatus.SUBMITTED),
+        ]
+        assert stored.assignments[1].released_at is not None
