@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
 
 from handrail import Engine, ManualClock, Principal, Role, StoreError
 from handrail.store.sql import SqlStore, normalize_url
@@ -35,9 +34,8 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 async def test_history_cannot_be_rewritten(store: SqlStore) -> None:
     task = await Engine(store).create(AGENT, {"kind": "review", "action": {"name": "pay"}})
     for statement in ("UPDATE task_events SET actor = 'mallory'", "DELETE FROM task_events"):
-        with pytest.raises(DBAPIError, match="append-only"):
-            async with store.engine.begin() as conn:
-                await conn.execute(text(statement))
+        with pytest.raises(StoreError, match="append-only"):
+            await store.run(lambda conn, sql=statement: conn.execute(text(sql)))
     async with store.transaction(readonly=True) as tx:
         assert [e.actor for e in await tx.list_events("org-a", task.id)] == ["agent"]
 
@@ -59,16 +57,19 @@ async def test_the_database_enforces_the_invariants(
     task = make_task(ManualClock())
     async with store.transaction() as tx:
         await tx.insert_task(task)
-    with pytest.raises(DBAPIError, match=r"(?i)check"):
-        async with store.engine.begin() as conn:
-            await conn.execute(text(f"UPDATE tasks SET {column} = {value}"))
+    with pytest.raises(StoreError, match=r"(?i)check"):
+        await store.run(lambda conn: conn.execute(text(f"UPDATE tasks SET {column} = {value}")))
 
 
 async def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
     store = await SqlStore.open(f"sqlite:///{tmp_path / 'w.db'}")
-    async with store.transaction(readonly=True) as tx:
-        mode = (await tx.conn.execute(text("PRAGMA journal_mode"))).scalar()
-        keys = (await tx.conn.execute(text("PRAGMA foreign_keys"))).scalar()
+    mode, keys = await store.run(
+        lambda conn: (
+            conn.execute(text("PRAGMA journal_mode")).scalar(),
+            conn.execute(text("PRAGMA foreign_keys")).scalar(),
+        ),
+        readonly=True,
+    )
     await store.close()
     assert (mode, keys) == ("wal", 1)
 
@@ -79,7 +80,8 @@ async def test_an_unreachable_database_is_a_store_error() -> None:
 
 
 def test_urls_get_async_drivers() -> None:
-    assert normalize_url("sqlite:///h.db") == "sqlite+aiosqlite:///h.db"
+    assert normalize_url("sqlite:///h.db") == "sqlite:///h.db"
+    assert normalize_url("sqlite+aiosqlite:///h.db") == "sqlite:///h.db"
     assert normalize_url("postgresql://u:p@h/db") == "postgresql+asyncpg://u:p@h/db"
     assert normalize_url("postgres://h/db") == "postgresql+asyncpg://h/db"
     assert normalize_url("postgresql+asyncpg://h/db") == "postgresql+asyncpg://h/db"

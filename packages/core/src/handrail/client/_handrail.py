@@ -293,7 +293,7 @@ class Handrail:
             else:
                 from ..store.sql import SqlStore  # noqa: PLC0415 - needs the sql extra
 
-                store = await SqlStore.open(f"sqlite+aiosqlite:///{Path(path)}")
+                store = await SqlStore.open(f"sqlite:///{Path(path)}")
                 notifier = await ChangeFeedNotifier.open(store)
             engine = Engine(store, notifier=notifier, clock=clock, verifier=verifier, escrow=escrow)
             background: builtins.list[Any] = []

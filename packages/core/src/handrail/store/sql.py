@@ -2,144 +2,171 @@
 
 Needs the ``sql`` extra (``pip install 'handrail-core[sql]'``). Writes use optimistic
 version checks, so concurrent writers, in one process or several, never overwrite each
-other: the loser gets ``ConcurrencyConflict`` and the engine retries it. On SQLite every
-write transaction starts with ``BEGIN IMMEDIATE`` (one writer at a time, no upgrade
-deadlocks) and waits up to ``busy_timeout`` for the lock.
+other: the loser gets ``ConcurrencyConflict`` and the engine retries it.
+
+Each store call runs all of its statements in one step (see ``_sql_queries``):
+
+- **SQLite** uses the standard ``sqlite3`` module on a few worker threads. Write
+  transactions start with ``BEGIN IMMEDIATE`` (no upgrade deadlocks) and one process runs
+  one at a time, queued on an ``asyncio.Lock`` rather than spinning in SQLite's busy
+  handler; other processes wait up to ``busy_timeout``. WAL mode lets readers run beside
+  the writer; ``synchronous=NORMAL`` keeps every commit across a killed process.
+- **PostgreSQL** uses asyncpg through SQLAlchemy's async engine.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+import asyncio
+import concurrent.futures
+import contextlib
+import functools
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 try:
-    from sqlalchemy import and_, bindparam, event, exists, func, insert, select, update
+    from sqlalchemy import Connection, Engine, create_engine, event, func, select
     from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import DBAPIError, IntegrityError
-    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
     from sqlalchemy.pool import ConnectionPoolEntry
 except ImportError as _missing:  # pragma: no cover - depends on the install
     raise ImportError(
         "SqlStore needs the sql extra: pip install 'handrail-core[sql]'"
     ) from _missing
 
-from ..clock import utc
 from ..errors import ConcurrencyConflict, StoreError
-from ..models import RISK_RANK, Assignment, AssignmentStatus, Kind, RiskTier, Task, TaskEvent
+from ..models import Kind, RiskTier, Task, TaskEvent
+from . import _sql_queries as q
 from ._protocol import Change, TaskQuery
-from ._sql_tables import assignments, metadata, task_events, tasks
+from ._sql_tables import metadata
 
-__all__ = ["SqlStore", "normalize_url"]
+__all__ = ["SqlStore", "SqlTransaction", "normalize_url"]
 
-_OPEN_TO_WORK = ("posted", "assigned")
-_EXPIRABLE = ("posted", "estimate_pending", "assigned")
+P = ParamSpec("P")
+T = TypeVar("T")
+Step = Callable[Concatenate[Connection, P], T]
+
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock
 _SCHEMA_LOCK = 0x68616E64  # "hand": the advisory lock taken while creating tables
+SQLITE_CONNECTIONS = 8
 
 
 def normalize_url(url: str) -> str:
-    """Pick the async driver: ``sqlite:///x.db`` → aiosqlite, ``postgresql://`` → asyncpg."""
+    """Pick the driver: ``sqlite:///x.db`` → sqlite3, ``postgresql://`` → asyncpg."""
     parsed = make_url(url)
-    if parsed.drivername in ("sqlite", "sqlite+pysqlite"):
-        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    if parsed.drivername in ("sqlite+aiosqlite", "sqlite+pysqlite"):
+        parsed = parsed.set(drivername="sqlite")
     elif parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
         parsed = parsed.set(drivername="postgresql+asyncpg")
     return parsed.render_as_string(hide_password=False)
 
 
-def _sqlstate(exc: DBAPIError) -> str | None:
-    orig = exc.orig
-    for attr in ("sqlstate", "pgcode"):
-        code = getattr(orig, attr, None) or getattr(getattr(orig, "__cause__", None), attr, None)
-        if isinstance(code, str):
-            return code
-    return None
+class _Runner(Protocol):
+    async def __call__(self, step: Step[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T: ...
 
 
-def _unique_violation(exc: IntegrityError) -> bool:
-    return _sqlstate(exc) == "23505" or "UNIQUE constraint failed" in str(exc.orig)
+class _Driver(Protocol):
+    dialect: str
+
+    def connection(self, *, readonly: bool) -> AbstractAsyncContextManager[_Runner]:
+        """A transaction: commits when the block ends normally, rolls back otherwise."""
+        ...
+
+    async def dispose(self) -> None: ...
 
 
-class SqlStore:
-    """Tasks and history in a SQL database, through SQLAlchemy's async engine."""
+class _AsyncDriver:
+    """An async SQLAlchemy engine (asyncpg): steps run through ``run_sync``."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
-        if self.dialect == "sqlite":
-            _sqlite_setup(engine)
-
-    @classmethod
-    async def open(
-        cls, url: str = "sqlite+aiosqlite:///handrail.db", *, create: bool = True, **kwargs: Any
-    ) -> SqlStore:
-        """Connect to ``url`` and, with ``create``, make the tables that are missing."""
-        url = normalize_url(url)
-        # A server may restart under us: ping a pooled connection before use. A SQLite
-        # file cannot go away, so it skips the extra round trip.
-        options: dict[str, Any] = {"pool_pre_ping": not url.startswith("sqlite")}
-        store = cls(create_async_engine(url, **(options | kwargs)))
-        if create:
-            await store.create_schema()
-        return store
-
-    async def create_schema(self) -> None:
-        """Create missing tables. Safe when several processes start at once: SQLite's
-        ``BEGIN IMMEDIATE`` and a PostgreSQL advisory lock let one of them at a time."""
-        try:
-            async with self.engine.begin() as conn:
-                if self.dialect == "postgresql":
-                    await conn.execute(select(func.pg_advisory_xact_lock(_SCHEMA_LOCK)))
-                await conn.run_sync(metadata.create_all)
-        except (DBAPIError, OSError) as exc:
-            raise StoreError(f"could not create the schema: {exc}") from exc
-
-    async def drop_schema(self) -> None:
-        async with self.engine.begin() as conn:
-            await conn.run_sync(metadata.drop_all)
 
     @asynccontextmanager
-    async def transaction(self, *, readonly: bool = False) -> AsyncIterator[SqlTransaction]:
-        try:
-            async with self.engine.connect() as conn:
-                if self.dialect == "sqlite":
-                    mode = "DEFERRED" if readonly else "IMMEDIATE"
-                    conn = await conn.execution_options(handrail_begin=mode)
-                async with conn.begin():
-                    yield SqlTransaction(conn)
-        except DBAPIError as exc:
-            if _sqlstate(exc) in _RETRYABLE_SQLSTATES:
-                raise ConcurrencyConflict("transaction", "serialization") from exc
-            raise StoreError(f"database error: {exc.orig}") from exc
-        except OSError as exc:
-            raise StoreError(f"database unreachable: {exc}") from exc
+    async def connection(self, *, readonly: bool) -> AsyncIterator[_Runner]:
+        async with self.engine.connect() as conn, conn.begin():
 
-    async def changes_since(self, seq: int, limit: int = 1000) -> list[Change]:
-        query = (
-            select(task_events.c.seq, task_events.c.org_id, task_events.c.task_id)
-            .where(task_events.c.seq > seq)
-            .order_by(task_events.c.seq)
-            .limit(limit)
-        )
-        async with self.transaction(readonly=True) as tx:
-            rows = (await tx.conn.execute(query)).all()
-        return [Change(int(r.seq), r.org_id, r.task_id) for r in rows]
+            async def run(step: Step[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+                return await conn.run_sync(step, *args, **kwargs)
 
-    async def last_seq(self) -> int:
-        async with self.transaction(readonly=True) as tx:
-            value = (await tx.conn.execute(select(func.max(task_events.c.seq)))).scalar()
-        return int(value or 0)
+            yield run
 
-    async def close(self) -> None:
+    async def dispose(self) -> None:
         await self.engine.dispose()
 
 
-def _sqlite_setup(engine: AsyncEngine) -> None:
+class _ThreadDriver:
+    """A sync SQLAlchemy engine (sqlite3) on worker threads: one hop per step.
+
+    A transaction holds one pooled connection; its steps run one after another (never two
+    at once on one connection, even when the caller is cancelled mid-step).
+    """
+
+    def __init__(self, engine: Engine, connections: int = SQLITE_CONNECTIONS) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self._threads = concurrent.futures.ThreadPoolExecutor(
+            connections + 1, thread_name_prefix="handrail-sqlite"
+        )
+        self._slots = asyncio.Semaphore(connections)  # never wait for a pooled connection
+        self._writer = asyncio.Lock()
+
+    @asynccontextmanager
+    async def connection(self, *, readonly: bool) -> AsyncIterator[_Runner]:
+        lock = contextlib.nullcontext() if readonly else self._writer
+        async with self._slots, lock:
+            mode = "DEFERRED" if readonly else "IMMEDIATE"
+            pending: list[concurrent.futures.Future[Any]] = []
+
+            async def hop(fn: Callable[[], T]) -> T:
+                future = self._threads.submit(fn)
+                pending.append(future)
+                return await asyncio.wrap_future(future)
+
+            conn = await hop(functools.partial(self._begin, mode))
+
+            async def run(step: Step[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+                return await hop(functools.partial(step, conn, *args, **kwargs))
+
+            try:
+                yield run
+            except BaseException:
+                await self._finish(conn, pending, commit=False)
+                raise
+            await self._finish(conn, pending, commit=True)
+
+    def _begin(self, mode: str) -> Connection:
+        conn = self.engine.connect().execution_options(handrail_begin=mode)
+        conn.begin()
+        return conn
+
+    async def _finish(
+        self, conn: Connection, pending: list[concurrent.futures.Future[Any]], *, commit: bool
+    ) -> None:
+        def end() -> None:
+            concurrent.futures.wait(pending)  # a step left running by a cancelled caller
+            try:
+                if commit:
+                    conn.commit()
+                else:
+                    conn.rollback()
+            finally:
+                conn.close()
+
+        # shielded: the connection must go back to the pool even if we are cancelled now
+        await asyncio.shield(asyncio.wrap_future(self._threads.submit(end)))
+
+    async def dispose(self) -> None:
+        await asyncio.wrap_future(self._threads.submit(self.engine.dispose))
+        self._threads.shutdown(wait=False)
+
+
+def _sqlite_setup(engine: Engine) -> None:
     """Take transaction control from the sqlite3 module: pragmas, then our own BEGIN."""
 
-    @event.listens_for(engine.sync_engine, "connect")
+    @event.listens_for(engine, "connect")
     def _connect(dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
         dbapi_conn.isolation_level = None  # autocommit at the driver: we issue BEGIN ourselves
         cursor = dbapi_conn.cursor()
@@ -152,292 +179,127 @@ def _sqlite_setup(engine: AsyncEngine) -> None:
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
         mode = conn.get_execution_options().get("handrail_begin", "IMMEDIATE")
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
-# ---------------------------------------------------------------- row mapping
+class SqlStore:
+    """Tasks and history in a SQL database."""
 
+    def __init__(self, driver: _Driver) -> None:
+        self._driver = driver
+        self.dialect = driver.dialect
 
-def _task_row(task: Task) -> dict[str, Any]:
-    j = task.model_dump(
-        mode="json",
-        include={
-            "payload",
-            "metadata",
-            "action",
-            "allowed_decisions",
-            "output_schema",
-            "output",
-            "verification",
-            "estimate",
-            "reached_at",
-        },
-    )
-    return {
-        "id": task.id,
-        "org_id": task.org_id,
-        "kind": task.kind.value,
-        "task_type": task.task_type,
-        "title": task.title,
-        "instructions": task.instructions,
-        "payload": j["payload"],
-        "risk_tier": task.risk_tier.value,
-        "risk_rank": RISK_RANK[task.risk_tier],
-        "sla_seconds": task.sla_seconds,
-        "payout_currency": task.payout.currency.value if task.payout else None,
-        "payout_minor": task.payout.minor if task.payout else None,
-        "redundancy": task.redundancy,
-        "open_slots": max(task.open_slots, 0),
-        "require_estimate": task.require_estimate,
-        "idempotency_key": task.idempotency_key,
-        "request_fingerprint": task.request_fingerprint,
-        "callback_url": task.callback_url,
-        "meta": j["metadata"],
-        "action": j["action"],
-        "agent_reasoning": task.agent_reasoning,
-        "confidence": task.confidence,
-        "allowed_decisions": j["allowed_decisions"],
-        "output_schema": j["output_schema"],
-        "status": task.status.value,
-        "sandbox": task.sandbox,
-        "created_by": task.created_by,
-        "output": j["output"],
-        "verification": j["verification"],
-        "failure_reason": task.failure_reason,
-        "estimate": j["estimate"],
-        "reached_at": j["reached_at"],
-        "created_at": task.created_at,
-        "updated_at": task.updated_at,
-        "expires_at": task.expires_at,
-        "version": task.version,
-    }
+    @classmethod
+    async def open(
+        cls, url: str = "sqlite:///handrail.db", *, create: bool = True, **kwargs: Any
+    ) -> SqlStore:
+        """Connect to ``url`` (``sqlite:///path`` or ``postgresql://...``) and, with
+        ``create``, make the tables that are missing. ``kwargs`` go to SQLAlchemy's
+        ``create_engine``/``create_async_engine``."""
+        url = normalize_url(url)
+        driver: _Driver
+        if url.startswith("sqlite"):
+            options: dict[str, Any] = {
+                "connect_args": {"check_same_thread": False},
+                "pool_size": SQLITE_CONNECTIONS,
+                "max_overflow": 0,
+            }
+            engine = create_engine(url, **(options | kwargs))
+            _sqlite_setup(engine)
+            driver = _ThreadDriver(engine)
+        else:
+            # A server may restart under us: ping a pooled connection before use.
+            driver = _AsyncDriver(create_async_engine(url, **({"pool_pre_ping": True} | kwargs)))
+        store = cls(driver)
+        if create:
+            await store.create_schema()
+        return store
 
+    async def create_schema(self) -> None:
+        """Create missing tables. Safe when several processes start at once: SQLite's
+        ``BEGIN IMMEDIATE`` and a PostgreSQL advisory lock let one of them at a time."""
 
-def _assignment_rows(task: Task) -> list[dict[str, Any]]:
-    return [
-        {
-            "task_id": task.id,
-            "position": i,
-            "worker_id": a.worker_id,
-            "status": a.status.value,
-            "claimed_at": a.claimed_at,
-            "submitted_at": a.submitted_at,
-            "released_at": a.released_at,
-            "output": a.output,
-        }
-        for i, a in enumerate(task.assignments)
-    ]
+        def create(conn: Connection) -> None:
+            if self.dialect == "postgresql":
+                conn.execute(select(func.pg_advisory_xact_lock(_SCHEMA_LOCK)))
+            metadata.create_all(conn)
 
+        try:
+            await self.run(create)
+        except StoreError as exc:
+            raise StoreError(f"could not create the schema: {exc}") from exc
 
-def _maybe_utc(value: datetime | None) -> datetime | None:
-    return utc(value) if value is not None else None
+    async def drop_schema(self) -> None:
+        await self.run(metadata.drop_all)
 
+    @asynccontextmanager
+    async def _runner(self, *, readonly: bool) -> AsyncIterator[_Runner]:
+        try:
+            async with self._driver.connection(readonly=readonly) as run:
+                yield run
+        except DBAPIError as exc:
+            if q.sqlstate(exc) in _RETRYABLE_SQLSTATES:
+                raise ConcurrencyConflict("transaction", "serialization") from exc
+            raise StoreError(f"database error: {exc.orig}") from exc
+        except OSError as exc:
+            raise StoreError(f"database unreachable: {exc}") from exc
 
-def _task_from(row: Any, held: Sequence[Any]) -> Task:
-    m = row._mapping
-    payout = (
-        {"currency": m["payout_currency"], "minor": m["payout_minor"]}
-        if m["payout_currency"] is not None
-        else None
-    )
-    return Task.model_validate(
-        {
-            "id": m["id"],
-            "org_id": m["org_id"],
-            "kind": m["kind"],
-            "task_type": m["task_type"],
-            "title": m["title"],
-            "instructions": m["instructions"],
-            "payload": m["payload"],
-            "risk_tier": m["risk_tier"],
-            "sla_seconds": m["sla_seconds"],
-            "payout": payout,
-            "redundancy": m["redundancy"],
-            "require_estimate": m["require_estimate"],
-            "idempotency_key": m["idempotency_key"],
-            "request_fingerprint": m["request_fingerprint"],
-            "callback_url": m["callback_url"],
-            "metadata": m["meta"],
-            "action": m["action"],
-            "agent_reasoning": m["agent_reasoning"],
-            "confidence": m["confidence"],
-            "allowed_decisions": m["allowed_decisions"],
-            "output_schema": m["output_schema"],
-            "status": m["status"],
-            "sandbox": m["sandbox"],
-            "created_by": m["created_by"],
-            "output": m["output"],
-            "verification": m["verification"],
-            "failure_reason": m["failure_reason"],
-            "estimate": m["estimate"],
-            "reached_at": m["reached_at"],
-            "created_at": utc(m["created_at"]),
-            "updated_at": utc(m["updated_at"]),
-            "expires_at": utc(m["expires_at"]),
-            "version": m["version"],
-            "assignments": [
-                {
-                    "worker_id": a.worker_id,
-                    "status": a.status,
-                    "claimed_at": utc(a.claimed_at),
-                    "submitted_at": _maybe_utc(a.submitted_at),
-                    "released_at": _maybe_utc(a.released_at),
-                    "output": a.output,
-                }
-                for a in held
-            ],
-        }
-    )
+    @asynccontextmanager
+    async def transaction(self, *, readonly: bool = False) -> AsyncIterator[SqlTransaction]:
+        async with self._runner(readonly=readonly) as run:
+            yield SqlTransaction(run)
 
+    async def run(self, step: Callable[[Connection], T], *, readonly: bool = False) -> T:
+        """Run ``step(connection)`` in a transaction of its own: for raw SQL (tests,
+        maintenance). Errors come out as ``StoreError``."""
+        async with self._runner(readonly=readonly) as run:
+            return await run(step)
 
-def _event_row(e: TaskEvent) -> dict[str, Any]:
-    return {
-        "id": e.id,
-        "task_id": e.task_id,
-        "org_id": e.org_id,
-        "at": e.at,
-        "actor": e.actor,
-        "actor_role": e.actor_role,
-        "event": e.event.value,
-        "from_status": e.from_status.value if e.from_status else None,
-        "to_status": e.to_status.value,
-        "reason": e.reason,
-        "data": e.data,
-    }
+    async def changes_since(self, seq: int, limit: int = 1000) -> list[Change]:
+        async with self._runner(readonly=True) as run:
+            return await run(q.changes_since, seq, limit)
 
+    async def last_seq(self) -> int:
+        async with self._runner(readonly=True) as run:
+            return await run(q.last_seq)
 
-_SET_ASSIGNMENT = (
-    update(assignments)
-    .where(
-        assignments.c.task_id == bindparam("where_task"),
-        assignments.c.position == bindparam("where_position"),
-    )
-    .values(
-        {
-            c: bindparam(c)
-            for c in ("worker_id", "status", "claimed_at", "submitted_at", "released_at", "output")
-        }
-    )
-)
+    async def close(self) -> None:
+        await self._driver.dispose()
 
 
 class SqlTransaction:
-    def __init__(self, conn: AsyncConnection) -> None:
-        self.conn = conn
-        # Assignments as read in this transaction, so an update writes only what changed.
-        self._seen: dict[str, tuple[Assignment, ...]] = {}
+    """One unit of work on a ``SqlStore`` (see ``handrail.store.Transaction``)."""
 
-    async def _load(self, rows: Sequence[Any]) -> list[Task]:
-        if not rows:
-            return []
-        ids = [r.id for r in rows]
-        held: dict[str, list[Any]] = {i: [] for i in ids}
-        query = (
-            select(assignments)
-            .where(assignments.c.task_id.in_(ids))
-            .order_by(assignments.c.task_id, assignments.c.position)
-        )
-        for a in (await self.conn.execute(query)).all():
-            held[a.task_id].append(a)
-        found = [_task_from(r, held[r.id]) for r in rows]
-        self._seen.update((t.id, t.assignments) for t in found)
-        return found
+    def __init__(self, run: _Runner) -> None:
+        self._run = run
+        self._seen: q.Seen = {}
 
     async def get_task(self, org_id: str, task_id: str) -> Task | None:
-        query = select(tasks).where(tasks.c.id == task_id, tasks.c.org_id == org_id)
-        found = await self._load((await self.conn.execute(query)).all())
-        return found[0] if found else None
+        return await self._run(q.get_task, self._seen, org_id, task_id)
 
     async def find_by_key(self, org_id: str, idempotency_key: str) -> Task | None:
-        query = select(tasks).where(
-            tasks.c.org_id == org_id, tasks.c.idempotency_key == idempotency_key
-        )
-        found = await self._load((await self.conn.execute(query)).all())
-        return found[0] if found else None
+        return await self._run(q.find_by_key, self._seen, org_id, idempotency_key)
 
     async def insert_task(self, task: Task) -> None:
-        try:
-            async with self.conn.begin_nested():
-                await self.conn.execute(insert(tasks), [_task_row(task)])
-        except IntegrityError as exc:
-            if _unique_violation(exc):  # the id or the idempotency key is taken
-                raise ConcurrencyConflict("task", task.id) from exc
-            raise
-        await self._write_assignments(task, ())
-
-    async def _write_assignments(self, task: Task, before: tuple[Assignment, ...]) -> None:
-        """Assignments only grow, and earlier ones change status: update what differs,
-        insert what is new."""
-        rows = _assignment_rows(task)
-        changed = [
-            {**row, "where_task": task.id, "where_position": i}
-            for i, (row, old) in enumerate(zip(rows, before, strict=False))
-            if old != task.assignments[i]
-        ]
-        if changed:
-            await self.conn.execute(_SET_ASSIGNMENT, changed)
-        if len(rows) > len(before):
-            await self.conn.execute(insert(assignments), rows[len(before) :])
-        self._seen[task.id] = task.assignments
+        await self._run(q.insert_task, self._seen, task)
 
     async def update_task(self, task: Task, *, expected_version: int) -> None:
         if task.version != expected_version + 1:
             raise ValueError("a task's version must go up by one per update")
-        row = _task_row(task)
-        del row["id"]
-        result = await self.conn.execute(
-            update(tasks)
-            .where(
-                tasks.c.id == task.id,
-                tasks.c.org_id == task.org_id,
-                tasks.c.version == expected_version,
-            )
-            .values(**row)
-        )
-        if result.rowcount != 1:
-            raise ConcurrencyConflict("task", task.id)
-        before = self._seen.get(task.id)
-        if before is None or len(before) > len(task.assignments):
-            # not read here, or shrunk (only direct store users do that): rewrite them all
-            await self.conn.execute(assignments.delete().where(assignments.c.task_id == task.id))
-            before = ()
-        await self._write_assignments(task, before)
+        await self._run(q.update_task, self._seen, task, expected_version)
 
     async def append_events(self, events: Sequence[TaskEvent]) -> None:
         if events:
-            await self.conn.execute(insert(task_events), [_event_row(e) for e in events])
+            await self._run(q.append_events, events)
 
     async def list_events(self, org_id: str, task_id: str) -> list[TaskEvent]:
-        query = (
-            select(task_events)
-            .where(task_events.c.task_id == task_id, task_events.c.org_id == org_id)
-            .order_by(task_events.c.seq)
-        )
-        out = []
-        for r in (await self.conn.execute(query)).all():
-            m = dict(r._mapping)
-            m["at"] = utc(m["at"])
-            out.append(TaskEvent.model_validate(m))
-        return out
+        return await self._run(q.list_events, org_id, task_id)
 
     async def list_tasks(self, org_id: str, query: TaskQuery) -> list[Task]:
-        stmt = select(tasks).where(tasks.c.org_id == org_id)
-        if query.statuses is not None:
-            stmt = stmt.where(tasks.c.status.in_([s.value for s in query.statuses]))
-        if query.kind is not None:
-            stmt = stmt.where(tasks.c.kind == query.kind.value)
-        if query.task_type is not None:
-            stmt = stmt.where(tasks.c.task_type == query.task_type)
-        if query.after is not None:
-            stmt = stmt.where(
-                tasks.c.id < query.after if query.newest_first else tasks.c.id > query.after
-            )
-        order = tasks.c.id.desc() if query.newest_first else tasks.c.id
-        stmt = stmt.order_by(order).limit(query.limit)
-        return await self._load((await self.conn.execute(stmt)).all())
+        return await self._run(q.list_tasks, self._seen, org_id, query)
 
     async def open_tasks(
         self,
@@ -450,36 +312,9 @@ class SqlTransaction:
         risk_tier: RiskTier | None = None,
         limit: int = 50,
     ) -> list[Task]:
-        stmt = select(tasks).where(
-            tasks.c.org_id == org_id,
-            tasks.c.status.in_(_OPEN_TO_WORK),
-            tasks.c.open_slots > 0,
-            tasks.c.expires_at > now,
+        return await self._run(
+            q.open_tasks, self._seen, org_id, now, exclude_worker, kind, task_type, risk_tier, limit
         )
-        if exclude_worker is not None:
-            stmt = stmt.where(
-                ~exists().where(
-                    and_(
-                        assignments.c.task_id == tasks.c.id,
-                        assignments.c.worker_id == exclude_worker,
-                        assignments.c.status != AssignmentStatus.RELEASED.value,
-                    )
-                )
-            )
-        if kind is not None:
-            stmt = stmt.where(tasks.c.kind == kind.value)
-        if task_type is not None:
-            stmt = stmt.where(tasks.c.task_type == task_type)
-        if risk_tier is not None:
-            stmt = stmt.where(tasks.c.risk_tier == risk_tier.value)
-        stmt = stmt.order_by(tasks.c.expires_at, tasks.c.risk_rank.desc(), tasks.c.id).limit(limit)
-        return await self._load((await self.conn.execute(stmt)).all())
 
     async def due_tasks(self, now: datetime, limit: int) -> list[Task]:
-        stmt = (
-            select(tasks)
-            .where(tasks.c.status.in_(_EXPIRABLE), tasks.c.expires_at <= now)
-            .order_by(tasks.c.expires_at, tasks.c.id)
-            .limit(limit)
-        )
-        return await self._load((await self.conn.execute(stmt)).all())
+        return await self._run(q.due_tasks, self._seen, now, limit)

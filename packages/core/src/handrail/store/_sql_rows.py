@@ -1,0 +1,166 @@
+"""Tasks and events to and from SQL rows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from ..clock import utc
+from ..models import RISK_RANK, Task, TaskEvent
+
+__all__ = ["assignment_rows", "event_from", "event_row", "task_from", "task_row"]
+
+
+def task_row(task: Task) -> dict[str, Any]:
+    j = task.model_dump(
+        mode="json",
+        include={
+            "payload",
+            "metadata",
+            "action",
+            "allowed_decisions",
+            "output_schema",
+            "output",
+            "verification",
+            "estimate",
+            "reached_at",
+        },
+    )
+    return {
+        "id": task.id,
+        "org_id": task.org_id,
+        "kind": task.kind.value,
+        "task_type": task.task_type,
+        "title": task.title,
+        "instructions": task.instructions,
+        "payload": j["payload"],
+        "risk_tier": task.risk_tier.value,
+        "risk_rank": RISK_RANK[task.risk_tier],
+        "sla_seconds": task.sla_seconds,
+        "payout_currency": task.payout.currency.value if task.payout else None,
+        "payout_minor": task.payout.minor if task.payout else None,
+        "redundancy": task.redundancy,
+        "open_slots": max(task.open_slots, 0),
+        "require_estimate": task.require_estimate,
+        "idempotency_key": task.idempotency_key,
+        "request_fingerprint": task.request_fingerprint,
+        "callback_url": task.callback_url,
+        "meta": j["metadata"],
+        "action": j["action"],
+        "agent_reasoning": task.agent_reasoning,
+        "confidence": task.confidence,
+        "allowed_decisions": j["allowed_decisions"],
+        "output_schema": j["output_schema"],
+        "status": task.status.value,
+        "sandbox": task.sandbox,
+        "created_by": task.created_by,
+        "output": j["output"],
+        "verification": j["verification"],
+        "failure_reason": task.failure_reason,
+        "estimate": j["estimate"],
+        "reached_at": j["reached_at"],
+        "created_at": task.created_at,
+        "updated_at": task.updated_at,
+        "expires_at": task.expires_at,
+        "version": task.version,
+    }
+
+
+def assignment_rows(task: Task) -> list[dict[str, Any]]:
+    return [
+        {
+            "task_id": task.id,
+            "position": i,
+            "worker_id": a.worker_id,
+            "status": a.status.value,
+            "claimed_at": a.claimed_at,
+            "submitted_at": a.submitted_at,
+            "released_at": a.released_at,
+            "output": a.output,
+        }
+        for i, a in enumerate(task.assignments)
+    ]
+
+
+def _maybe_utc(value: datetime | None) -> datetime | None:
+    return utc(value) if value is not None else None
+
+
+def task_from(row: Any, held: Sequence[Any]) -> Task:
+    m = row._mapping
+    payout = (
+        {"currency": m["payout_currency"], "minor": m["payout_minor"]}
+        if m["payout_currency"] is not None
+        else None
+    )
+    return Task.model_validate(
+        {
+            "id": m["id"],
+            "org_id": m["org_id"],
+            "kind": m["kind"],
+            "task_type": m["task_type"],
+            "title": m["title"],
+            "instructions": m["instructions"],
+            "payload": m["payload"],
+            "risk_tier": m["risk_tier"],
+            "sla_seconds": m["sla_seconds"],
+            "payout": payout,
+            "redundancy": m["redundancy"],
+            "require_estimate": m["require_estimate"],
+            "idempotency_key": m["idempotency_key"],
+            "request_fingerprint": m["request_fingerprint"],
+            "callback_url": m["callback_url"],
+            "metadata": m["meta"],
+            "action": m["action"],
+            "agent_reasoning": m["agent_reasoning"],
+            "confidence": m["confidence"],
+            "allowed_decisions": m["allowed_decisions"],
+            "output_schema": m["output_schema"],
+            "status": m["status"],
+            "sandbox": m["sandbox"],
+            "created_by": m["created_by"],
+            "output": m["output"],
+            "verification": m["verification"],
+            "failure_reason": m["failure_reason"],
+            "estimate": m["estimate"],
+            "reached_at": m["reached_at"],
+            "created_at": utc(m["created_at"]),
+            "updated_at": utc(m["updated_at"]),
+            "expires_at": utc(m["expires_at"]),
+            "version": m["version"],
+            "assignments": [
+                {
+                    "worker_id": a.worker_id,
+                    "status": a.status,
+                    "claimed_at": utc(a.claimed_at),
+                    "submitted_at": _maybe_utc(a.submitted_at),
+                    "released_at": _maybe_utc(a.released_at),
+                    "output": a.output,
+                }
+                for a in held
+            ],
+        }
+    )
+
+
+def event_row(e: TaskEvent) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "task_id": e.task_id,
+        "org_id": e.org_id,
+        "at": e.at,
+        "actor": e.actor,
+        "actor_role": e.actor_role,
+        "event": e.event.value,
+        "from_status": e.from_status.value if e.from_status else None,
+        "to_status": e.to_status.value,
+        "reason": e.reason,
+        "data": e.data,
+    }
+
+
+def event_from(row: Any) -> TaskEvent:
+    m = dict(row._mapping)
+    m["at"] = utc(m["at"])
+    return TaskEvent.model_validate(m)
