@@ -444,3 +444,34 @@ class TestLists:
         with pytest.raises(ValidationError):
             await engine.list(AGENT, status="pending")
         assert len((await engine.list(AGENT, status=["posted", "verified"])).items) == 5
+
+
+class TestQuorumOfReviewers:
+    async def test_reviewers_agree_on_content_not_on_who(self, engine: Engine) -> None:
+        task = await engine.create(AGENT, {**REVIEW, "redundancy": 2})
+        await engine.decide(ALICE, task.id, Decision.reject("no"))
+        done = await engine.decide(BOB, task.id, Decision.reject("no"))
+        assert done.status is Status.VERIFIED
+        assert done.decision is not None and done.decision.reviewer_id == "alice"
+
+    async def test_split_reviewers_go_to_manual_review(self, engine: Engine) -> None:
+        task = await engine.create(AGENT, {**REVIEW, "redundancy": 2})
+        await engine.decide(ALICE, task.id, Decision.approve())
+        split = await engine.decide(BOB, task.id, Decision.reject("no"))
+        assert split.status is Status.MANUAL_REVIEW
+        with pytest.raises(ValidationError, match="choose the output"):
+            await engine.verify(ADMIN, task.id)
+        with pytest.raises(ValidationError) as caught:
+            await engine.verify(ADMIN, task.id, {"type": "modify"})
+        assert paths(caught.value) == ["$.output"]
+        done = await engine.verify(ADMIN, task.id, {"type": "reject", "message": "policy"})
+        assert done.decision is not None and done.decision.message == "policy"
+
+    async def test_filters_name_the_bad_field(self, engine: Engine) -> None:
+        with pytest.raises(ValidationError) as caught:
+            await engine.queue(ALICE, risk_tier="extreme")
+        assert paths(caught.value) == ["$.risk_tier"]
+        assert "low, medium, high, critical" in caught.value.errors[0].message
+        with pytest.raises(ValidationError) as caught:
+            await engine.list(AGENT, kind="poll")
+        assert paths(caught.value) == ["$.kind"]

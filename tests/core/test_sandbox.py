@@ -128,3 +128,13 @@ async def test_a_delay_holds_the_answer_back(delay: float) -> None:
     runner.cancel()
     await asyncio.gather(runner, return_exceptions=True)
     assert done.status is Status.VERIFIED
+
+
+async def test_a_refused_scripted_answer_gives_the_task_back() -> None:
+    schema = {"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}}
+    (task,) = await run_with(
+        SandboxReviewer(script=[{"n": "not a number"}]),
+        {"kind": "judgment", "output_schema": schema},
+    )
+    assert task.status is Status.POSTED
+    assert [a.status.value for a in task.assignments] == ["released"]

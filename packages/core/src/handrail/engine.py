@@ -21,7 +21,7 @@ import random
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from . import lifecycle
 from ._ids import new_id
@@ -186,9 +186,9 @@ class Engine:
                                 raise IdempotencyConflict(spec.idempotency_key, existing.id)
                             return existing
                     task = self._new_task(principal, spec, fingerprint)
-                    await self.escrow.on_create(tx, task)
                     await tx.insert_task(task)
                     await tx.append_events([self._created_event(task, principal)])
+                    await self.escrow.on_create(tx, task)  # may refuse: undoes it all
             except ConcurrencyConflict:
                 await self._backoff(attempt)
                 continue
@@ -257,17 +257,16 @@ class Engine:
         if not 1 <= limit <= MAX_PAGE:
             raise ValidationError.at("$.limit", f"must be between 1 and {MAX_PAGE}")
         statuses = [status] if isinstance(status, str) else status
-        try:
-            query = TaskQuery(
-                statuses=frozenset(Status(s) for s in statuses) if statuses else None,
-                kind=Kind(kind) if kind is not None else None,
-                task_type=task_type,
-                after=after,
-                limit=limit + 1,
-                newest_first=newest_first,
-            )
-        except ValueError as exc:
-            raise ValidationError.at("$", str(exc)) from None
+        query = TaskQuery(
+            statuses=frozenset(_enum(Status, s, "$.status") for s in statuses)
+            if statuses
+            else None,
+            kind=_enum(Kind, kind, "$.kind") if kind is not None else None,
+            task_type=task_type,
+            after=after,
+            limit=limit + 1,
+            newest_first=newest_first,
+        )
         async with self.store.transaction(readonly=True) as tx:
             tasks = await tx.list_tasks(principal.org_id, query)
         more = len(tasks) > limit
@@ -368,11 +367,8 @@ class Engine:
         self._require(principal, Role.REVIEWER, "see the work queue")
         if not 1 <= limit <= MAX_PAGE:
             raise ValidationError.at("$.limit", f"must be between 1 and {MAX_PAGE}")
-        try:
-            kind_ = Kind(kind) if kind is not None else None
-            risk = RiskTier(risk_tier) if risk_tier is not None else None
-        except ValueError as exc:
-            raise ValidationError.at("$", str(exc)) from None
+        kind_ = _enum(Kind, kind, "$.kind") if kind is not None else None
+        risk = _enum(RiskTier, risk_tier, "$.risk_tier") if risk_tier is not None else None
         async with self.store.transaction(readonly=True) as tx:
             return await tx.open_tasks(
                 principal.org_id,
@@ -612,10 +608,9 @@ class Engine:
                 raise InvalidTransition(task.id, task.status.value, "verify")
             final = output
             if final is None:
-                distinct = {json.dumps(a.output, sort_keys=True) for a in task.answers()}
-                if len(distinct) != 1:
+                final = task.agreed_output()
+                if final is None:
                     raise ValidationError.at("$.output", "answers differ: choose the output")
-                final = task.answers()[0].output
             elif task.kind is Kind.REVIEW:
                 final = parse(Decision, final, "$.output").model_dump(mode="json")
             else:
@@ -749,6 +744,17 @@ class Engine:
     def _require(principal: Principal, role: Role, action: str) -> None:
         if not principal.has(role):
             raise PermissionDenied(principal.id, action, f"needs the {role.value} role")
+
+
+E = TypeVar("E", Status, Kind, RiskTier)
+
+
+def _enum(cls: type[E], value: str, path: str) -> E:
+    try:
+        return cls(value)
+    except ValueError:
+        allowed = ", ".join(m.value for m in cls)
+        raise ValidationError.at(path, f"{value!r} is not one of: {allowed}") from None
 
 
 def _need_text(value: str, path: str) -> str:

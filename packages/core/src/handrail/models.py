@@ -6,6 +6,7 @@ typed as pydantic's ``JsonValue`` so nothing that cannot travel as JSON gets in.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
@@ -345,6 +346,22 @@ class Task(TaskSpec):
 
     def answers(self) -> Sequence[Assignment]:
         return [a for a in self.assignments if a.status is AssignmentStatus.SUBMITTED]
+
+    def agreed_output(self) -> JsonValue:
+        """The answer every submitted answer agrees on (a decision by its content, not by
+        who made it or when), or None when they differ or there are none."""
+        answers = self.answers()
+        if not answers:
+            return None
+
+        def key(output: JsonValue) -> str:
+            if self.kind is Kind.REVIEW:
+                output = Decision.model_validate(output).content()
+            return json.dumps(output, sort_keys=True, separators=(",", ":"))
+
+        if len({key(a.output) for a in answers}) != 1:
+            return None
+        return answers[0].output
 
 
 class TaskEvent(_Model):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 from collections.abc import Collection
 from types import TracebackType
@@ -30,6 +31,9 @@ __all__ = [
     "org_channel",
     "task_channel",
 ]
+
+
+log = logging.getLogger(__name__)
 
 
 def task_channel(task_id: str) -> str:
@@ -194,6 +198,8 @@ class ChangeFeedNotifier:
             try:
                 changes = await self._store.changes_since(self._seq)
             except Exception:  # a transient store error must not kill the feed
+                log.warning("cannot read the change feed; retrying in 1 s", exc_info=True)
+                await asyncio.sleep(1.0)
                 continue
             if changes:
                 self._seq = changes[-1].seq

@@ -136,8 +136,14 @@ class SandboxReviewer:
         try:
             if task.kind is Kind.REVIEW:
                 await engine.decide(me, task.id, answer)
-            else:
-                await engine.claim(me, task.id)
-                await engine.submit(me, task.id, answer)
+                return
+            await engine.claim(me, task.id)
         except HandrailError as exc:  # cancelled, expired or taken meanwhile: nothing to do
             log.info("sandbox reviewer skipped task %s: %s", task.id, exc)
+            return
+        try:
+            await engine.submit(me, task.id, answer)
+        except HandrailError as exc:  # the scripted answer was refused: leave it to others
+            log.warning("sandbox answer for task %s refused: %s", task.id, exc)
+            with contextlib.suppress(HandrailError):
+                await engine.release(me, task.id, "sandbox answer refused")

@@ -8,11 +8,10 @@ tasks, consensus, spot checks) plugs in behind the same protocol.
 
 from __future__ import annotations
 
-import json
 from typing import Protocol
 
 from ._jsonschema import validation_issues
-from .models import Decision, Kind, StageResult, Task, Verification
+from .models import Kind, StageResult, Task, Verification
 from .store import Transaction
 
 __all__ = ["PassThroughVerifier", "Verifier"]
@@ -28,10 +27,6 @@ class Verifier(Protocol):
         ...
 
 
-def _canonical(value: object) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
 class PassThroughVerifier:
     """Schema check and agreement: verified when every answer is valid and all agree.
 
@@ -40,31 +35,21 @@ class PassThroughVerifier:
     """
 
     async def verify(self, tx: Transaction, task: Task) -> Verification:
-        answers = [a.output for a in task.answers()]
         problems: list[str] = []
-        for i, answer in enumerate(answers):
-            if task.kind is Kind.JUDGMENT:
-                problems += [
-                    str(issue)
-                    for issue in validation_issues(answer, task.output_schema, f"$.answers[{i}]")
-                ]
-            else:
-                Decision.model_validate(answer)  # stored decisions were validated on entry
+        if task.kind is Kind.JUDGMENT:  # decisions were validated as they came in
+            for i, answer in enumerate(task.answers()):
+                issues = validation_issues(answer.output, task.output_schema, f"$.answers[{i}]")
+                problems += [str(issue) for issue in issues]
         if problems:
             stage = StageResult(name="schema", verdict="fail", score=0, reasons=tuple(problems))
             return Verification(outcome="failed", score=0, stages=(stage,), reasons=stage.reasons)
         schema = StageResult(name="schema", verdict="pass", score=100)
-        if task.kind is Kind.REVIEW:
-            keys = {_canonical(Decision.model_validate(a).content()) for a in answers}
-        else:
-            keys = {_canonical(a) for a in answers}
-        if len(keys) > 1:
-            why = (f"{len(answers)} answers disagree",)
+        agreed = task.agreed_output()
+        if agreed is None:
+            why = (f"{len(task.answers())} answers disagree",)
             agree = StageResult(name="agreement", verdict="uncertain", score=50, reasons=why)
             return Verification(
                 outcome="manual_review", score=50, stages=(schema, agree), reasons=why
             )
         agree = StageResult(name="agreement", verdict="pass", score=100)
-        return Verification(
-            outcome="verified", score=100, stages=(schema, agree), output=answers[0]
-        )
+        return Verification(outcome="verified", score=100, stages=(schema, agree), output=agreed)

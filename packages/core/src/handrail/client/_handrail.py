@@ -143,7 +143,9 @@ class Tasks:
         """The queue as soon as it is not empty; ``[]`` after ``timeout`` seconds."""
         return self._sync(self._backend.wait_for_work(timeout, **filters))
 
-    async def await_work(self, timeout: float | None = None, **filters: Any) -> builtins.list[Task]:
+    async def await_for_work(
+        self, timeout: float | None = None, **filters: Any
+    ) -> builtins.list[Task]:
         return await self._async(self._backend.wait_for_work(timeout, **filters))
 
     def claim(self, task_id: str) -> Task:
