@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 from . import lifecycle
 from ._ids import new_id
 from ._jsonschema import validate_instance, validation_issues
+from ._retry import backoff
 from ._validation import parse, spec_issues
 from .clock import Clock, SystemClock
 from .errors import (
@@ -190,7 +191,7 @@ class Engine:
                     await tx.append_events([self._created_event(task, principal)])
                     await self.escrow.on_create(tx, task)  # may refuse: undoes it all
             except ConcurrencyConflict:
-                await self._backoff(attempt)
+                await backoff(attempt)
                 continue
             await self._publish(task)
             return task
@@ -709,7 +710,7 @@ class Engine:
                         await op(step, tx)
                     await self._save(tx, task, step)
             except ConcurrencyConflict:
-                await self._backoff(attempt)
+                await backoff(attempt)
                 continue
             if step.events:
                 await self._publish(step.task)
@@ -735,10 +736,6 @@ class Engine:
     def _backstop(self) -> float:
         # Jittered, so waiters parked together do not all re-read at the same moment.
         return self._wait_backstop * random.uniform(0.5, 1.0)
-
-    @staticmethod
-    async def _backoff(attempt: int) -> None:
-        await asyncio.sleep(random.uniform(0, 0.001 * min(attempt + 1, 20)))
 
     @staticmethod
     def _require(principal: Principal, role: Role, action: str) -> None:

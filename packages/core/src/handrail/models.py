@@ -347,21 +347,25 @@ class Task(TaskSpec):
     def answers(self) -> Sequence[Assignment]:
         return [a for a in self.assignments if a.status is AssignmentStatus.SUBMITTED]
 
+    def answer_key(self, output: JsonValue) -> str:
+        """What two answers must share to agree: a decision's content (not who made it or
+        when), or a judgment's JSON."""
+        if self.kind is Kind.REVIEW and output is not None:
+            output = Decision.model_validate(output).content()
+        return json.dumps(output, sort_keys=True, separators=(",", ":"))
+
     def agreed_output(self) -> JsonValue:
-        """The answer every submitted answer agrees on (a decision by its content, not by
-        who made it or when), or None when they differ or there are none."""
+        """The answer every submitted answer agrees on, or None when they differ or there
+        are none."""
         answers = self.answers()
-        if not answers:
-            return None
-
-        def key(output: JsonValue) -> str:
-            if self.kind is Kind.REVIEW:
-                output = Decision.model_validate(output).content()
-            return json.dumps(output, sort_keys=True, separators=(",", ":"))
-
-        if len({key(a.output) for a in answers}) != 1:
+        if len({self.answer_key(a.output) for a in answers}) != 1:
             return None
         return answers[0].output
+
+    def workers_agreeing_with(self, output: JsonValue) -> list[str]:
+        """The workers whose submitted answer agrees with ``output``: the accepted ones."""
+        key = self.answer_key(output)
+        return [a.worker_id for a in self.answers() if self.answer_key(a.output) == key]
 
 
 class TaskEvent(_Model):

@@ -8,10 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from ..ledger._accounts import AccountKind
+from ..ledger._model import EntryRecord, Hold, PayoutRecord, Posting, Settlement
 from ..lifecycle import Status
 from ..models import Kind, RiskTier, Task, TaskEvent
+from ..money import Currency
 
-__all__ = ["Change", "Store", "TaskQuery", "Transaction"]
+__all__ = ["Change", "LedgerTransaction", "Store", "TaskQuery", "TaskTransaction", "Transaction"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +38,8 @@ class Change:
     task_id: str
 
 
-class Transaction(Protocol):
-    """One unit of work. Writes become visible to others only when it commits.
+class TaskTransaction(Protocol):
+    """Tasks and their history, within one unit of work.
 
     Tasks are read and written within one organisation; a task of another organisation is
     simply not there.
@@ -87,6 +90,71 @@ class Transaction(Protocol):
     async def due_tasks(self, now: datetime, limit: int) -> list[Task]:
         """Tasks of any organisation still open to work whose deadline has passed."""
         ...
+
+
+class LedgerTransaction(Protocol):
+    """Money, within the same unit of work as the tasks it pays for.
+
+    ``put_*`` methods insert when ``expected_version`` is None (``ConcurrencyConflict`` if
+    the record exists) and otherwise replace the record stored at that version
+    (``ConcurrencyConflict`` if it moved on), as ``update_task`` does.
+    """
+
+    async def find_posting(self, posting_id: str) -> Posting | None: ...
+
+    async def post(self, posting: Posting) -> None:
+        """Apply a balanced posting at once: open missing accounts, move every entry.
+
+        Raises ``InsufficientFunds`` (and moves nothing) when a floored account would go
+        below zero, ``ConcurrencyConflict`` when a posting with this id exists. Postings and
+        entries are never changed or removed.
+        """
+        ...
+
+    async def balances(self, account_ids: Sequence[str]) -> dict[str, int]:
+        """Balances by account id; an account never posted to has 0."""
+        ...
+
+    async def sum_balances(
+        self, org_id: str, kind: AccountKind, currency: Currency, owner: str | None = None
+    ) -> int: ...
+
+    async def spend_since(self, org_id: str, currency: Currency, since: datetime) -> int:
+        """The organisation's resolved spend (volume of ``resolve`` postings) since then."""
+        ...
+
+    async def list_entries(
+        self, account_id: str, after: int | None, limit: int
+    ) -> list[EntryRecord]: ...
+
+    async def get_hold(self, task_id: str) -> Hold | None: ...
+
+    async def put_hold(self, hold: Hold, *, expected_version: int | None) -> None: ...
+
+    async def settlements_for_task(self, task_id: str) -> list[Settlement]: ...
+
+    async def due_settlements(self, now: datetime, limit: int) -> list[Settlement]: ...
+
+    async def put_settlement(
+        self, settlement: Settlement, *, expected_version: int | None
+    ) -> None: ...
+
+    async def find_payout(self, org_id: str, worker_id: str, key: str) -> PayoutRecord | None: ...
+
+    async def payouts_of(self, org_id: str, worker_id: str) -> list[PayoutRecord]: ...
+
+    async def pending_payouts(self, limit: int) -> list[PayoutRecord]: ...
+
+    async def put_payout(self, payout: PayoutRecord, *, expected_version: int | None) -> None: ...
+
+    async def ledger_totals(self) -> dict[Currency, int]:
+        """The sum of every account's balance, per currency: zero when the books balance."""
+        ...
+
+
+class Transaction(TaskTransaction, LedgerTransaction, Protocol):
+    """One unit of work over tasks and money. Writes become visible to others only when it
+    commits; an exception rolls all of it back."""
 
 
 class Store(Protocol):

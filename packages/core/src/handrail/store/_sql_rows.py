@@ -7,9 +7,24 @@ from datetime import datetime
 from typing import Any
 
 from ..clock import utc
+from ..ledger._model import EntryRecord, Hold, PayoutRecord, Settlement
 from ..models import RISK_RANK, Task, TaskEvent
+from ..money import Money
 
-__all__ = ["assignment_rows", "event_from", "event_row", "task_from", "task_row"]
+__all__ = [
+    "assignment_rows",
+    "entry_from",
+    "event_from",
+    "event_row",
+    "hold_from",
+    "hold_row",
+    "payout_from",
+    "payout_row",
+    "settlement_from",
+    "settlement_row",
+    "task_from",
+    "task_row",
+]
 
 
 def task_row(task: Task) -> dict[str, Any]:
@@ -164,3 +179,110 @@ def event_from(row: Any) -> TaskEvent:
     m = dict(row._mapping)
     m["at"] = utc(m["at"])
     return TaskEvent.model_validate(m)
+
+
+# ---------------------------------------------------------------- ledger records
+
+
+def hold_row(h: Hold) -> dict[str, Any]:
+    return {
+        "task_id": h.task_id,
+        "org_id": h.org_id,
+        "currency": h.reward.currency.value,
+        "reward_minor": h.reward.minor,
+        "slots": h.slots,
+        "fee_minor": h.fee.minor,
+        "status": h.status.value,
+        "version": h.version,
+    }
+
+
+def hold_from(row: Any) -> Hold:
+    m = row._mapping
+    return Hold(
+        task_id=m["task_id"],
+        org_id=m["org_id"],
+        reward=Money(currency=m["currency"], minor=m["reward_minor"]),
+        slots=m["slots"],
+        fee=Money(currency=m["currency"], minor=m["fee_minor"]),
+        status=m["status"],
+        version=m["version"],
+    )
+
+
+def settlement_row(s: Settlement) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "org_id": s.org_id,
+        "worker_id": s.worker_id,
+        "task_id": s.task_id,
+        "currency": s.amount.currency.value,
+        "amount_minor": s.amount.minor,
+        "due_at": s.due_at,
+        "status": s.status.value,
+        "version": s.version,
+    }
+
+
+def settlement_from(row: Any) -> Settlement:
+    m = row._mapping
+    return Settlement(
+        id=m["id"],
+        org_id=m["org_id"],
+        worker_id=m["worker_id"],
+        task_id=m["task_id"],
+        amount=Money(currency=m["currency"], minor=m["amount_minor"]),
+        due_at=utc(m["due_at"]),
+        status=m["status"],
+        version=m["version"],
+    )
+
+
+def payout_row(p: PayoutRecord) -> dict[str, Any]:
+    return {
+        "id": p.id,
+        "org_id": p.org_id,
+        "worker_id": p.worker_id,
+        "key": p.key,
+        "currency": p.amount.currency.value,
+        "amount_minor": p.amount.minor,
+        "fee_minor": p.fee.minor,
+        "rail": p.rail,
+        "status": p.status.value,
+        "reference": p.reference,
+        "failure": p.failure,
+        "created_at": p.created_at,
+        "updated_at": p.updated_at,
+        "version": p.version,
+    }
+
+
+def payout_from(row: Any) -> PayoutRecord:
+    m = row._mapping
+    return PayoutRecord(
+        id=m["id"],
+        org_id=m["org_id"],
+        worker_id=m["worker_id"],
+        key=m["key"],
+        amount=Money(currency=m["currency"], minor=m["amount_minor"]),
+        fee=Money(currency=m["currency"], minor=m["fee_minor"]),
+        rail=m["rail"],
+        status=m["status"],
+        reference=m["reference"],
+        failure=m["failure"],
+        created_at=utc(m["created_at"]),
+        updated_at=utc(m["updated_at"]),
+        version=m["version"],
+    )
+
+
+def entry_from(row: Any) -> EntryRecord:
+    m = row._mapping
+    return EntryRecord(
+        seq=m["seq"],
+        posting_id=m["posting_id"],
+        kind=m["kind"],
+        account_id=m["account_id"],
+        amount=m["amount"],
+        created_at=utc(m["created_at"]),
+    )

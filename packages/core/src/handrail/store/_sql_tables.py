@@ -26,7 +26,18 @@ from sqlalchemy.dialects.postgresql import JSONB
 from ..lifecycle import Status
 from ..models import AssignmentStatus, Kind, RiskTier
 
-__all__ = ["assignments", "metadata", "task_events", "tasks"]
+__all__ = [
+    "assignments",
+    "ledger_accounts",
+    "ledger_entries",
+    "ledger_holds",
+    "ledger_payouts",
+    "ledger_postings",
+    "ledger_settlements",
+    "metadata",
+    "task_events",
+    "tasks",
+]
 
 metadata = MetaData(
     naming_convention={
@@ -149,29 +160,179 @@ task_events = Table(
     sqlite_autoincrement=True,
 )
 
-# History is append-only in the database too: updates and deletes are refused.
-for _op in ("UPDATE", "DELETE"):
-    event.listen(
-        task_events,
-        "after_create",
-        DDL(  # type: ignore[no-untyped-call]
-            f"CREATE TRIGGER task_events_no_{_op.lower()} BEFORE {_op} ON task_events "
-            "BEGIN SELECT RAISE(ABORT, 'task history is append-only'); END"
-        ).execute_if(dialect="sqlite"),
-    )
+ledger_accounts = Table(
+    "ledger_accounts",
+    metadata,
+    Column("id", String(600), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("currency", String(8), nullable=False),
+    Column("org_id", String(200)),
+    Column("owner", String(200)),
+    Column("floored", Boolean, nullable=False),
+    Column("balance", BigInteger, nullable=False),
+    CheckConstraint("NOT floored OR balance >= 0", name="floor"),
+    Index("ix_ledger_accounts_owner", "org_id", "kind", "currency", "owner"),
+)
+
+ledger_postings = Table(
+    "ledger_postings",
+    metadata,
+    Column("id", String(300), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("org_id", String(200)),
+    Column("task_id", String(36)),
+    Column("currency", String(8), nullable=False),
+    Column("volume", BigInteger, nullable=False),
+    Column("created_at", Stamp, nullable=False),
+    Column("body", Json, nullable=False),
+    CheckConstraint("volume >= 0", name="volume"),
+    Index("ix_ledger_postings_spend", "org_id", "kind", "currency", "created_at"),
+)
+
+ledger_entries = Table(
+    "ledger_entries",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    # the posting's row comes after its entries (so its insert can check they balance)
+    Column(
+        "posting_id",
+        String(300),
+        ForeignKey("ledger_postings.id", deferrable=True, initially="DEFERRED"),
+        nullable=False,
+    ),
+    Column("kind", String(32), nullable=False),
+    Column("account_id", String(600), ForeignKey("ledger_accounts.id"), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("created_at", Stamp, nullable=False),
+    CheckConstraint("amount != 0", name="amount"),
+    Index("ix_ledger_entries_account", "account_id", "seq"),
+    Index("ix_ledger_entries_posting", "posting_id"),
+    sqlite_autoincrement=True,
+)
+
+ledger_holds = Table(
+    "ledger_holds",
+    metadata,
+    Column("task_id", String(36), ForeignKey("tasks.id"), primary_key=True),
+    Column("org_id", String(200), nullable=False),
+    Column("currency", String(8), nullable=False),
+    Column("reward_minor", BigInteger, nullable=False),
+    Column("slots", Integer, nullable=False),
+    Column("fee_minor", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("version", Integer, nullable=False),
+    CheckConstraint("reward_minor >= 0 AND fee_minor >= 0 AND slots >= 1", name="terms"),
+    CheckConstraint("status IN ('held', 'resolved')", name="status"),
+)
+
+ledger_settlements = Table(
+    "ledger_settlements",
+    metadata,
+    Column("id", String(300), primary_key=True),
+    Column("org_id", String(200), nullable=False),
+    Column("worker_id", String(200), nullable=False),
+    Column("task_id", String(36), nullable=False),
+    Column("currency", String(8), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("due_at", Stamp, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("version", Integer, nullable=False),
+    CheckConstraint("amount_minor > 0", name="amount"),
+    CheckConstraint("status IN ('pending', 'frozen', 'settled', 'reversed')", name="status"),
+    Index("ix_ledger_settlements_due", "status", "due_at"),
+    Index("ix_ledger_settlements_task", "task_id"),
+)
+
+ledger_payouts = Table(
+    "ledger_payouts",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("org_id", String(200), nullable=False),
+    Column("worker_id", String(200), nullable=False),
+    Column("key", String(256), nullable=False),
+    Column("currency", String(8), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("fee_minor", BigInteger, nullable=False),
+    Column("rail", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("reference", String(500)),
+    Column("failure", Text),
+    Column("created_at", Stamp, nullable=False),
+    Column("updated_at", Stamp, nullable=False),
+    Column("version", Integer, nullable=False),
+    UniqueConstraint("org_id", "worker_id", "key", name="uq_ledger_payouts_key"),
+    CheckConstraint(
+        "amount_minor > 0 AND fee_minor >= 0 AND fee_minor <= amount_minor", name="amounts"
+    ),
+    CheckConstraint("status IN ('pending', 'sent', 'failed')", name="status"),
+    Index("ix_ledger_payouts_status", "status"),
+)
+
+
+# ---------------------------------------------------------------- triggers
+
+APPEND_ONLY = ("task_events", "ledger_postings", "ledger_entries")
+
 event.listen(
-    task_events,
-    "after_create",
+    metadata,
+    "before_create",
     DDL(  # type: ignore[no-untyped-call]
         "CREATE OR REPLACE FUNCTION handrail_append_only() RETURNS trigger LANGUAGE plpgsql AS "
-        "$$ BEGIN RAISE EXCEPTION 'task history is append-only'; END $$"
+        "$$ BEGIN RAISE EXCEPTION '%% is append-only', TG_TABLE_NAME; END $$"
     ).execute_if(dialect="postgresql"),
 )
 event.listen(
-    task_events,
+    metadata,
+    "before_create",
+    DDL(  # type: ignore[no-untyped-call]
+        "CREATE OR REPLACE FUNCTION handrail_balanced() RETURNS trigger LANGUAGE plpgsql AS $$ "
+        "BEGIN IF (SELECT COALESCE(SUM(amount), 1) FROM ledger_entries "
+        "WHERE posting_id = NEW.id) <> 0 THEN "
+        "RAISE EXCEPTION 'posting %% does not balance', NEW.id; END IF; RETURN NEW; END $$"
+    ).execute_if(dialect="postgresql"),
+)
+
+
+def _append_only(table: Table) -> None:
+    """Updates and deletes are refused by the database itself."""
+    name = table.name
+    for op in ("UPDATE", "DELETE"):
+        event.listen(
+            table,
+            "after_create",
+            DDL(  # type: ignore[no-untyped-call]
+                f"CREATE TRIGGER {name}_no_{op.lower()} BEFORE {op} ON {name} "
+                f"BEGIN SELECT RAISE(ABORT, '{name} is append-only'); END"
+            ).execute_if(dialect="sqlite"),
+        )
+    event.listen(
+        table,
+        "after_create",
+        DDL(  # type: ignore[no-untyped-call]
+            f"CREATE TRIGGER {name}_append_only BEFORE UPDATE OR DELETE ON {name} "
+            "FOR EACH ROW EXECUTE FUNCTION handrail_append_only()"
+        ).execute_if(dialect="postgresql"),
+    )
+
+
+for _table in (task_events, ledger_postings, ledger_entries):
+    _append_only(_table)
+
+# A posting is written after its entries; its insert is refused unless they sum to zero.
+event.listen(
+    ledger_postings,
     "after_create",
     DDL(  # type: ignore[no-untyped-call]
-        "CREATE TRIGGER task_events_append_only BEFORE UPDATE OR DELETE ON task_events "
-        "FOR EACH ROW EXECUTE FUNCTION handrail_append_only()"
+        "CREATE TRIGGER ledger_postings_balanced BEFORE INSERT ON ledger_postings "
+        "WHEN (SELECT COALESCE(SUM(amount), 1) FROM ledger_entries WHERE posting_id = NEW.id) != 0 "
+        "BEGIN SELECT RAISE(ABORT, 'a posting must balance'); END"
+    ).execute_if(dialect="sqlite"),
+)
+event.listen(
+    ledger_postings,
+    "after_create",
+    DDL(  # type: ignore[no-untyped-call]
+        "CREATE TRIGGER ledger_postings_balanced BEFORE INSERT ON ledger_postings "
+        "FOR EACH ROW EXECUTE FUNCTION handrail_balanced()"
     ).execute_if(dialect="postgresql"),
 )

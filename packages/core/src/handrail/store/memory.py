@@ -9,18 +9,106 @@ change stored state by mutating what they were given. Safe across threads and ev
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
+from typing import Generic, Protocol, TypeVar
 
-from ..errors import ConcurrencyConflict
+from ..errors import ConcurrencyConflict, InsufficientFunds
+from ..ledger._accounts import Account, AccountKind
+from ..ledger._model import (
+    EntryRecord,
+    Hold,
+    PayoutRecord,
+    PayoutStatus,
+    Posting,
+    PostingKind,
+    Settlement,
+    SettlementStatus,
+)
 from ..lifecycle import EXPIRABLE, Status
 from ..models import RISK_RANK, AssignmentStatus, Kind, RiskTier, Task, TaskEvent
+from ..money import Currency
 from ._protocol import Change, TaskQuery
 
 __all__ = ["MemoryStore"]
 
 _OPEN_TO_WORK = frozenset({Status.POSTED, Status.ASSIGNED})
+
+
+class _Versioned(Protocol):
+    @property
+    def version(self) -> int: ...
+
+
+R = TypeVar("R", bound=_Versioned)
+
+
+class _Table(Generic[R]):
+    """Committed records by key, with optimistic versions (the store's lock guards it)."""
+
+    def __init__(self, name: str, unique: Callable[[R], Hashable] | None = None) -> None:
+        self.name = name
+        self.rows: dict[str, R] = {}
+        self._unique = unique
+        self._by_unique: dict[Hashable, str] = {}
+
+    def by_unique(self, value: Hashable) -> R | None:
+        key = self._by_unique.get(value)
+        return self.rows.get(key) if key is not None else None
+
+    def check(self, key: str, record: R, expected: int | None) -> None:
+        current = self.rows.get(key)
+        if expected is None:
+            clash = self._unique is not None and self._unique(record) in self._by_unique
+            if current is not None or clash:
+                raise ConcurrencyConflict(self.name, key)
+        elif current is None or current.version != expected:
+            raise ConcurrencyConflict(self.name, key)
+
+    def apply(self, key: str, record: R) -> None:
+        self.rows[key] = record
+        if self._unique is not None:
+            self._by_unique[self._unique(record)] = key
+
+
+class _Staged(Generic[R]):
+    """A transaction's pending writes to one ``_Table``."""
+
+    def __init__(self, table: _Table[R]) -> None:
+        self.table = table
+        self.writes: dict[str, tuple[R, int | None]] = {}
+
+    def get(self, key: str, committed: R | None) -> R | None:
+        return self.writes[key][0] if key in self.writes else committed
+
+    def put(self, key: str, record: R, expected: int | None) -> None:
+        if expected is not None and record.version != expected + 1:
+            raise ValueError(f"a {self.table.name}'s version must go up by one per update")
+        staged = self.writes.get(key)
+        if staged is not None:  # written earlier in this transaction: chain onto that
+            previous, first_expected = staged
+            if expected is None or previous.version != expected:
+                raise ConcurrencyConflict(self.table.name, key)
+            self.writes[key] = (record, first_expected)
+            return
+        self.table.check(key, record, expected)
+        self.writes[key] = (record, expected)
+
+    def records(self) -> list[R]:
+        """Committed records overlaid with this transaction's writes."""
+        merged = dict(self.table.rows)
+        merged.update((k, r) for k, (r, _) in self.writes.items())
+        return list(merged.values())
+
+    def check(self) -> None:
+        for key, (record, expected) in self.writes.items():
+            self.table.check(key, record, expected)
+
+    def apply(self) -> None:
+        for key, (record, _) in self.writes.items():
+            self.table.apply(key, record)
 
 
 def _copy(task: Task) -> Task:
@@ -37,6 +125,18 @@ class MemoryStore:
         self._events: list[TaskEvent] = []
         self._events_by_task: dict[str, list[TaskEvent]] = {}
         self._open: dict[str, set[str]] = {}  # org -> ids of tasks not yet in a final-ish state
+        # the ledger
+        self._accounts: dict[str, Account] = {}
+        self._balances: dict[str, int] = defaultdict(int)
+        self._postings: dict[str, Posting] = {}
+        self._entries: dict[str, list[EntryRecord]] = defaultdict(list)
+        self._entry_seq = 0
+        self._holds: _Table[Hold] = _Table("hold")
+        self._settlements: _Table[Settlement] = _Table("settlement")
+        self._payouts: _Table[PayoutRecord] = _Table(
+            "payout", unique=lambda p: (p.org_id, p.worker_id, p.key)
+        )
+        self._spend: dict[tuple[str, Currency], list[Posting]] = defaultdict(list)
 
     @asynccontextmanager
     async def transaction(self, *, readonly: bool = False) -> AsyncIterator[_MemoryTransaction]:
@@ -70,6 +170,12 @@ class _MemoryTransaction:
         self._inserts: dict[str, Task] = {}
         self._updates: dict[str, tuple[Task, int]] = {}
         self._events: list[TaskEvent] = []
+        self._postings: list[Posting] = []
+        self._deltas: dict[str, int] = defaultdict(int)
+        self._accounts: dict[str, Account] = {}
+        self._holds = _Staged(store._holds)
+        self._settlements = _Staged(store._settlements)
+        self._payouts = _Staged(store._payouts)
 
     def _pending(self, task_id: str) -> Task | None:
         if task_id in self._updates:
@@ -195,11 +301,158 @@ class _MemoryTransaction:
         due.sort(key=lambda t: (t.expires_at, t.id))
         return [_copy(t) for t in due[:limit]]
 
+    # ---------------------------------------------------------------- the ledger
+
+    def _balance(self, account_id: str) -> int:  # call under the store's lock
+        return self._store._balances.get(account_id, 0) + self._deltas.get(account_id, 0)
+
+    def _check_floors(self, posting: Posting, balance: Callable[[str], int]) -> None:
+        moves: dict[str, int] = defaultdict(int)
+        accounts: dict[str, Account] = {}
+        for entry in posting.entries:
+            moves[entry.account.id] += entry.amount
+            accounts[entry.account.id] = entry.account
+        for account_id, amount in moves.items():
+            current = balance(account_id)
+            if accounts[account_id].floored and current + amount < 0:
+                raise InsufficientFunds(account_id, posting.currency.value, -amount, current)
+
+    async def find_posting(self, posting_id: str) -> Posting | None:
+        for posting in self._postings:
+            if posting.id == posting_id:
+                return posting
+        with self._store._lock:
+            return self._store._postings.get(posting_id)
+
+    async def post(self, posting: Posting) -> None:
+        self._writable()
+        if await self.find_posting(posting.id) is not None:
+            raise ConcurrencyConflict("posting", posting.id)
+        with self._store._lock:
+            self._check_floors(posting, self._balance)
+        for entry in posting.entries:
+            self._deltas[entry.account.id] += entry.amount
+            self._accounts[entry.account.id] = entry.account
+        self._postings.append(posting)
+
+    async def balances(self, account_ids: Sequence[str]) -> dict[str, int]:
+        with self._store._lock:
+            return {a: self._balance(a) for a in account_ids}
+
+    async def sum_balances(
+        self, org_id: str, kind: AccountKind, currency: Currency, owner: str | None = None
+    ) -> int:
+        with self._store._lock:
+            accounts = {**self._store._accounts, **self._accounts}
+            return sum(
+                self._balance(a.id)
+                for a in accounts.values()
+                if a.org_id == org_id
+                and a.kind is kind
+                and a.currency is currency
+                and (owner is None or a.owner == owner)
+            )
+
+    async def spend_since(self, org_id: str, currency: Currency, since: datetime) -> int:
+        with self._store._lock:
+            committed = list(self._store._spend.get((org_id, currency), ()))
+        staged = [p for p in self._postings if p.kind is PostingKind.RESOLVE]
+        return sum(
+            p.volume
+            for p in committed + staged
+            if p.org_id == org_id and p.currency is currency and p.created_at >= since
+        )
+
+    async def list_entries(
+        self, account_id: str, after: int | None, limit: int
+    ) -> list[EntryRecord]:
+        with self._store._lock:
+            entries = list(self._store._entries.get(account_id, ()))
+        return [e for e in entries if after is None or e.seq > after][:limit]
+
+    async def get_hold(self, task_id: str) -> Hold | None:
+        with self._store._lock:
+            return self._holds.get(task_id, self._store._holds.rows.get(task_id))
+
+    async def put_hold(self, hold: Hold, *, expected_version: int | None) -> None:
+        self._writable()
+        with self._store._lock:
+            self._holds.put(hold.task_id, hold, expected_version)
+
+    async def settlements_for_task(self, task_id: str) -> list[Settlement]:
+        with self._store._lock:
+            found = [s for s in self._settlements.records() if s.task_id == task_id]
+        return sorted(found, key=lambda s: s.id)
+
+    async def due_settlements(self, now: datetime, limit: int) -> list[Settlement]:
+        with self._store._lock:
+            due = [
+                s
+                for s in self._settlements.records()
+                if s.status is SettlementStatus.PENDING and s.due_at <= now
+            ]
+        return sorted(due, key=lambda s: (s.due_at, s.id))[:limit]
+
+    async def put_settlement(self, settlement: Settlement, *, expected_version: int | None) -> None:
+        self._writable()
+        with self._store._lock:
+            self._settlements.put(settlement.id, settlement, expected_version)
+
+    async def find_payout(self, org_id: str, worker_id: str, key: str) -> PayoutRecord | None:
+        with self._store._lock:
+            for p in self._payouts.records():
+                if (p.org_id, p.worker_id, p.key) == (org_id, worker_id, key):
+                    return p
+        return None
+
+    async def payouts_of(self, org_id: str, worker_id: str) -> list[PayoutRecord]:
+        with self._store._lock:
+            mine = [
+                p for p in self._payouts.records() if (p.org_id, p.worker_id) == (org_id, worker_id)
+            ]
+        return sorted(mine, key=lambda p: p.id)
+
+    async def pending_payouts(self, limit: int) -> list[PayoutRecord]:
+        with self._store._lock:
+            pending = [p for p in self._payouts.records() if p.status is PayoutStatus.PENDING]
+        return sorted(pending, key=lambda p: p.id)[:limit]
+
+    async def put_payout(self, payout: PayoutRecord, *, expected_version: int | None) -> None:
+        self._writable()
+        with self._store._lock:
+            self._payouts.put(payout.id, payout, expected_version)
+
+    async def ledger_totals(self) -> dict[Currency, int]:
+        with self._store._lock:
+            accounts = {**self._store._accounts, **self._accounts}
+            totals: dict[Currency, int] = defaultdict(int)
+            for account in accounts.values():
+                totals[account.currency] += self._balance(account.id)
+        return dict(totals)
+
+    # ---------------------------------------------------------------- commit
+
     def commit(self) -> None:
-        if not (self._inserts or self._updates or self._events):
+        staged = (self._holds, self._settlements, self._payouts)
+        if not (self._inserts or self._updates or self._events or self._postings) and not any(
+            t.writes for t in staged
+        ):
             return
         store = self._store
         with store._lock:
+            running: dict[str, int] = {}
+
+            def balance(account_id: str) -> int:
+                return running.get(account_id, store._balances.get(account_id, 0))
+
+            for posting in self._postings:  # re-checked: another transaction may have spent
+                if posting.id in store._postings:
+                    raise ConcurrencyConflict("posting", posting.id)
+                self._check_floors(posting, balance)
+                for entry in posting.entries:
+                    running[entry.account.id] = balance(entry.account.id) + entry.amount
+            for table in staged:
+                table.check()
             for task in self._inserts.values():
                 key = task.idempotency_key
                 if task.id in store._tasks or (
@@ -222,3 +475,23 @@ class _MemoryTransaction:
                 stored = event.model_copy(update={"seq": len(store._events) + 1})
                 store._events.append(stored)
                 store._events_by_task.setdefault(event.task_id, []).append(stored)
+            for posting in self._postings:
+                store._postings[posting.id] = posting
+                if posting.kind is PostingKind.RESOLVE and posting.org_id is not None:
+                    store._spend[(posting.org_id, posting.currency)].append(posting)
+                for entry in posting.entries:
+                    store._entry_seq += 1
+                    store._accounts.setdefault(entry.account.id, entry.account)
+                    store._balances[entry.account.id] += entry.amount
+                    store._entries[entry.account.id].append(
+                        EntryRecord(
+                            seq=store._entry_seq,
+                            posting_id=posting.id,
+                            kind=posting.kind,
+                            account_id=entry.account.id,
+                            amount=entry.amount,
+                            created_at=posting.created_at,
+                        )
+                    )
+            for table in staged:
+                table.apply()

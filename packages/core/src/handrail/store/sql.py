@@ -37,7 +37,10 @@ except ImportError as _missing:  # pragma: no cover - depends on the install
     ) from _missing
 
 from ..errors import ConcurrencyConflict, StoreError
+from ..ledger._accounts import AccountKind
+from ..ledger._model import EntryRecord, Hold, PayoutRecord, Posting, Settlement
 from ..models import Kind, RiskTier, Task, TaskEvent
+from ..money import Currency
 from . import _sql_queries as q
 from ._protocol import Change, TaskQuery
 from ._sql_tables import metadata
@@ -318,3 +321,57 @@ class SqlTransaction:
 
     async def due_tasks(self, now: datetime, limit: int) -> list[Task]:
         return await self._run(q.due_tasks, self._seen, now, limit)
+
+    # ---------------------------------------------------------------- the ledger
+
+    async def find_posting(self, posting_id: str) -> Posting | None:
+        return await self._run(q.find_posting, posting_id)
+
+    async def post(self, posting: Posting) -> None:
+        await self._run(q.post, posting)
+
+    async def balances(self, account_ids: Sequence[str]) -> dict[str, int]:
+        return await self._run(q.balances, account_ids)
+
+    async def sum_balances(
+        self, org_id: str, kind: AccountKind, currency: Currency, owner: str | None = None
+    ) -> int:
+        return await self._run(q.sum_balances, org_id, kind, currency, owner)
+
+    async def spend_since(self, org_id: str, currency: Currency, since: datetime) -> int:
+        return await self._run(q.spend_since, org_id, currency, since)
+
+    async def list_entries(
+        self, account_id: str, after: int | None, limit: int
+    ) -> list[EntryRecord]:
+        return await self._run(q.list_entries, account_id, after, limit)
+
+    async def get_hold(self, task_id: str) -> Hold | None:
+        return await self._run(q.get_hold, task_id)
+
+    async def put_hold(self, hold: Hold, *, expected_version: int | None) -> None:
+        await self._run(q.put_hold, hold, expected_version)
+
+    async def settlements_for_task(self, task_id: str) -> list[Settlement]:
+        return await self._run(q.settlements_for_task, task_id)
+
+    async def due_settlements(self, now: datetime, limit: int) -> list[Settlement]:
+        return await self._run(q.due_settlements, now, limit)
+
+    async def put_settlement(self, settlement: Settlement, *, expected_version: int | None) -> None:
+        await self._run(q.put_settlement, settlement, expected_version)
+
+    async def find_payout(self, org_id: str, worker_id: str, key: str) -> PayoutRecord | None:
+        return await self._run(q.find_payout, org_id, worker_id, key)
+
+    async def payouts_of(self, org_id: str, worker_id: str) -> list[PayoutRecord]:
+        return await self._run(q.payouts_of, org_id, worker_id)
+
+    async def pending_payouts(self, limit: int) -> list[PayoutRecord]:
+        return await self._run(q.pending_payouts, limit)
+
+    async def put_payout(self, payout: PayoutRecord, *, expected_version: int | None) -> None:
+        await self._run(q.put_payout, payout, expected_version)
+
+    async def ledger_totals(self) -> dict[Currency, int]:
+        return await self._run(q.ledger_totals)

@@ -1,0 +1,619 @@
+"""The ledger: money for paid human work, double-entry, over the store.
+
+Every money movement is one balanced :class:`Posting` whose id is its operation id, so a
+replay changes nothing. A paid task's life in postings:
+
+====================  ===============================================================
+task created          ``hold``: org available → the task's escrow (reward × slots + fee)
+estimate approved     ``adjust``: escrow grows or shrinks to the agreed price
+verified              ``resolve``: each accepted answer's reward → its worker's pending,
+                      fee → platform, the rest → back to the org (at most once)
+cancelled, expired,   ``resolve`` with nothing accepted and no fee: everything back to the
+failed                org
+disputed              ``freeze``: the task's rewards and fee → a dispute account
+upheld / overturned   ``unfreeze`` back to workers and fee / ``overturn`` to the org
+hold period over      ``settle``: worker pending → worker available (default 7 days)
+payout                ``payout``: worker available → payout in flight, then
+                      ``payout_sent`` (to the rail, less its fee) or ``payout_failed``
+                      (back to the worker)
+====================  ===============================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from .._ids import new_id
+from .._retry import retry_conflicts
+from ..clock import Clock, SystemClock
+from ..errors import (
+    IdempotencyConflict,
+    InvalidTransition,
+    NotFound,
+    PermissionDenied,
+    ValidationError,
+)
+from ..models import Principal, Role, Task
+from ..money import Currency, Money
+from ._accounts import Account, AccountKind
+from ._fees import FeeSchedule
+from ._model import (
+    Balance,
+    Earnings,
+    Entry,
+    EntryRecord,
+    Hold,
+    HoldStatus,
+    PayoutRecord,
+    PayoutStatus,
+    Posting,
+    PostingKind,
+    Settlement,
+    SettlementStatus,
+)
+from ._rails import FundingRail, PayoutRail, RailResult, SandboxFundingRail, SandboxPayoutRail
+
+if TYPE_CHECKING:  # the store imports ledger records: no cycle at run time
+    from ..store import Store, Transaction
+
+__all__ = ["EntryPage", "Ledger"]
+
+T = TypeVar("T")
+MAX_PAGE = 500
+
+
+class EntryPage(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    items: tuple[EntryRecord, ...]
+    next_cursor: int | None = None
+
+
+def _entries(*moves: tuple[Account, int]) -> tuple[Entry, ...]:
+    return tuple(Entry(account=a, amount=n) for a, n in moves if n != 0)
+
+
+class Ledger:
+    """Money operations over a :class:`~handrail.store.Store`.
+
+    ``hold_period`` is how long a worker's earnings stay pending (open to disputes) before
+    they settle; ``min_payout`` is the smallest payout per currency (default $1.00, 1,000
+    sats).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Clock | None = None,
+        fees: FeeSchedule | None = None,
+        hold_period: timedelta = timedelta(days=7),
+        payout_rail: PayoutRail | None = None,
+        funding_rail: FundingRail | None = None,
+        min_payout: Mapping[Currency, int] | None = None,
+    ) -> None:
+        self.store = store
+        self.clock: Clock = clock or SystemClock()
+        self.fees = fees or FeeSchedule()
+        self.hold_period = hold_period
+        self.payout_rail: PayoutRail = payout_rail or SandboxPayoutRail()
+        self.funding_rail: FundingRail = funding_rail or SandboxFundingRail()
+        self.min_payout = dict(min_payout or {Currency.USD: 100, Currency.SATS: 1_000})
+
+    async def _write(self, op: Callable[[Transaction], Awaitable[T]]) -> T:
+        async def attempt() -> T:
+            async with self.store.transaction() as tx:
+                return await op(tx)
+
+        return await retry_conflicts(attempt)
+
+    async def _post_once(self, tx: Transaction, posting: Posting) -> Posting:
+        """Post, or return the posting already made under this id (it must match)."""
+        done = await tx.find_posting(posting.id)
+        if done is None:
+            await tx.post(posting)
+            return posting
+        same = done.model_dump(exclude={"created_at", "memo"}) == posting.model_dump(
+            exclude={"created_at", "memo"}
+        )
+        if not same:
+            raise IdempotencyConflict(posting.id, done.task_id or done.id)
+        return done
+
+    # ---------------------------------------------------------------- money in
+
+    async def deposit(
+        self, principal: Principal, amount: Money, *, key: str, reference: str | None = None
+    ) -> Posting:
+        """Credit the principal's organisation. Admins credit directly; sandbox requesters
+        get sandbox credit; live requesters need the funding rail to confirm ``reference``.
+        The same ``key`` again returns the first deposit (a different amount conflicts)."""
+        if amount.minor <= 0:
+            raise ValidationError.at("$.amount", "a deposit must be more than zero")
+        if not key.strip():
+            raise ValidationError.at("$.key", "must not be blank")
+        if not (principal.has(Role.ADMIN) or principal.sandbox):
+            if not principal.has(Role.REQUESTER):
+                raise PermissionDenied(principal.id, "deposit", "needs the requester role")
+            if not reference:
+                raise ValidationError.at("$.reference", "a live deposit names its transfer")
+            if not await self.funding_rail.confirm(principal.org_id, amount, reference):
+                raise ValidationError.at("$.reference", "the funding rail did not confirm it")
+        org = principal.org_id
+        posting = Posting(
+            id=f"deposit:{Account.org(org, amount.currency).id}:{key}",
+            kind=PostingKind.DEPOSIT,
+            org_id=org,
+            currency=amount.currency,
+            entries=_entries(
+                (Account.funding(amount.currency), -amount.minor),
+                (Account.org(org, amount.currency), amount.minor),
+            ),
+            created_at=self.clock.now(),
+            memo={"reference": reference, "by": principal.id, "sandbox": principal.sandbox},
+        )
+
+        async def op(tx: Transaction) -> Posting:
+            return await self._post_once(tx, posting)
+
+        return await self._write(op)
+
+    # ---------------------------------------------------------------- views
+
+    async def balance(self, principal: Principal, currency: Currency | str = "USD") -> Balance:
+        cur = Currency(currency)
+        org = principal.org_id
+        async with self.store.transaction(readonly=True) as tx:
+            available = (await tx.balances([Account.org(org, cur).id]))[Account.org(org, cur).id]
+            held = await tx.sum_balances(org, AccountKind.ESCROW, cur)
+            held += await tx.sum_balances(org, AccountKind.DISPUTE, cur)
+        return Balance(
+            org_id=org,
+            available=Money(currency=cur, minor=available),
+            held=Money(currency=cur, minor=held),
+        )
+
+    def _worker(self, principal: Principal, worker_id: str | None) -> str:
+        worker = worker_id or principal.id
+        if worker != principal.id and not principal.has(Role.ADMIN):
+            raise PermissionDenied(principal.id, f"see {worker}'s earnings")
+        return worker
+
+    async def earnings(
+        self, principal: Principal, currency: Currency | str = "USD", worker_id: str | None = None
+    ) -> Earnings:
+        """A worker's pending, available and lifetime earnings (their own, or any for an
+        admin)."""
+        cur = Currency(currency)
+        worker = self._worker(principal, worker_id)
+        org = principal.org_id
+        pending, available = Account.pending(org, worker, cur), Account.available(org, worker, cur)
+        async with self.store.transaction(readonly=True) as tx:
+            got = await tx.balances([pending.id, available.id])
+            paid = [
+                p
+                for p in await tx.payouts_of(org, worker)
+                if p.amount.currency is cur and p.status is not PayoutStatus.FAILED
+            ]
+        paid_out = sum(p.amount.minor for p in paid)
+        return Earnings(
+            worker_id=worker,
+            pending=Money(currency=cur, minor=got[pending.id]),
+            available=Money(currency=cur, minor=got[available.id]),
+            total=Money(currency=cur, minor=got[pending.id] + got[available.id] + paid_out),
+        )
+
+    async def entries(
+        self, principal: Principal, account: Account, *, after: int | None = None, limit: int = 50
+    ) -> EntryPage:
+        """An account's entries, oldest first, a page at a time. An organisation sees its
+        own accounts; a worker sees its own earnings accounts."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise ValidationError.at("$.limit", f"must be between 1 and {MAX_PAGE}")
+        worker_kinds = (AccountKind.WORKER_PENDING, AccountKind.WORKER_AVAILABLE)
+        visible = account.org_id == principal.org_id and (
+            principal.has(Role.ADMIN)
+            or (account.kind in worker_kinds and account.owner == principal.id)
+            or (account.kind not in worker_kinds and principal.has(Role.REQUESTER))
+        )
+        if not visible:
+            raise NotFound("account", account.id)
+        async with self.store.transaction(readonly=True) as tx:
+            found = await tx.list_entries(account.id, after, limit + 1)
+        items = tuple(found[:limit])
+        return EntryPage(items=items, next_cursor=items[-1].seq if len(found) > limit else None)
+
+    async def payouts(
+        self, principal: Principal, worker_id: str | None = None
+    ) -> list[PayoutRecord]:
+        worker = self._worker(principal, worker_id)
+        async with self.store.transaction(readonly=True) as tx:
+            return await tx.payouts_of(principal.org_id, worker)
+
+    async def totals(self) -> dict[Currency, int]:
+        """Every account summed per currency: all zeros when the books balance."""
+        async with self.store.transaction(readonly=True) as tx:
+            return await tx.ledger_totals()
+
+    # ---------------------------------------------------------------- a task's life
+
+    async def hold(self, tx: Transaction, task: Task, now: datetime) -> Hold | None:
+        """Reserve reward × redundancy + fee for a paid task; ``InsufficientFunds`` if the
+        organisation cannot cover it (the caller's transaction then undoes the task)."""
+        if task.payout is None or task.payout.minor == 0:
+            return None
+        cur = task.payout.currency
+        spend = await tx.spend_since(task.org_id, cur, now - self.fees.window)
+        fee = self.fees.fee(task.payout * task.redundancy, spend)
+        hold = Hold(
+            task_id=task.id, org_id=task.org_id, reward=task.payout, slots=task.redundancy, fee=fee
+        )
+        await tx.put_hold(hold, expected_version=None)
+        await tx.post(
+            Posting(
+                id=f"hold:{task.id}",
+                kind=PostingKind.HOLD,
+                org_id=task.org_id,
+                task_id=task.id,
+                currency=cur,
+                entries=_entries(
+                    (Account.org(task.org_id, cur), -hold.amount.minor),
+                    (Account.escrow(task.org_id, task.id, cur), hold.amount.minor),
+                ),
+                created_at=now,
+                memo={"reward": hold.reward.amount, "slots": hold.slots, "fee": fee.amount},
+            )
+        )
+        return hold
+
+    async def adjust(self, tx: Transaction, task: Task, now: datetime) -> None:
+        """Re-price a held task whose reward changed (an approved estimate)."""
+        hold = await tx.get_hold(task.id)
+        if hold is None or task.payout is None or hold.status is not HoldStatus.HELD:
+            return
+        if task.payout == hold.reward:
+            return
+        if task.payout.currency is not hold.reward.currency:
+            raise ValidationError.at("$.payout.currency", "a hold keeps its currency")
+        cur = hold.reward.currency
+        spend = await tx.spend_since(task.org_id, cur, now - self.fees.window)
+        repriced = hold.model_copy(
+            update={
+                "reward": task.payout,
+                "fee": self.fees.fee(task.payout * hold.slots, spend),
+                "version": hold.version + 1,
+            }
+        )
+        delta = repriced.amount.minor - hold.amount.minor
+        await tx.put_hold(repriced, expected_version=hold.version)
+        if delta:
+            await tx.post(
+                Posting(
+                    id=f"adjust:{task.id}:{hold.version}",
+                    kind=PostingKind.ADJUST,
+                    org_id=task.org_id,
+                    task_id=task.id,
+                    currency=cur,
+                    entries=_entries(
+                        (Account.org(task.org_id, cur), -delta),
+                        (Account.escrow(task.org_id, task.id, cur), delta),
+                    ),
+                    created_at=now,
+                    memo={"reward": repriced.reward.amount, "fee": repriced.fee.amount},
+                )
+            )
+
+    async def resolve(
+        self, tx: Transaction, task: Task, accepted: Sequence[str], now: datetime
+    ) -> None:
+        """Settle a held task once: pay each accepted worker the reward (into pending, for
+        the hold period) and the platform its fee, and return the rest to the organisation.
+        With nobody accepted, everything goes back, fee included."""
+        hold = await tx.get_hold(task.id)
+        if hold is None:
+            return
+        if hold.status is HoldStatus.RESOLVED:
+            raise InvalidTransition(task.id, task.status.value, "resolve", detail="already paid")
+        cur = hold.reward.currency
+        paid = list(dict.fromkeys(accepted))[: hold.slots]
+        reward = hold.reward.minor
+        fee = hold.fee.minor if paid else 0
+        rest = hold.amount.minor - reward * len(paid) - fee
+        moves: list[tuple[Account, int]] = [
+            (Account.escrow(task.org_id, task.id, cur), -hold.amount.minor)
+        ]
+        moves += [(Account.pending(task.org_id, w, cur), reward) for w in paid]
+        moves += [(Account.fees(cur), fee), (Account.org(task.org_id, cur), rest)]
+        await tx.put_hold(
+            hold.model_copy(update={"status": HoldStatus.RESOLVED, "version": hold.version + 1}),
+            expected_version=hold.version,
+        )
+        await tx.post(
+            Posting(
+                id=f"resolve:{task.id}",
+                kind=PostingKind.RESOLVE,
+                org_id=task.org_id,
+                task_id=task.id,
+                currency=cur,
+                entries=_entries(*moves),
+                volume=reward * len(paid) + fee,
+                created_at=now,
+                memo={"accepted": ", ".join(paid), "status": task.status.value},
+            )
+        )
+        for worker in paid if reward else ():
+            await tx.put_settlement(
+                Settlement(
+                    id=f"{task.id}:{worker}",
+                    org_id=task.org_id,
+                    worker_id=worker,
+                    task_id=task.id,
+                    amount=hold.reward,
+                    due_at=now + self.hold_period,
+                ),
+                expected_version=None,
+            )
+
+    async def _fee_paid(self, tx: Transaction, task_id: str) -> int:
+        resolved = await tx.find_posting(f"resolve:{task_id}")
+        if resolved is None:
+            return 0
+        return sum(
+            e.amount for e in resolved.entries if e.account.kind is AccountKind.PLATFORM_FEES
+        )
+
+    async def freeze(self, tx: Transaction, task: Task, now: datetime, op: str) -> None:
+        """Freeze what a disputed task paid out: rewards still pending, and the fee. A
+        dispute after the earnings settled is refused (the hold period is the window)."""
+        hold = await tx.get_hold(task.id)
+        if hold is None:
+            return  # an unpaid task: nothing to freeze
+        cur = hold.reward.currency
+        held = await tx.settlements_for_task(task.id)
+        if any(s.status is not SettlementStatus.PENDING for s in held):
+            raise InvalidTransition(
+                task.id, task.status.value, "dispute", detail="its earnings have settled"
+            )
+        fee = await self._fee_paid(tx, task.id)
+        total = sum(s.amount.minor for s in held) + fee
+        if not total:
+            return
+        moves = [(Account.pending(task.org_id, s.worker_id, cur), -s.amount.minor) for s in held]
+        moves += [(Account.fees(cur), -fee), (Account.dispute(task.org_id, task.id, cur), total)]
+        await self._post_settlements(
+            tx, task, held, SettlementStatus.FROZEN, now, op, moves, PostingKind.FREEZE
+        )
+
+    async def unfreeze(self, tx: Transaction, task: Task, now: datetime, op: str) -> None:
+        """The dispute is resolved for the workers: their earnings and the fee go back."""
+        await self._release_dispute(tx, task, now, op, to_org=False)
+
+    async def overturn(self, tx: Transaction, task: Task, now: datetime, op: str) -> None:
+        """The dispute is resolved for the organisation: it gets everything back."""
+        await self._release_dispute(tx, task, now, op, to_org=True)
+
+    async def _release_dispute(
+        self, tx: Transaction, task: Task, now: datetime, op: str, *, to_org: bool
+    ) -> None:
+        hold = await tx.get_hold(task.id)
+        if hold is None:
+            return
+        cur = hold.reward.currency
+        dispute = Account.dispute(task.org_id, task.id, cur)
+        frozen = (await tx.balances([dispute.id]))[dispute.id]
+        if not frozen:
+            return
+        held = [
+            s for s in await tx.settlements_for_task(task.id) if s.status is SettlementStatus.FROZEN
+        ]
+        moves: list[tuple[Account, int]] = [(dispute, -frozen)]
+        if to_org:
+            moves.append((Account.org(task.org_id, cur), frozen))
+            status, kind = SettlementStatus.REVERSED, PostingKind.OVERTURN
+        else:
+            moves.append((Account.fees(cur), frozen - sum(s.amount.minor for s in held)))
+            moves += [
+                (Account.pending(task.org_id, s.worker_id, cur), s.amount.minor) for s in held
+            ]
+            status, kind = SettlementStatus.PENDING, PostingKind.UNFREEZE
+        await self._post_settlements(tx, task, held, status, now, op, moves, kind)
+
+    async def _post_settlements(
+        self,
+        tx: Transaction,
+        task: Task,
+        settlements: Sequence[Settlement],
+        status: SettlementStatus,
+        now: datetime,
+        op: str,
+        moves: Sequence[tuple[Account, int]],
+        kind: PostingKind,
+    ) -> None:
+        for s in settlements:
+            await tx.put_settlement(
+                s.model_copy(update={"status": status, "version": s.version + 1}),
+                expected_version=s.version,
+            )
+        await tx.post(
+            Posting(
+                id=f"{kind.value}:{task.id}:{op}",
+                kind=kind,
+                org_id=task.org_id,
+                task_id=task.id,
+                currency=moves[0][0].currency,
+                entries=_entries(*moves),
+                created_at=now,
+            )
+        )
+
+    # ---------------------------------------------------------------- settlement
+
+    async def settle_due(self, limit: int = 500) -> list[Settlement]:
+        """Move every worker's earnings whose hold period is over from pending to
+        available."""
+        now = self.clock.now()
+        async with self.store.transaction(readonly=True) as tx:
+            due = await tx.due_settlements(now, limit)
+        settled = []
+        for item in due:
+
+            async def op(tx: Transaction, item: Settlement = item) -> Settlement | None:
+                current = next(
+                    (s for s in await tx.settlements_for_task(item.task_id) if s.id == item.id),
+                    None,
+                )
+                if current is None or current.status is not SettlementStatus.PENDING:
+                    return None  # frozen or settled meanwhile
+                if current.due_at > now:
+                    return None
+                cur = current.amount.currency
+                done = current.model_copy(
+                    update={"status": SettlementStatus.SETTLED, "version": current.version + 1}
+                )
+                await tx.put_settlement(done, expected_version=current.version)
+                await tx.post(
+                    Posting(
+                        id=f"settle:{current.id}",
+                        kind=PostingKind.SETTLE,
+                        org_id=current.org_id,
+                        task_id=current.task_id,
+                        currency=cur,
+                        entries=_entries(
+                            (
+                                Account.pending(current.org_id, current.worker_id, cur),
+                                -current.amount.minor,
+                            ),
+                            (
+                                Account.available(current.org_id, current.worker_id, cur),
+                                current.amount.minor,
+                            ),
+                        ),
+                        created_at=now,
+                    )
+                )
+                return done
+
+            result = await self._write(op)
+            if result is not None:
+                settled.append(result)
+        return settled
+
+    # ---------------------------------------------------------------- payouts
+
+    async def request_payout(
+        self, principal: Principal, amount: Money, *, key: str
+    ) -> PayoutRecord:
+        """Pay ``amount`` of the worker's available earnings out through the payout rail,
+        less the rail's fee. The same ``key`` again returns the same payout."""
+        if not principal.has(Role.REVIEWER):
+            raise PermissionDenied(principal.id, "request payouts", "needs the reviewer role")
+        minimum = self.min_payout.get(amount.currency, 1)
+        if amount.minor < minimum:
+            least = Money(currency=amount.currency, minor=minimum)
+            raise ValidationError.at("$.amount", f"the smallest payout is {least}")
+        if not key.strip():
+            raise ValidationError.at("$.key", "must not be blank")
+        org, worker, cur = principal.org_id, principal.id, amount.currency
+
+        async def start(tx: Transaction) -> PayoutRecord:
+            existing = await tx.find_payout(org, worker, key)
+            if existing is not None:
+                if existing.amount != amount:
+                    raise IdempotencyConflict(key, existing.id)
+                return existing
+            now = self.clock.now()
+            payout = PayoutRecord(
+                id=new_id(),
+                org_id=org,
+                worker_id=worker,
+                key=key,
+                amount=amount,
+                fee=self.payout_rail.fee(amount),
+                rail=self.payout_rail.name,
+                created_at=now,
+                updated_at=now,
+            )
+            await tx.put_payout(payout, expected_version=None)
+            await tx.post(
+                Posting(
+                    id=f"payout:{payout.id}",
+                    kind=PostingKind.PAYOUT,
+                    org_id=org,
+                    currency=cur,
+                    entries=_entries(
+                        (Account.available(org, worker, cur), -amount.minor),
+                        (Account.payout(org, payout.id, cur), amount.minor),
+                    ),
+                    created_at=now,
+                    memo={"worker": worker, "key": key},
+                )
+            )
+            return payout
+
+        payout = await self._write(start)
+        if payout.status is not PayoutStatus.PENDING:
+            return payout
+        return await self._send(payout)
+
+    async def reconcile_payouts(self, limit: int = 100) -> list[PayoutRecord]:
+        """Finish payouts whose outcome was never recorded (a crash mid-payout): ask the
+        rail again, by the payout's id."""
+        async with self.store.transaction(readonly=True) as tx:
+            pending = await tx.pending_payouts(limit)
+        return [await self._send(p) for p in pending]
+
+    async def _send(self, payout: PayoutRecord) -> PayoutRecord:
+        try:
+            result = await self.payout_rail.send(payout)
+        except Exception as exc:  # the rail's trouble: the money goes back to the worker
+            result = RailResult(ok=False, failure=f"{type(exc).__name__}: {exc}")
+
+        async def finish(tx: Transaction) -> PayoutRecord:
+            current = await tx.find_payout(payout.org_id, payout.worker_id, payout.key)
+            assert current is not None
+            if current.status is not PayoutStatus.PENDING:
+                return current
+            now = self.clock.now()
+            org, cur, flight = payout.org_id, payout.amount.currency, payout.amount.minor
+            in_flight = Account.payout(org, payout.id, cur)
+            if result.ok:
+                moves = [
+                    (in_flight, -flight),
+                    (Account.payouts(cur), flight - payout.fee.minor),
+                    (Account.rail_fees(cur), payout.fee.minor),
+                ]
+                kind, status = PostingKind.PAYOUT_SENT, PayoutStatus.SENT
+            else:
+                moves = [
+                    (in_flight, -flight),
+                    (Account.available(org, payout.worker_id, cur), flight),
+                ]
+                kind, status = PostingKind.PAYOUT_FAILED, PayoutStatus.FAILED
+            done = current.model_copy(
+                update={
+                    "status": status,
+                    "reference": result.reference,
+                    "failure": result.failure,
+                    "updated_at": now,
+                    "version": current.version + 1,
+                }
+            )
+            await tx.put_payout(done, expected_version=current.version)
+            await tx.post(
+                Posting(
+                    id=f"{kind.value}:{payout.id}",
+                    kind=kind,
+                    org_id=org,
+                    currency=cur,
+                    entries=_entries(*moves),
+                    created_at=now,
+                    memo={"reference": result.reference, "failure": result.failure},
+                )
+            )
+            return done
+
+        return await self._write(finish)
