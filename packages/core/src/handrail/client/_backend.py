@@ -12,9 +12,10 @@ from collections.abc import Collection, Mapping
 from typing import Any, Protocol
 
 from ..engine import Engine
+from ..ledger import Account, Balance, Earnings, EntryPage, Ledger, PayoutRecord, Posting
 from ..lifecycle import Status
 from ..models import Decision, Kind, Page, Principal, RiskTier, Role, Task, TaskEvent, TaskSpec
-from ..money import Money
+from ..money import Currency, Money
 
 __all__ = ["Backend", "LocalBackend"]
 
@@ -73,14 +74,33 @@ class Backend(Protocol):
     async def verify(self, task_id: str, output: Any = None, reason: str | None = None) -> Task: ...
     async def fail(self, task_id: str, reason: str) -> Task: ...
     async def resolve_dispute(self, task_id: str, *, uphold: bool, reason: str) -> Task: ...
+    async def deposit(
+        self, amount: Money, *, key: str, reference: str | None = None
+    ) -> Posting: ...
+    async def balance(self, currency: Currency | str = "USD") -> Balance: ...
+    async def earnings(
+        self, currency: Currency | str = "USD", worker_id: str | None = None
+    ) -> Earnings: ...
+    async def entries(
+        self, account: Account, *, after: int | None = None, limit: int = 50
+    ) -> EntryPage: ...
+    async def request_payout(self, amount: Money, *, key: str) -> PayoutRecord: ...
+    async def payouts(self, worker_id: str | None = None) -> builtins.list[PayoutRecord]: ...
 
 
 class LocalBackend:
     """The engine in this process, acting as ``principal``."""
 
-    def __init__(self, engine: Engine, principal: Principal) -> None:
+    def __init__(self, engine: Engine, principal: Principal, ledger: Ledger | None = None) -> None:
         self.engine = engine
         self.principal = principal
+        self._ledger = ledger
+
+    @property
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            raise RuntimeError("this client has no ledger: build it with one to move money")
+        return self._ledger
 
     @property
     def principal_id(self) -> str:
@@ -93,7 +113,7 @@ class LocalBackend:
             roles=frozenset({Role.REVIEWER}),
             sandbox=self.principal.sandbox,
         )
-        return LocalBackend(self.engine, reviewer)
+        return LocalBackend(self.engine, reviewer, self._ledger)
 
     async def create(self, spec: TaskSpec | Mapping[str, Any]) -> Task:
         return await self.engine.create(self.principal, spec)
@@ -194,3 +214,25 @@ class LocalBackend:
         return await self.engine.resolve_dispute(
             self.principal, task_id, uphold=uphold, reason=reason
         )
+
+    async def deposit(self, amount: Money, *, key: str, reference: str | None = None) -> Posting:
+        return await self.ledger.deposit(self.principal, amount, key=key, reference=reference)
+
+    async def balance(self, currency: Currency | str = "USD") -> Balance:
+        return await self.ledger.balance(self.principal, currency)
+
+    async def earnings(
+        self, currency: Currency | str = "USD", worker_id: str | None = None
+    ) -> Earnings:
+        return await self.ledger.earnings(self.principal, currency, worker_id)
+
+    async def entries(
+        self, account: Account, *, after: int | None = None, limit: int = 50
+    ) -> EntryPage:
+        return await self.ledger.entries(self.principal, account, after=after, limit=limit)
+
+    async def request_payout(self, amount: Money, *, key: str) -> PayoutRecord:
+        return await self.ledger.request_payout(self.principal, amount, key=key)
+
+    async def payouts(self, worker_id: str | None = None) -> builtins.list[PayoutRecord]:
+        return await self.ledger.payouts(self.principal, worker_id)

@@ -8,16 +8,30 @@ of caller share one engine, one connection pool and one notifier.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
+import logging
 from collections.abc import Callable, Coroutine, Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
 
 from ..clock import Clock
 from ..engine import Engine
-from ..errors import InvalidTransition, NoAnswer, WaitTimeout
-from ..escrow import Escrow
+from ..errors import HandrailError, InvalidTransition, NoAnswer, WaitTimeout
+from ..ledger import (
+    Account,
+    Balance,
+    Earnings,
+    EntryPage,
+    FeeSchedule,
+    Ledger,
+    LedgerEscrow,
+    PayoutRail,
+    PayoutRecord,
+    Posting,
+)
 from ..lifecycle import Status
 from ..models import (
     Action,
@@ -31,14 +45,15 @@ from ..models import (
     TaskEvent,
     TaskSpec,
 )
-from ..money import Money
+from ..money import Currency, Money
 from ..sandbox import SandboxReviewer
 from ..verification import Verifier
 from ._backend import Backend, LocalBackend
 from ._portal import Portal
 
-__all__ = ["Handrail", "OnTimeout", "Tasks", "decision_of"]
+__all__ = ["Handrail", "LedgerOps", "OnTimeout", "Tasks", "decision_of"]
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 OnTimeout = Literal["reject", "raise"]
 
@@ -220,6 +235,60 @@ class Tasks:
         )
 
 
+class LedgerOps:
+    """Money: the organisation's balance and deposits, a worker's earnings and payouts."""
+
+    def __init__(self, backend: Backend, portal: Portal) -> None:
+        self._backend = backend
+        self._portal = portal
+
+    def deposit(self, amount: Money, *, key: str, reference: str | None = None) -> Posting:
+        """Credit the organisation (sandbox credit, an admin's, or a confirmed transfer).
+        The same ``key`` again returns the first deposit."""
+        return self._portal.call(self._backend.deposit(amount, key=key, reference=reference))
+
+    async def adeposit(self, amount: Money, *, key: str, reference: str | None = None) -> Posting:
+        return await self._portal.acall(self._backend.deposit(amount, key=key, reference=reference))
+
+    def balance(self, currency: Currency | str = "USD") -> Balance:
+        """What the organisation may spend, and what is held for its open paid tasks."""
+        return self._portal.call(self._backend.balance(currency))
+
+    async def abalance(self, currency: Currency | str = "USD") -> Balance:
+        return await self._portal.acall(self._backend.balance(currency))
+
+    def earnings(self, currency: Currency | str = "USD", worker_id: str | None = None) -> Earnings:
+        """A worker's pending (in the hold period), available and lifetime earnings."""
+        return self._portal.call(self._backend.earnings(currency, worker_id))
+
+    async def aearnings(
+        self, currency: Currency | str = "USD", worker_id: str | None = None
+    ) -> Earnings:
+        return await self._portal.acall(self._backend.earnings(currency, worker_id))
+
+    def entries(self, account: Account, *, after: int | None = None, limit: int = 50) -> EntryPage:
+        """An account's entries, oldest first; ``after`` is the previous page's cursor."""
+        return self._portal.call(self._backend.entries(account, after=after, limit=limit))
+
+    async def aentries(
+        self, account: Account, *, after: int | None = None, limit: int = 50
+    ) -> EntryPage:
+        return await self._portal.acall(self._backend.entries(account, after=after, limit=limit))
+
+    def request_payout(self, amount: Money, *, key: str) -> PayoutRecord:
+        """Pay out available earnings, less the rail's fee. Idempotent by ``key``."""
+        return self._portal.call(self._backend.request_payout(amount, key=key))
+
+    async def arequest_payout(self, amount: Money, *, key: str) -> PayoutRecord:
+        return await self._portal.acall(self._backend.request_payout(amount, key=key))
+
+    def payouts(self, worker_id: str | None = None) -> builtins.list[PayoutRecord]:
+        return self._portal.call(self._backend.payouts(worker_id))
+
+    async def apayouts(self, worker_id: str | None = None) -> builtins.list[PayoutRecord]:
+        return await self._portal.acall(self._backend.payouts(worker_id))
+
+
 def _spec(spec: TaskSpec | Mapping[str, Any] | None, fields: Mapping[str, Any]) -> Any:
     if spec is None:
         return dict(fields)
@@ -234,6 +303,17 @@ def _action(action: Action | Mapping[str, Any] | str, args: Mapping[str, Any] | 
     if args is not None:
         raise TypeError("give args inside the action, or name the action as a string")
     return action
+
+
+async def _sweep(engine: Engine, ledger: Ledger, interval: float) -> None:
+    """Expire overdue tasks and settle due earnings, every ``interval`` seconds."""
+    while True:
+        try:
+            await engine.expire_due()
+            await ledger.settle_due()
+        except HandrailError:
+            log.warning("sweep failed; trying again in %.1f s", interval, exc_info=True)
+        await asyncio.sleep(interval)
 
 
 class Handrail:
@@ -254,6 +334,7 @@ class Handrail:
         self._portal = portal
         self._on_close = on_close
         self.tasks = Tasks(backend, portal)
+        self.ledger = LedgerOps(backend, portal)
 
     @classmethod
     def local(
@@ -265,7 +346,9 @@ class Handrail:
         sandbox: SandboxReviewer | bool = False,
         clock: Clock | None = None,
         verifier: Verifier | None = None,
-        escrow: Escrow | None = None,
+        fees: FeeSchedule | None = None,
+        hold_period: timedelta = timedelta(days=7),
+        payout_rail: PayoutRail | None = None,
         sweep_interval: float | None = 1.0,
     ) -> Handrail:
         """An in-process engine: in memory, or in the SQLite file at ``path``.
@@ -274,6 +357,10 @@ class Handrail:
         :meth:`as_reviewer` for a reviewer's view. With ``sandbox``, tasks are created in
         sandbox mode and a :class:`SandboxReviewer` answers them. With a ``path``, waiters
         also wake on changes other processes make to the same file (a terminal reviewer).
+        Paid tasks (with a ``payout``) hold money in the ledger: deposit first
+        (``hr.ledger.deposit``; sandbox credit in sandbox mode). ``fees``, ``hold_period``
+        and ``payout_rail`` configure it. Every ``sweep_interval`` seconds a background job
+        expires overdue tasks and settles earnings whose hold period is over.
         """
         portal = Portal()
         principal = Principal(
@@ -284,7 +371,7 @@ class Handrail:
         )
         reviewer = SandboxReviewer() if sandbox is True else sandbox or None
 
-        async def build() -> tuple[Engine, builtins.list[Any]]:
+        async def build() -> tuple[Engine, Ledger, builtins.list[Any]]:
             from ..notify import ChangeFeedNotifier, Notifier  # noqa: PLC0415
 
             notifier: Notifier | None = None
@@ -297,16 +384,25 @@ class Handrail:
 
                 store = await SqlStore.open(f"sqlite:///{Path(path)}")
                 notifier = await ChangeFeedNotifier.open(store)
-            engine = Engine(store, notifier=notifier, clock=clock, verifier=verifier, escrow=escrow)
+            ledger = Ledger(
+                store, clock=clock, fees=fees, hold_period=hold_period, payout_rail=payout_rail
+            )
+            engine = Engine(
+                store,
+                notifier=notifier,
+                clock=clock,
+                verifier=verifier,
+                escrow=LedgerEscrow(ledger),
+            )
             background: builtins.list[Any] = []
             if reviewer is not None:
                 background.append(portal.spawn(reviewer.run(engine, org)))
             if sweep_interval:
-                background.append(portal.spawn(engine.run_sweeper(sweep_interval)))
-            return engine, background
+                background.append(portal.spawn(_sweep(engine, ledger, sweep_interval)))
+            return engine, ledger, background
 
         try:
-            engine, background = portal.call(build())
+            engine, ledger, background = portal.call(build())
         except BaseException:
             portal.close()
             raise
@@ -316,7 +412,7 @@ class Handrail:
                 job.cancel()
             await engine.aclose()
 
-        return cls(LocalBackend(engine, principal), portal, on_close=shutdown)
+        return cls(LocalBackend(engine, principal, ledger), portal, on_close=shutdown)
 
     def as_reviewer(self, reviewer_id: str) -> Handrail:
         """A view of this client acting as reviewer ``reviewer_id`` (sharing its engine)."""
