@@ -11,13 +11,22 @@ import pytest
 
 from handrail import Decision, Handrail
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+
+
+def python_blocks(path: Path) -> list[str]:
+    return [str(b) for b in re.findall(r"```python\n(.*?)```", path.read_text(), re.S)]
 
 
 def example() -> str:
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
-    assert len(blocks) == 1
-    return str(blocks[0])
+    (block,) = python_blocks(README)
+    return block
+
+
+def test_the_ledger_doc_example_runs() -> None:
+    (block,) = python_blocks(ROOT / "docs" / "ledger.md")
+    exec(block, {})
 
 
 @pytest.mark.parametrize(
