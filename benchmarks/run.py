@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import bench_ledger
 import bench_lifecycle
 import bench_wakeup
 from _common import Row, table
@@ -26,6 +27,7 @@ Bench = Callable[[bool], Awaitable[list[Row]]]
 BENCHMARKS: dict[str, Bench] = {
     "wakeup": bench_wakeup.run,
     "lifecycle": bench_lifecycle.run,
+    "ledger": bench_ledger.run,
 }
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 
