@@ -66,6 +66,7 @@ from .verification import PassThroughVerifier, Verifier
 __all__ = ["Engine"]
 
 SYSTEM = "system"
+BACKUP_AT = 0.8  # share of the SLA after which a backup worker is added
 MAX_PAGE = 500
 
 
@@ -214,6 +215,8 @@ class Engine:
                 "created_at": now,
                 "updated_at": now,
                 "expires_at": now + timedelta(seconds=spec.sla_seconds),
+                "backup_at": now + timedelta(seconds=spec.sla_seconds * BACKUP_AT),
+                "max_answers": spec.max_answers or spec.redundancy,
             }
         )
 
@@ -279,8 +282,14 @@ class Engine:
         self._require(principal, Role.REQUESTER, "cancel tasks")
 
         async def op(step: _Step, tx: Transaction) -> None:
-            if step.task.status is not Status.CANCELLED:
-                step.move(Event.CANCEL, reason=reason)
+            task = step.task
+            if task.status is Status.CANCELLED:
+                return
+            if task.answers():  # work was done: it is verified, failed or disputed instead
+                raise InvalidTransition(
+                    task.id, task.status.value, "cancel", detail="an answer is already in"
+                )
+            step.move(Event.CANCEL, reason=reason)
 
         return await self._mutate(principal, task_id, Event.CANCEL, op, Role.REQUESTER)
 

@@ -97,9 +97,9 @@ TRANSITIONS: tuple[Edge, ...] = (
     Edge(S.POSTED, E.CANCEL, S.CANCELLED, "the requester withdraws the task"),
     Edge(S.ESTIMATE_PENDING, E.CANCEL, S.CANCELLED, "the requester withdraws the task"),
     Edge(S.ASSIGNED, E.CANCEL, S.CANCELLED, "the requester withdraws the task"),
-    Edge(S.POSTED, E.EXPIRE, S.EXPIRED, "the SLA passed with no answer"),
-    Edge(S.ESTIMATE_PENDING, E.EXPIRE, S.EXPIRED, "the SLA passed with no answer"),
-    Edge(S.ASSIGNED, E.EXPIRE, S.EXPIRED, "the SLA passed with no answer"),
+    Edge(S.POSTED, E.EXPIRE, S.EXPIRED, "the deadline passed before enough answers"),
+    Edge(S.ESTIMATE_PENDING, E.EXPIRE, S.EXPIRED, "the deadline passed before enough answers"),
+    Edge(S.ASSIGNED, E.EXPIRE, S.EXPIRED, "the deadline passed before enough answers"),
 )
 
 TERMINAL: frozenset[Status] = frozenset({S.VERIFIED, S.FAILED, S.EXPIRED, S.CANCELLED})
@@ -181,6 +181,8 @@ def render_markdown() -> str:
         f"- **Terminal for a waiting agent:** {', '.join(f'`{s}`' for s in sorted(TERMINAL))}.",
         f"- **Final (nothing leaves):** {', '.join(f'`{s}`' for s in sorted(FINAL))}.",
         "- `verified` is terminal for the agent but may still be disputed by the requester.",
+        "- A task cannot be cancelled once an answer is in; one that expires with too few"
+        " answers is refunded in full (no answer is paid until verification passes it).",
         "- A reviewer's decision on a `posted` review task is `claim`, `submit` and `verify`"
         " (or `escalate`) in one transaction.",
         "- Every transition appends an event to the task's history: who, when, from, to, why.",

@@ -13,8 +13,17 @@ from ..ledger._model import EntryRecord, Hold, PayoutRecord, Posting, Settlement
 from ..lifecycle import Status
 from ..models import Kind, RiskTier, Task, TaskEvent
 from ..money import Currency
+from ..workers import WorkerProfile, WorkerStats
 
-__all__ = ["Change", "LedgerTransaction", "Store", "TaskQuery", "TaskTransaction", "Transaction"]
+__all__ = [
+    "Change",
+    "LedgerTransaction",
+    "Store",
+    "TaskQuery",
+    "TaskTransaction",
+    "Transaction",
+    "WorkerTransaction",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +161,32 @@ class LedgerTransaction(Protocol):
         ...
 
 
-class Transaction(TaskTransaction, LedgerTransaction, Protocol):
+class WorkerTransaction(Protocol):
+    """Worker profiles and what the engine learned about them (``put_*`` as for the
+    ledger: insert with ``expected_version`` None, else replace that version)."""
+
+    async def get_worker(self, org_id: str, worker_id: str) -> WorkerProfile | None: ...
+
+    async def put_worker(self, worker: WorkerProfile, *, expected_version: int | None) -> None: ...
+
+    async def list_workers(self, org_id: str) -> list[WorkerProfile]: ...
+
+    async def worker_stats(
+        self, org_id: str, task_type: str, worker_ids: Sequence[str]
+    ) -> dict[str, WorkerStats]:
+        """The stats on record for these workers (absent ones are left out)."""
+        ...
+
+    async def put_worker_stats(
+        self, stats: WorkerStats, *, expected_version: int | None
+    ) -> None: ...
+
+    async def active_load(self, org_id: str, worker_id: str) -> int:
+        """How many tasks the worker holds an active assignment on right now."""
+        ...
+
+
+class Transaction(TaskTransaction, LedgerTransaction, WorkerTransaction, Protocol):
     """One unit of work over tasks and money. Writes become visible to others only when it
     commits; an exception rolls all of it back."""
 

@@ -44,6 +44,7 @@ from ..ledger._model import (
 )
 from ..models import Assignment, AssignmentStatus, Kind, RiskTier, Task, TaskEvent
 from ..money import Currency
+from ..workers import WorkerProfile, WorkerStats
 from ._protocol import Change, TaskQuery
 from ._sql_rows import (
     assignment_rows,
@@ -56,8 +57,12 @@ from ._sql_rows import (
     payout_row,
     settlement_from,
     settlement_row,
+    stats_from,
+    stats_row,
     task_from,
     task_row,
+    worker_from,
+    worker_row,
 )
 from ._sql_tables import (
     assignments,
@@ -69,6 +74,8 @@ from ._sql_tables import (
     ledger_settlements,
     task_events,
     tasks,
+    worker_stats,
+    workers,
 )
 
 Seen = dict[str, tuple[Assignment, ...]]
@@ -305,7 +312,7 @@ def _upsert_accounts(conn: Connection, accounts: Sequence[Account]) -> None:
             "floored": a.floored,
             "balance": 0,
         }
-        for a in accounts
+        for a in sorted(accounts, key=lambda a: a.id)  # one lock order for everyone
     ]
     make = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     conn.execute(make(ledger_accounts).on_conflict_do_nothing(index_elements=["id"]), rows)
@@ -523,3 +530,79 @@ def ledger_totals(conn: Connection) -> dict[Currency, int]:
         ledger_accounts.c.currency
     )
     return {Currency(c): int(total) for c, total in conn.execute(query).all()}
+
+
+# ---------------------------------------------------------------- workers
+
+
+def _put_composite(
+    conn: Connection,
+    table: Table,
+    keys: Sequence[str],
+    row: dict[str, Any],
+    expected_version: int | None,
+    what: str,
+) -> None:
+    """``_put`` for tables keyed by several columns."""
+    name = "/".join(str(row[k]) for k in keys)
+    if expected_version is None:
+        try:
+            with conn.begin_nested():
+                conn.execute(insert(table), [row])
+        except IntegrityError as exc:
+            if _unique_violation(exc):
+                raise ConcurrencyConflict(what, name) from exc
+            raise
+        return
+    if row["version"] != expected_version + 1:
+        raise ValueError(f"a {what}'s version must go up by one per update")
+    where = [table.c[k] == row[k] for k in keys] + [table.c.version == expected_version]
+    values = {k: v for k, v in row.items() if k not in keys}
+    if conn.execute(update(table).where(*where).values(**values)).rowcount != 1:
+        raise ConcurrencyConflict(what, name)
+
+
+def get_worker(conn: Connection, org_id: str, worker_id: str) -> WorkerProfile | None:
+    row = conn.execute(
+        select(workers).where(workers.c.org_id == org_id, workers.c.id == worker_id)
+    ).first()
+    return worker_from(row) if row is not None else None
+
+
+def put_worker(conn: Connection, worker: WorkerProfile, expected_version: int | None) -> None:
+    _put_composite(conn, workers, ("org_id", "id"), worker_row(worker), expected_version, "worker")
+
+
+def list_workers(conn: Connection, org_id: str) -> list[WorkerProfile]:
+    rows = conn.execute(select(workers).where(workers.c.org_id == org_id).order_by(workers.c.id))
+    return [worker_from(r) for r in rows.all()]
+
+
+def get_worker_stats(
+    conn: Connection, org_id: str, task_type: str, worker_ids: Sequence[str]
+) -> dict[str, WorkerStats]:
+    query = select(worker_stats).where(
+        worker_stats.c.org_id == org_id,
+        worker_stats.c.task_type == task_type,
+        worker_stats.c.worker_id.in_(list(worker_ids)),
+    )
+    return {r.worker_id: stats_from(r) for r in conn.execute(query).all()}
+
+
+def put_worker_stats(conn: Connection, stats: WorkerStats, expected_version: int | None) -> None:
+    keys = ("org_id", "task_type", "worker_id")
+    _put_composite(conn, worker_stats, keys, stats_row(stats), expected_version, "worker stats")
+
+
+def active_load(conn: Connection, org_id: str, worker_id: str) -> int:
+    query = (
+        select(func.count())
+        .select_from(assignments.join(tasks, tasks.c.id == assignments.c.task_id))
+        .where(
+            tasks.c.org_id == org_id,
+            tasks.c.status.in_(_EXPIRABLE),
+            assignments.c.worker_id == worker_id,
+            assignments.c.status == AssignmentStatus.ACTIVE.value,
+        )
+    )
+    return int(conn.execute(query).scalar() or 0)

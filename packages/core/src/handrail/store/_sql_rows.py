@@ -10,6 +10,7 @@ from ..clock import utc
 from ..ledger._model import EntryRecord, Hold, PayoutRecord, Settlement
 from ..models import RISK_RANK, Task, TaskEvent
 from ..money import Money
+from ..workers import WorkerProfile, WorkerStats
 
 __all__ = [
     "assignment_rows",
@@ -22,8 +23,12 @@ __all__ = [
     "payout_row",
     "settlement_from",
     "settlement_row",
+    "stats_from",
+    "stats_row",
     "task_from",
     "task_row",
+    "worker_from",
+    "worker_row",
 ]
 
 
@@ -40,6 +45,7 @@ def task_row(task: Task) -> dict[str, Any]:
             "verification",
             "estimate",
             "reached_at",
+            "gold_answer",
         },
     )
     return {
@@ -57,6 +63,12 @@ def task_row(task: Task) -> dict[str, Any]:
         "payout_minor": task.payout.minor if task.payout else None,
         "redundancy": task.redundancy,
         "open_slots": max(task.open_slots, 0),
+        "extra_slots": task.extra_slots,
+        "max_answers": task.max_answers,
+        "attempt": task.attempt,
+        "max_attempts": task.max_attempts,
+        "backup_at": task.backup_at,
+        "gold_answer": j["gold_answer"],
         "require_estimate": task.require_estimate,
         "idempotency_key": task.idempotency_key,
         "request_fingerprint": task.request_fingerprint,
@@ -122,6 +134,12 @@ def task_from(row: Any, held: Sequence[Any]) -> Task:
             "sla_seconds": m["sla_seconds"],
             "payout": payout,
             "redundancy": m["redundancy"],
+            "extra_slots": m["extra_slots"],
+            "max_answers": m["max_answers"],
+            "attempt": m["attempt"],
+            "max_attempts": m["max_attempts"],
+            "backup_at": _maybe_utc(m["backup_at"]),
+            "gold_answer": m["gold_answer"],
             "require_estimate": m["require_estimate"],
             "idempotency_key": m["idempotency_key"],
             "request_fingerprint": m["request_fingerprint"],
@@ -286,3 +304,43 @@ def entry_from(row: Any) -> EntryRecord:
         amount=m["amount"],
         created_at=utc(m["created_at"]),
     )
+
+
+def worker_row(w: WorkerProfile) -> dict[str, Any]:
+    return {
+        "org_id": w.org_id,
+        "id": w.id,
+        "skills": sorted(w.skills),
+        "trust_tier": w.trust_tier.value,
+        "capacity": w.capacity,
+        "cost_minor": w.cost_minor,
+        "active": w.active,
+        "version": w.version,
+    }
+
+
+def worker_from(row: Any) -> WorkerProfile:
+    return WorkerProfile.model_validate(dict(row._mapping))
+
+
+def stats_row(s: WorkerStats) -> dict[str, Any]:
+    return {
+        "org_id": s.org_id,
+        "task_type": s.task_type,
+        "worker_id": s.worker_id,
+        "answers": s.answers,
+        "gold_total": s.gold_total,
+        "gold_correct": s.gold_correct,
+        "agreed": s.agreed,
+        "disagreed": s.disagreed,
+        "durations": list(s.durations),
+        "labels": s.labels,
+        "updated_at": s.updated_at,
+        "version": s.version,
+    }
+
+
+def stats_from(row: Any) -> WorkerStats:
+    m = dict(row._mapping)
+    m["updated_at"] = _maybe_utc(m["updated_at"])
+    return WorkerStats.model_validate(m)

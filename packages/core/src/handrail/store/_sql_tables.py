@@ -37,6 +37,8 @@ __all__ = [
     "metadata",
     "task_events",
     "tasks",
+    "worker_stats",
+    "workers",
 ]
 
 metadata = MetaData(
@@ -76,6 +78,12 @@ tasks = Table(
     Column("payout_minor", BigInteger),
     Column("redundancy", Integer, nullable=False),
     Column("open_slots", Integer, nullable=False),
+    Column("extra_slots", Integer, nullable=False),
+    Column("max_answers", Integer, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("max_attempts", Integer, nullable=False),
+    Column("backup_at", Stamp),
+    Column("gold_answer", Json),
     Column("require_estimate", Boolean, nullable=False),
     Column("idempotency_key", String(256)),
     Column("request_fingerprint", String(64)),
@@ -103,7 +111,12 @@ tasks = Table(
     CheckConstraint(_one_of("kind", Kind), name="kind"),
     CheckConstraint(_one_of("risk_tier", RiskTier), name="risk_tier"),
     CheckConstraint("redundancy BETWEEN 1 AND 25", name="redundancy"),
-    CheckConstraint("open_slots >= 0 AND open_slots <= redundancy", name="open_slots"),
+    CheckConstraint(
+        "open_slots >= 0 AND open_slots <= redundancy + extra_slots", name="open_slots"
+    ),
+    CheckConstraint("extra_slots IN (0, 1)", name="extra_slots"),
+    CheckConstraint("max_answers >= redundancy AND max_answers <= 25", name="max_answers"),
+    CheckConstraint("attempt >= 1 AND attempt <= max_attempts", name="attempts"),
     CheckConstraint("sla_seconds >= 1", name="sla_seconds"),
     CheckConstraint("version >= 1", name="version"),
     CheckConstraint("confidence IS NULL OR (confidence >= 0 AND confidence <= 1)", name="conf"),
@@ -121,6 +134,7 @@ tasks = Table(
     Index("ix_tasks_org_id_id", "org_id", "id"),
     Index("ix_tasks_queue", "org_id", "status", "expires_at"),
     Index("ix_tasks_due", "status", "expires_at"),
+    Index("ix_tasks_backup", "status", "backup_at"),
 )
 
 assignments = Table(
@@ -266,6 +280,43 @@ ledger_payouts = Table(
     ),
     CheckConstraint("status IN ('pending', 'sent', 'failed')", name="status"),
     Index("ix_ledger_payouts_status", "status"),
+)
+
+
+workers = Table(
+    "workers",
+    metadata,
+    Column("org_id", String(200), primary_key=True),
+    Column("id", String(200), primary_key=True),
+    Column("skills", Json, nullable=False),
+    Column("trust_tier", String(16), nullable=False),
+    Column("capacity", Integer, nullable=False),
+    Column("cost_minor", BigInteger, nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("version", Integer, nullable=False),
+    CheckConstraint(_one_of("trust_tier", RiskTier), name="trust_tier"),
+    CheckConstraint("capacity >= 1 AND cost_minor >= 0", name="limits"),
+)
+
+worker_stats = Table(
+    "worker_stats",
+    metadata,
+    Column("org_id", String(200), primary_key=True),
+    Column("task_type", String(100), primary_key=True),
+    Column("worker_id", String(200), primary_key=True),  # "*": everyone on this task type
+    Column("answers", Integer, nullable=False),
+    Column("gold_total", Integer, nullable=False),
+    Column("gold_correct", Integer, nullable=False),
+    Column("agreed", Integer, nullable=False),
+    Column("disagreed", Integer, nullable=False),
+    Column("durations", Json, nullable=False),
+    Column("labels", Json, nullable=False),
+    Column("updated_at", Stamp),
+    Column("version", Integer, nullable=False),
+    CheckConstraint(
+        "gold_correct <= gold_total AND gold_total <= answers AND agreed + disagreed <= answers",
+        name="counts",
+    ),
 )
 
 

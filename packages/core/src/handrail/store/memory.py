@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from ..errors import ConcurrencyConflict, InsufficientFunds
 from ..ledger._accounts import Account, AccountKind
@@ -30,7 +30,8 @@ from ..ledger._model import (
 from ..lifecycle import EXPIRABLE, Status
 from ..models import RISK_RANK, AssignmentStatus, Kind, RiskTier, Task, TaskEvent
 from ..money import Currency
-from ._protocol import Change, TaskQuery
+from ..workers import WorkerProfile, WorkerStats
+from ._protocol import Change, Store, TaskQuery, Transaction
 
 __all__ = ["MemoryStore"]
 
@@ -137,6 +138,9 @@ class MemoryStore:
             "payout", unique=lambda p: (p.org_id, p.worker_id, p.key)
         )
         self._spend: dict[tuple[str, Currency], list[Posting]] = defaultdict(list)
+        # workers
+        self._workers: _Table[WorkerProfile] = _Table("worker")
+        self._stats: _Table[WorkerStats] = _Table("worker stats")
 
     @asynccontextmanager
     async def transaction(self, *, readonly: bool = False) -> AsyncIterator[_MemoryTransaction]:
@@ -163,6 +167,10 @@ class MemoryStore:
         return task if task is not None and task.org_id == org_id else None
 
 
+def _key(*parts: str) -> str:
+    return "\x00".join(parts)
+
+
 class _MemoryTransaction:
     def __init__(self, store: MemoryStore, *, readonly: bool) -> None:
         self._store = store
@@ -176,6 +184,8 @@ class _MemoryTransaction:
         self._holds = _Staged(store._holds)
         self._settlements = _Staged(store._settlements)
         self._payouts = _Staged(store._payouts)
+        self._workers = _Staged(store._workers)
+        self._stats = _Staged(store._stats)
 
     def _pending(self, task_id: str) -> Task | None:
         if task_id in self._updates:
@@ -430,10 +440,52 @@ class _MemoryTransaction:
                 totals[account.currency] += self._balance(account.id)
         return dict(totals)
 
+    # ---------------------------------------------------------------- workers
+
+    async def get_worker(self, org_id: str, worker_id: str) -> WorkerProfile | None:
+        key = _key(org_id, worker_id)
+        with self._store._lock:
+            return self._workers.get(key, self._store._workers.rows.get(key))
+
+    async def put_worker(self, worker: WorkerProfile, *, expected_version: int | None) -> None:
+        self._writable()
+        with self._store._lock:
+            self._workers.put(_key(worker.org_id, worker.id), worker, expected_version)
+
+    async def list_workers(self, org_id: str) -> list[WorkerProfile]:
+        with self._store._lock:
+            found = [w for w in self._workers.records() if w.org_id == org_id]
+        return sorted(found, key=lambda w: w.id)
+
+    async def worker_stats(
+        self, org_id: str, task_type: str, worker_ids: Sequence[str]
+    ) -> dict[str, WorkerStats]:
+        with self._store._lock:
+            found = {}
+            for worker in worker_ids:
+                key = _key(org_id, task_type, worker)
+                record = self._stats.get(key, self._store._stats.rows.get(key))
+                if record is not None:
+                    found[worker] = record
+        return found
+
+    async def put_worker_stats(self, stats: WorkerStats, *, expected_version: int | None) -> None:
+        self._writable()
+        key = _key(stats.org_id, stats.task_type, stats.worker_id)
+        with self._store._lock:
+            self._stats.put(key, stats, expected_version)
+
+    async def active_load(self, org_id: str, worker_id: str) -> int:
+        with self._store._lock:
+            tasks = {i: self._store._tasks[i] for i in self._store._open.get(org_id, ())}
+        tasks.update((t.id, t) for t in self._inserts.values() if t.org_id == org_id)
+        tasks.update((t.id, t) for t, _ in self._updates.values() if t.org_id == org_id)
+        return sum(1 for t in tasks.values() if t.active_assignment(worker_id) is not None)
+
     # ---------------------------------------------------------------- commit
 
     def commit(self) -> None:
-        staged = (self._holds, self._settlements, self._payouts)
+        staged = (self._holds, self._settlements, self._payouts, self._workers, self._stats)
         if not (self._inserts or self._updates or self._events or self._postings) and not any(
             t.writes for t in staged
         ):
@@ -495,3 +547,8 @@ class _MemoryTransaction:
                     )
             for table in staged:
                 table.apply()
+
+
+if TYPE_CHECKING:  # the type checker proves the store keeps the whole contract
+    _store: Store = MemoryStore()
+    _tx: Transaction = _MemoryTransaction(MemoryStore(), readonly=True)

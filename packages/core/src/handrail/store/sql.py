@@ -23,7 +23,7 @@ import functools
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 try:
     from sqlalchemy import Connection, Engine, create_engine, event, func, select
@@ -41,8 +41,9 @@ from ..ledger._accounts import AccountKind
 from ..ledger._model import EntryRecord, Hold, PayoutRecord, Posting, Settlement
 from ..models import Kind, RiskTier, Task, TaskEvent
 from ..money import Currency
+from ..workers import WorkerProfile, WorkerStats
 from . import _sql_queries as q
-from ._protocol import Change, TaskQuery
+from ._protocol import Change, Store, TaskQuery, Transaction
 from ._sql_tables import metadata
 
 __all__ = ["SqlStore", "SqlTransaction", "normalize_url"]
@@ -174,9 +175,9 @@ def _sqlite_setup(engine: Engine) -> None:
         dbapi_conn.isolation_level = None  # autocommit at the driver: we issue BEGIN ourselves
         cursor = dbapi_conn.cursor()
         for pragma in (
+            "busy_timeout=30000",  # first: switching to WAL below may wait for other openers
             "journal_mode=WAL",
             "synchronous=NORMAL",  # in WAL mode: durable across a killed process
-            "busy_timeout=30000",
             "foreign_keys=ON",
         ):
             cursor.execute(f"PRAGMA {pragma}")
@@ -375,3 +376,31 @@ class SqlTransaction:
 
     async def ledger_totals(self) -> dict[Currency, int]:
         return await self._run(q.ledger_totals)
+
+    # ---------------------------------------------------------------- workers
+
+    async def get_worker(self, org_id: str, worker_id: str) -> WorkerProfile | None:
+        return await self._run(q.get_worker, org_id, worker_id)
+
+    async def put_worker(self, worker: WorkerProfile, *, expected_version: int | None) -> None:
+        await self._run(q.put_worker, worker, expected_version)
+
+    async def list_workers(self, org_id: str) -> list[WorkerProfile]:
+        return await self._run(q.list_workers, org_id)
+
+    async def worker_stats(
+        self, org_id: str, task_type: str, worker_ids: Sequence[str]
+    ) -> dict[str, WorkerStats]:
+        return await self._run(q.get_worker_stats, org_id, task_type, worker_ids)
+
+    async def put_worker_stats(self, stats: WorkerStats, *, expected_version: int | None) -> None:
+        await self._run(q.put_worker_stats, stats, expected_version)
+
+    async def active_load(self, org_id: str, worker_id: str) -> int:
+        return await self._run(q.active_load, org_id, worker_id)
+
+
+if TYPE_CHECKING:  # the type checker proves the store keeps the whole contract
+
+    def _conforms(store: SqlStore, tx: SqlTransaction) -> tuple[Store, Transaction]:
+        return store, tx

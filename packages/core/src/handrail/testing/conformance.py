@@ -66,6 +66,7 @@ from ..models import (
 )
 from ..money import Currency, Money
 from ..store import Store, TaskQuery, Transaction
+from ..workers import WorkerProfile, WorkerStats
 
 __all__ = ["StoreConformance", "make_task"]
 
@@ -98,6 +99,11 @@ def make_task(clock: ManualClock, **overrides: Any) -> Task:
         "sla_seconds": 600,
         "payout": Money.parse("0.50", "USD"),
         "redundancy": 2,
+        "max_answers": 3,
+        "max_attempts": 2,
+        "attempt": 1,
+        "backup_at": now + timedelta(seconds=480),
+        "gold_answer": {"type": "approve"},
         "idempotency_key": f"key-{new_id()}",
         "callback_url": "https://example.com/hook",
         "metadata": {"trace": "t-1", "nested": {"x": [1, 2.5, None]}},
@@ -707,3 +713,68 @@ class StoreConformance:
             assert await tx.find_payout("org-b", "w", "k") is None
             assert await tx.payouts_of("org-a", "w") == [sent]
             assert await tx.pending_payouts(10) == []
+
+    # ---------------------------------------------------------------- the worker contract
+
+    async def test_worker_profiles_and_stats(self, store: Store, clock: ManualClock) -> None:
+        alice = WorkerProfile(
+            org_id="org-a",
+            id="alice",
+            skills=frozenset({"refund"}),
+            trust_tier=RiskTier.HIGH,
+            capacity=2,
+            cost_minor=5,
+        )
+        stats = WorkerStats(
+            org_id="org-a",
+            worker_id="alice",
+            task_type="refund",
+            answers=3,
+            gold_total=2,
+            gold_correct=1,
+            agreed=1,
+            durations=(3.5, 9.0),
+            labels={"yes": 3},
+            updated_at=clock.now(),
+        )
+        async with store.transaction() as tx:
+            await tx.put_worker(alice, expected_version=None)
+            await tx.put_worker(alice.model_copy(update={"org_id": "org-b"}), expected_version=None)
+            await tx.put_worker_stats(stats, expected_version=None)
+        with pytest.raises(ConcurrencyConflict):
+            async with store.transaction() as tx:
+                await tx.put_worker(alice, expected_version=None)
+        busier = stats.with_answer(seconds=4.0, label="no", agreed=False, at=clock.now())
+        async with store.transaction() as tx:
+            await tx.put_worker(
+                alice.model_copy(update={"capacity": 3, "version": 2}), expected_version=1
+            )
+            await tx.put_worker_stats(busier, expected_version=1)
+        with pytest.raises(ConcurrencyConflict):
+            async with store.transaction() as tx:
+                await tx.put_worker_stats(busier, expected_version=1)  # stale: it is at 2
+        async with store.transaction(readonly=True) as tx:
+            profile = await tx.get_worker("org-a", "alice")
+            assert profile is not None and (profile.capacity, profile.skills) == (
+                3,
+                frozenset({"refund"}),
+            )
+            assert [w.org_id for w in await tx.list_workers("org-b")] == ["org-b"]
+            assert await tx.get_worker("org-a", "bob") is None
+            got = await tx.worker_stats("org-a", "refund", ["alice", "bob"])
+            assert got == {"alice": busier}
+            assert await tx.worker_stats("org-a", "other", ["alice"]) == {}
+
+    async def test_active_load_counts_open_tasks_only(self, engine: Engine) -> None:
+        tasks = [
+            await engine.create(AGENT, {"kind": "review", "action": {"name": "pay"}})
+            for _ in range(3)
+        ]
+        for task in tasks:
+            await engine.claim(ALICE, task.id)
+        await engine.decide(ALICE, tasks[0].id, Decision.approve())
+        await engine.release(ALICE, tasks[1].id)
+        async with engine.store.transaction(readonly=True) as tx:
+            assert await tx.active_load("org-a", "alice") == 1
+            assert await tx.active_load("org-a", "bob") == 0
+            assert await tx.active_load("org-b", "alice") == 0
