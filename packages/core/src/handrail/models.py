@@ -222,7 +222,7 @@ class StageResult(_Model):
 class Verification(_Model):
     """The verification pipeline's result, stored on the task."""
 
-    outcome: Literal["verified", "failed", "manual_review", "repost"]
+    outcome: Literal["verified", "failed", "manual_review", "repost", "more_answers"]
     score: float = Field(ge=0, le=100)
     stages: tuple[StageResult, ...] = ()
     output: JsonValue = None
@@ -241,6 +241,12 @@ class TaskSpec(_Model):
     sla_seconds: int = Field(default=DEFAULT_SLA_SECONDS, ge=1, le=MAX_SLA_SECONDS)
     payout: Money | None = None
     redundancy: int = Field(default=1, ge=1, le=25)
+    max_answers: int | None = Field(
+        default=None, ge=1, le=25, description="answers it may grow to when they disagree"
+    )
+    max_attempts: int = Field(
+        default=1, ge=1, le=10, description="deadlines it may be re-routed through"
+    )
     require_estimate: bool = False
     idempotency_key: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     callback_url: Annotated[str, Field(max_length=2048, pattern=r"^https?://\S+$")] | None = None
@@ -252,9 +258,13 @@ class TaskSpec(_Model):
     allowed_decisions: tuple[DecisionType, ...] = DEFAULT_ALLOWED
     # judgment tasks
     output_schema: JsonObject | None = None
+    # known-answer (gold) tasks, for measuring workers: hidden from them
+    gold_answer: JsonValue = None
 
     @model_validator(mode="after")
     def _kind_fields(self) -> Self:
+        if self.max_answers is not None and self.max_answers < self.redundancy:
+            raise ValueError("'max_answers' must be at least 'redundancy'")
         if self.kind is Kind.REVIEW:
             if self.action is None:
                 raise ValueError("a review task needs an 'action'")
@@ -294,6 +304,10 @@ class Task(TaskSpec):
     org_id: str
     task_type: str
     title: str
+    max_answers: int = Field(default=1, ge=1, le=25)
+    attempt: int = Field(default=1, ge=1)
+    extra_slots: int = Field(default=0, ge=0, le=1, description="a backup worker's slot")
+    backup_at: datetime | None = None
     status: Status = Status.POSTED
     sandbox: bool = False
     created_by: str
@@ -315,6 +329,8 @@ class Task(TaskSpec):
             raise ValueError("'expires_at' must be after 'created_at'")
         if self.open_slots < 0:
             raise ValueError("more workers hold the task than 'redundancy' allows")
+        if self.max_answers < self.redundancy:
+            raise ValueError("'max_answers' must be at least 'redundancy'")
         return self
 
     @property
@@ -331,7 +347,12 @@ class Task(TaskSpec):
     @property
     def open_slots(self) -> int:
         """How many more workers may claim the task."""
-        return self.redundancy - sum(1 for a in self.assignments if a.holds_slot)
+        taken = sum(1 for a in self.assignments if a.holds_slot)
+        return self.redundancy + self.extra_slots - taken
+
+    def for_worker(self) -> Task:
+        """The task as a worker may see it: a gold task looks like any other."""
+        return self if self.gold_answer is None else self.model_copy(update={"gold_answer": None})
 
     def assignment_of(self, worker_id: str) -> Assignment | None:
         """The worker's latest assignment on this task, if any."""
