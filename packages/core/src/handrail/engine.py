@@ -19,19 +19,25 @@ import hashlib
 import json
 import random
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from datetime import timedelta
+from typing import Any
 
-from . import lifecycle
 from ._ids import new_id
-from ._jsonschema import validate_instance, validation_issues
+from ._jsonschema import validate_instance
 from ._retry import backoff
+from ._steps import (
+    Step,
+    already_answered,
+    check_decision,
+    claim,
+    enum_value,
+    need_text,
+    replace,
+)
 from ._validation import parse, spec_issues
 from .clock import Clock, SystemClock
 from .errors import (
     ConcurrencyConflict,
-    DecisionNotAllowed,
     IdempotencyConflict,
     InvalidTransition,
     NotAssigned,
@@ -46,7 +52,6 @@ from .models import (
     Assignment,
     AssignmentStatus,
     Decision,
-    DecisionType,
     Estimate,
     Kind,
     Page,
@@ -75,63 +80,7 @@ def _fingerprint(spec: TaskSpec) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
-@dataclass
-class _Move:
-    before: Task
-    after: Task
-    event: Event
-
-
-@dataclass
-class _Step:
-    """The transitions one operation makes, applied to a working copy of the task."""
-
-    task: Task
-    actor: str
-    role: str
-    now: datetime
-    events: builtins.list[TaskEvent] = field(default_factory=list)
-    moves: builtins.list[_Move] = field(default_factory=list)
-
-    def move(
-        self,
-        event: Event,
-        target: Status | None = None,
-        *,
-        reason: str | None = None,
-        data: dict[str, Any] | None = None,
-        actor: str | None = None,
-        role: str | None = None,
-        **updates: Any,
-    ) -> None:
-        before = self.task
-        to = lifecycle.check(before.id, before.status, event, target)
-        reached = before.reached_at
-        if to is not before.status:
-            reached = {**reached, to: self.now}
-        after = before.model_copy(
-            update={"status": to, "reached_at": reached, "updated_at": self.now, **updates}
-        )
-        self.task = after
-        self.moves.append(_Move(before, after, event))
-        self.events.append(
-            TaskEvent(
-                id=new_id(),
-                task_id=after.id,
-                org_id=after.org_id,
-                at=self.now,
-                actor=actor or self.actor,
-                actor_role=role or self.role,
-                event=event,
-                from_status=before.status,
-                to_status=to,
-                reason=reason,
-                data=data or {},
-            )
-        )
-
-
-Op = Callable[[_Step, Transaction], Awaitable[None]]
+Op = Callable[[Step, Transaction], Awaitable[None]]
 
 
 class Engine:
@@ -262,10 +211,10 @@ class Engine:
             raise ValidationError.at("$.limit", f"must be between 1 and {MAX_PAGE}")
         statuses = [status] if isinstance(status, str) else status
         query = TaskQuery(
-            statuses=frozenset(_enum(Status, s, "$.status") for s in statuses)
+            statuses=frozenset(enum_value(Status, s, "$.status") for s in statuses)
             if statuses
             else None,
-            kind=_enum(Kind, kind, "$.kind") if kind is not None else None,
+            kind=enum_value(Kind, kind, "$.kind") if kind is not None else None,
             task_type=task_type,
             after=after,
             limit=limit + 1,
@@ -281,7 +230,7 @@ class Engine:
         """Withdraw a task nobody has answered. Cancelling a cancelled task changes nothing."""
         self._require(principal, Role.REQUESTER, "cancel tasks")
 
-        async def op(step: _Step, tx: Transaction) -> None:
+        async def op(step: Step, tx: Transaction) -> None:
             task = step.task
             if task.status is Status.CANCELLED:
                 return
@@ -297,7 +246,7 @@ class Engine:
         """Accept the pending estimate: its worker holds the task, at the estimated price."""
         self._require(principal, Role.REQUESTER, "approve estimates")
 
-        async def op(step: _Step, tx: Transaction) -> None:
+        async def op(step: Step, tx: Transaction) -> None:
             task = step.task
             estimate = task.estimate
             if estimate is None or task.status is not Status.ESTIMATE_PENDING:
@@ -317,7 +266,7 @@ class Engine:
     ) -> Task:
         self._require(principal, Role.REQUESTER, "reject estimates")
 
-        async def op(step: _Step, tx: Transaction) -> None:
+        async def op(step: Step, tx: Transaction) -> None:
             rejected = step.task.estimate
             step.move(
                 Event.REJECT_ESTIMATE,
@@ -331,9 +280,9 @@ class Engine:
     async def dispute(self, principal: Principal, task_id: str, reason: str) -> Task:
         """Contest a verified result; an admin resolves it with :meth:`resolve_dispute`."""
         self._require(principal, Role.REQUESTER, "dispute tasks")
-        reason = _need_text(reason, "$.reason")
+        reason = need_text(reason, "$.reason")
 
-        async def op(step: _Step, tx: Transaction) -> None:
+        async def op(step: Step, tx: Transaction) -> None:
             step.move(Event.DISPUTE, reason=reason)
 
         return await self._mutate(principal, task_id, Event.DISPUTE, op, Role.REQUESTER)
@@ -377,8 +326,8 @@ class Engine:
         self._require(principal, Role.REVIEWER, "see the work queue")
         if not 1 <= limit <= MAX_PAGE:
             raise ValidationError.at("$.limit", f"must be between 1 and {MAX_PAGE}")
-        kind_ = _enum(Kind, kind, "$.kind") if kind is not None else None
-        risk = _enum(RiskTier, risk_tier, "$.risk_tier") if risk_tier is not None else None
+        kind_ = enum_value(Kind, kind, "$.kind") if kind is not None else None
+        risk = enum_value(RiskTier, risk_tier, "$.risk_tier") if risk_tier is not None else None
         async with self.store.transaction(readonly=True) as tx:
             return await tx.open_tasks(
                 principal.org_id,
@@ -424,9 +373,9 @@ class Engine:
         """Take a slot on a task. Claiming a task one already holds changes nothing."""
         self._require(principal, Role.REVIEWER, "claim tasks")
 
-        async def op(step: _Step, tx: Transaction) -> None:
+        async def op(step: Step, tx: Transaction) -> None:
             if step.task.active_assignment(principal.id) is None:
-                _claim(step, principal.id)
+                claim(step, principal.id)
 
         return await self._mutate(principal, task_id, Event.CLAIM, op, Role.REVIEWER)
 
@@ -434,7 +383,7 @@ class Engine:
         """Give a claimed slot back, unanswered."""
         self._require(principal, Role.REVIEWER, "release tasks")
 
-        async def op(step: _Step, tx: Transaction) -> None:
+        async def op(step: Step, tx: Transaction) -> None:
             task = step.task
             held = task.active_assignment(principal.id)
             if held is None:
@@ -442,7 +391,7 @@ class Engine:
             released = held.model_copy(
                 update={"status": AssignmentStatus.RELEASED, "released_at": step.now}
             )
-            assignments = _replace(task.assignments, held, released)
+            assignments = replace(task.assignments, held, released)
             still = any(a.holds_slot for a in assignments)
             target = Status.ASSIGNED if still else Status.POSTED
             step.move(Event.RELEASE, target, reason=reason, assignments=assignments)
@@ -463,7 +412,7 @@ class Engine:
         if eta_seconds is not None and eta_seconds < 1:
             raise ValidationError.at("$.eta_seconds", "must be at least 1")
 
-        async def op(step: _Step, tx: Transaction) -> None:
+        async def op(step: Step, tx: Transaction) -> None:
             task = step.task
             if not task.require_estimate:
                 raise InvalidTransition(
@@ -496,13 +445,13 @@ class Engine:
         """
         self._require(principal, Role.REVIEWER, "submit answers")
 
-        async def op(step: _Step, tx: Transaction) -> None:
+        async def op(step: Step, tx: Transaction) -> None:
             task = step.task
             if task.kind is Kind.REVIEW:
                 decision = parse(Decision, output)
                 await self._decide_op(step, tx, principal.id, decision)
                 return
-            if _already_answered(task, principal.id, output):
+            if already_answered(task, principal.id, output):
                 return
             validate_instance(output, task.output_schema, "$.output", "output does not fit")
             if task.active_assignment(principal.id) is None:
@@ -522,18 +471,18 @@ class Engine:
         self._require(principal, Role.REVIEWER, "decide reviews")
         decision = parse(Decision, decision)
 
-        async def op(step: _Step, tx: Transaction) -> None:
+        async def op(step: Step, tx: Transaction) -> None:
             await self._decide_op(step, tx, principal.id, decision)
 
         return await self._mutate(principal, task_id, Event.SUBMIT, op, Role.REVIEWER)
 
     async def _decide_op(
-        self, step: _Step, tx: Transaction, worker: str, decision: Decision
+        self, step: Step, tx: Transaction, worker: str, decision: Decision
     ) -> None:
         task = step.task
         if task.kind is not Kind.REVIEW:
             raise ValidationError.at("$.kind", "decisions are for review tasks; submit an answer")
-        _check_decision(task, decision)
+        check_decision(task, decision)
         stamped = decision.model_copy(update={"reviewer_id": worker, "decided_at": step.now})
         done = task.assignment_of(worker)
         if done is not None and done.status is AssignmentStatus.SUBMITTED:
@@ -543,10 +492,10 @@ class Engine:
                 task.id, task.status.value, "decide", detail=f"{worker} has already decided"
             )
         if task.active_assignment(worker) is None:
-            _claim(step, worker)
+            claim(step, worker)
         await self._answer(step, tx, worker, stamped.model_dump(mode="json"))
 
-    async def _answer(self, step: _Step, tx: Transaction, worker: str, output: Any) -> None:
+    async def _answer(self, step: Step, tx: Transaction, worker: str, output: Any) -> None:
         task = step.task
         held = task.active_assignment(worker)
         if held is None:
@@ -558,7 +507,7 @@ class Engine:
                 "output": output,
             }
         )
-        assignments = _replace(task.assignments, held, answered)
+        assignments = replace(task.assignments, held, answered)
         answers = sum(1 for a in assignments if a.status is AssignmentStatus.SUBMITTED)
         complete = answers >= task.redundancy
         step.move(
@@ -571,7 +520,7 @@ class Engine:
             verification = await self.verifier.verify(tx, step.task)
             self._apply_verification(step, verification)
 
-    def _apply_verification(self, step: _Step, v: Verification) -> None:
+    def _apply_verification(self, step: Step, v: Verification) -> None:
         data = {"score": v.score, "stages": [s.name for s in v.stages]}
         reason = "; ".join(v.reasons) or None
         if v.outcome == "verified":
@@ -612,7 +561,7 @@ class Engine:
         schema); without it the answers must agree."""
         self._require(principal, Role.ADMIN, "verify tasks")
 
-        async def op(step: _Step, tx: Transaction) -> None:
+        async def op(step: Step, tx: Transaction) -> None:
             task = step.task
             if task.status is not Status.MANUAL_REVIEW:
                 raise InvalidTransition(task.id, task.status.value, "verify")
@@ -632,9 +581,9 @@ class Engine:
     async def fail(self, principal: Principal, task_id: str, reason: str) -> Task:
         """Fail a task in manual review."""
         self._require(principal, Role.ADMIN, "fail tasks")
-        reason = _need_text(reason, "$.reason")
+        reason = need_text(reason, "$.reason")
 
-        async def op(step: _Step, tx: Transaction) -> None:
+        async def op(step: Step, tx: Transaction) -> None:
             if step.task.status is not Status.MANUAL_REVIEW:
                 raise InvalidTransition(step.task.id, step.task.status.value, "fail")
             step.move(Event.FAIL, reason=reason, failure_reason=reason)
@@ -646,10 +595,10 @@ class Engine:
     ) -> Task:
         """Settle a dispute: ``uphold`` keeps the result verified, otherwise it fails."""
         self._require(principal, Role.ADMIN, "resolve disputes")
-        reason = _need_text(reason, "$.reason")
+        reason = need_text(reason, "$.reason")
         event = Event.UPHOLD if uphold else Event.OVERTURN
 
-        async def op(step: _Step, tx: Transaction) -> None:
+        async def op(step: Step, tx: Transaction) -> None:
             if uphold:
                 step.move(event, reason=reason)
             else:
@@ -680,7 +629,7 @@ class Engine:
     async def _expire_one(self, task: Task) -> Task:
         system = Principal(org_id=task.org_id, id="sla", roles=frozenset({Role.ADMIN}))
 
-        async def op(step: _Step, tx: Transaction) -> None:
+        async def op(step: Step, tx: Transaction) -> None:
             if step.task.status in EXPIRABLE and step.now >= step.task.expires_at:
                 step.move(Event.EXPIRE, reason="the SLA passed with no answer")
             elif not step.task.terminal:
@@ -701,7 +650,7 @@ class Engine:
                     task = await tx.get_task(principal.org_id, task_id)
                     if task is None:
                         raise NotFound("task", task_id)
-                    step = _Step(task, actor=principal.id, role=role_name, now=self.clock.now())
+                    step = Step(task, actor=principal.id, role=role_name, now=self.clock.now())
                     if (
                         event is not Event.EXPIRE
                         and task.status in EXPIRABLE
@@ -730,7 +679,7 @@ class Engine:
             return step.task
         raise ConcurrencyConflict("task", task_id)
 
-    async def _save(self, tx: Transaction, before: Task, step: _Step) -> None:
+    async def _save(self, tx: Transaction, before: Task, step: Step) -> None:
         if not step.events:
             return
         for move in step.moves:
@@ -750,71 +699,3 @@ class Engine:
     def _require(principal: Principal, role: Role, action: str) -> None:
         if not principal.has(role):
             raise PermissionDenied(principal.id, action, f"needs the {role.value} role")
-
-
-E = TypeVar("E", Status, Kind, RiskTier)
-
-
-def _enum(cls: type[E], value: str, path: str) -> E:
-    try:
-        return cls(value)
-    except ValueError:
-        allowed = ", ".join(m.value for m in cls)
-        raise ValidationError.at(path, f"{value!r} is not one of: {allowed}") from None
-
-
-def _need_text(value: str, path: str) -> str:
-    if not value or not value.strip():
-        raise ValidationError.at(path, "must not be blank")
-    return value.strip()
-
-
-def _replace(
-    assignments: tuple[Assignment, ...], old: Assignment, new: Assignment
-) -> tuple[Assignment, ...]:
-    index = max(i for i, a in enumerate(assignments) if a is old)
-    return (*assignments[:index], new, *assignments[index + 1 :])
-
-
-def _claim(step: _Step, worker: str) -> None:
-    task = step.task
-    if task.require_estimate and task.status is Status.POSTED:
-        raise InvalidTransition(
-            task.id, task.status.value, "claim", detail="this task wants an estimate first"
-        )
-    earlier = task.assignment_of(worker)
-    if earlier is not None and earlier.status is AssignmentStatus.SUBMITTED:
-        raise InvalidTransition(
-            task.id, task.status.value, "claim", detail=f"{worker} has already answered"
-        )
-    if task.status in (Status.POSTED, Status.ASSIGNED) and task.open_slots <= 0:
-        raise InvalidTransition(task.id, task.status.value, "claim", detail="no free slot")
-    step.move(
-        Event.CLAIM,
-        Status.ASSIGNED,
-        assignments=(*task.assignments, Assignment(worker_id=worker, claimed_at=step.now)),
-        data={"worker_id": worker},
-    )
-
-
-def _already_answered(task: Task, worker: str, output: Any) -> bool:
-    done = task.assignment_of(worker)
-    return (
-        done is not None
-        and done.status is AssignmentStatus.SUBMITTED
-        and json.dumps(done.output, sort_keys=True) == json.dumps(output, sort_keys=True)
-    )
-
-
-def _check_decision(task: Task, decision: Decision) -> None:
-    if decision.type not in task.allowed_decisions:
-        raise DecisionNotAllowed(
-            task.id, decision.type.value, [d.value for d in task.allowed_decisions]
-        )
-    if decision.type is DecisionType.MODIFY:
-        assert task.action is not None and decision.args is not None
-        schema = task.action.args_schema
-        if schema is not None:
-            issues = validation_issues(decision.args, schema, "$.args")
-            if issues:
-                raise ValidationError(issues, summary="modified args do not fit the tool's schema")
