@@ -413,9 +413,12 @@ class TestHooks:
         assert await engine.store.last_seq() == 0
 
     async def test_a_verifier_may_ask_for_new_answers(self, clock: ManualClock) -> None:
-        verdicts = iter(["repost", "failed"])
+        verdicts = iter(["repost", "repost"])  # the second has no attempt left: it fails
 
         class Picky:
+            def plan(self, task: Task) -> Task:
+                return task.model_copy(update={"max_attempts": 2})
+
             async def verify(self, tx: Transaction, task: Task) -> Verification:
                 return Verification(outcome=next(verdicts), score=10, reasons=("looks off",))  # type: ignore[arg-type]
 

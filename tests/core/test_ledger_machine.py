@@ -200,11 +200,18 @@ def task_spec(reward: int, slots: int, key: str, sla: int, estimate: bool) -> di
 
 
 def hold_of(task: Task) -> tuple[int, int, int]:
-    """What a paid task's hold should be, from the task alone: (reward, fee, amount)."""
+    """What a paid task's hold should be, from the task alone: (reward, fee, amount). It
+    reserves for the task's answer cap."""
     assert task.payout is not None
     reward = task.payout.minor
-    fee = expected_fee(reward * task.redundancy)
-    return reward, fee, reward * task.redundancy + fee
+    fee = expected_fee(reward * task.max_answers)
+    return reward, fee, reward * task.max_answers + fee
+
+
+def fee_charged(reward: int, paid: int, held: int) -> int:
+    """The fee a resolve charges: on the rewards actually paid, never above what was held,
+    nothing when nobody is paid."""
+    return min(expected_fee(reward * paid), held) if paid else 0
 
 
 def _key(output: Any) -> str:
@@ -226,7 +233,7 @@ def accepted(task: Task, slots: int) -> list[str]:
 
 def rewarded(task: Task) -> bool:
     """Whether the task's verification paid its workers something (settlements exist)."""
-    return bool(hold_of(task)[0] and accepted(task, task.redundancy))
+    return bool(hold_of(task)[0] and accepted(task, task.max_answers))
 
 
 @dataclass(frozen=True)
@@ -251,8 +258,8 @@ def expected(task: Task, overturned: bool, adjusts: int) -> Expected:
     if task.status in OPEN:
         return Expected(escrow=amount, dispute=0, earned={}, fee=0, org_entries=entries)
     paid = task.status in (Status.VERIFIED, Status.DISPUTED) or overturned
-    winners = accepted(task, task.redundancy) if paid else []
-    fee = fee_on if winners else 0
+    winners = accepted(task, task.max_answers) if paid else []
+    fee = fee_charged(reward, len(winners), fee_on)
     cost = reward * len(winners) + fee  # what the resolve paid out of the escrow
     entries += (1 if amount - cost > 0 else 0) + (1 if overturned and cost else 0)
     if task.status is Status.VERIFIED:

@@ -116,7 +116,7 @@ def replace(
     return (*assignments[:index], new, *assignments[index + 1 :])
 
 
-def claim(step: Step, worker: str) -> None:
+def claim(step: Step, worker: str, *, pushed_by: str | None = None) -> None:
     task = step.task
     if task.require_estimate and task.status is Status.POSTED:
         raise InvalidTransition(
@@ -133,7 +133,7 @@ def claim(step: Step, worker: str) -> None:
         Event.CLAIM,
         Status.ASSIGNED,
         assignments=(*task.assignments, Assignment(worker_id=worker, claimed_at=step.now)),
-        data={"worker_id": worker},
+        data={"worker_id": worker, **({"pushed_by": pushed_by} if pushed_by else {})},
     )
 
 

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import hashlib
 import json
 import random
-from collections.abc import Awaitable, Callable, Collection, Mapping
-from datetime import timedelta
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from ._ids import new_id
@@ -47,6 +48,7 @@ from .errors import (
     WaitTimeout,
 )
 from .escrow import Escrow, NoEscrow
+from .hooks import Hook
 from .lifecycle import EXPIRABLE, Event, Status
 from .models import (
     Assignment,
@@ -65,8 +67,9 @@ from .models import (
 )
 from .money import Money
 from .notify import LocalNotifier, Notifier, org_channel, task_channel
+from .pipeline import Pipeline
 from .store import Store, TaskQuery, Transaction
-from .verification import PassThroughVerifier, Verifier
+from .verification import Verifier
 
 __all__ = ["Engine"]
 
@@ -101,14 +104,17 @@ class Engine:
         clock: Clock | None = None,
         verifier: Verifier | None = None,
         escrow: Escrow | None = None,
+        hooks: Sequence[Hook] = (),
         max_retries: int = 50,
         wait_backstop: float = 5.0,
     ) -> None:
         self.store = store
         self.notifier: Notifier = notifier or LocalNotifier()
         self.clock: Clock = clock or SystemClock()
-        self.verifier: Verifier = verifier or PassThroughVerifier()
+        self.verifier: Verifier = verifier or Pipeline()
         self.escrow: Escrow = escrow or NoEscrow()
+        learner = [self.verifier] if isinstance(self.verifier, Hook) else []
+        self.hooks: tuple[Hook, ...] = (self.escrow, *learner, *hooks)
         self._max_retries = max_retries
         self._wait_backstop = wait_backstop
 
@@ -123,6 +129,8 @@ class Engine:
         same task; the same key with a different request raises ``IdempotencyConflict``."""
         self._require(principal, Role.REQUESTER, "create tasks")
         spec = parse(TaskSpec, spec)
+        if spec.gold_answer is not None:
+            self._require(principal, Role.ADMIN, "create gold tasks")
         issues = spec_issues(spec)
         if issues:
             raise ValidationError(issues, summary="invalid task")
@@ -135,16 +143,17 @@ class Engine:
                         if existing is not None:
                             if existing.request_fingerprint != fingerprint:
                                 raise IdempotencyConflict(spec.idempotency_key, existing.id)
-                            return existing
-                    task = self._new_task(principal, spec, fingerprint)
+                            return _shown(principal, existing)
+                    task = self.verifier.plan(self._new_task(principal, spec, fingerprint))
                     await tx.insert_task(task)
                     await tx.append_events([self._created_event(task, principal)])
-                    await self.escrow.on_create(tx, task)  # may refuse: undoes it all
+                    for hook in self.hooks:  # the escrow may refuse: that undoes it all
+                        await hook.on_create(tx, task)
             except ConcurrencyConflict:
                 await backoff(attempt)
                 continue
             await self._publish(task)
-            return task
+            return _shown(principal, task)
         raise ConcurrencyConflict("task", spec.idempotency_key or "new")
 
     def _new_task(self, principal: Principal, spec: TaskSpec, fingerprint: str) -> Task:
@@ -187,7 +196,7 @@ class Engine:
             task = await tx.get_task(principal.org_id, task_id)
         if task is None:
             raise NotFound("task", task_id)
-        return task
+        return _shown(principal, task)
 
     async def history(self, principal: Principal, task_id: str) -> builtins.list[TaskEvent]:
         """The task's audit trail, oldest first."""
@@ -223,7 +232,7 @@ class Engine:
         async with self.store.transaction(readonly=True) as tx:
             tasks = await tx.list_tasks(principal.org_id, query)
         more = len(tasks) > limit
-        items = tuple(tasks[:limit])
+        items = tuple(_shown(principal, t) for t in tasks[:limit])
         return Page(items=items, next_cursor=items[-1].id if more else None)
 
     async def cancel(self, principal: Principal, task_id: str, reason: str | None = None) -> Task:
@@ -302,7 +311,10 @@ class Engine:
                     return task
                 until_due = (task.expires_at - self.clock.now()).total_seconds()
                 if task.status in EXPIRABLE and until_due <= 0:
-                    return await self._expire_one(task)
+                    # due: re-routed (keep waiting) or expired (returned next time round)
+                    with contextlib.suppress(InvalidTransition, NotFound):
+                        await self._lapse_one(task)
+                    continue
                 pause = min(self._backstop(), max(until_due, 0.0))
                 if deadline is not None:
                     left = deadline - loop.time()
@@ -322,14 +334,20 @@ class Engine:
         risk_tier: RiskTier | str | None = None,
         limit: int = 50,
     ) -> builtins.list[Task]:
-        """Tasks this worker could take now: soonest deadline first, then highest risk."""
+        """Tasks this worker could take now, soonest deadline first, then highest risk: only
+        those its profile (if it has one) allows, and none while it is at capacity."""
         self._require(principal, Role.REVIEWER, "see the work queue")
         if not 1 <= limit <= MAX_PAGE:
             raise ValidationError.at("$.limit", f"must be between 1 and {MAX_PAGE}")
         kind_ = enum_value(Kind, kind, "$.kind") if kind is not None else None
         risk = enum_value(RiskTier, risk_tier, "$.risk_tier") if risk_tier is not None else None
         async with self.store.transaction(readonly=True) as tx:
-            return await tx.open_tasks(
+            profile = await tx.get_worker(principal.org_id, principal.id)
+            if profile is not None:
+                load = await tx.active_load(principal.org_id, principal.id)
+                if not profile.active or load >= profile.capacity:
+                    return []
+            found = await tx.open_tasks(
                 principal.org_id,
                 now=self.clock.now(),
                 exclude_worker=principal.id,
@@ -337,7 +355,10 @@ class Engine:
                 task_type=task_type,
                 risk_tier=risk,
                 limit=limit,
+                task_types=profile.skills or None if profile else None,
+                max_risk=profile.trust_tier if profile else None,
             )
+        return [_shown(principal, t) for t in found]
 
     async def wait_for_work(
         self,
@@ -375,9 +396,36 @@ class Engine:
 
         async def op(step: Step, tx: Transaction) -> None:
             if step.task.active_assignment(principal.id) is None:
+                await self._check_worker(tx, step.task, principal.id)
                 claim(step, principal.id)
 
         return await self._mutate(principal, task_id, Event.CLAIM, op, Role.REVIEWER)
+
+    async def assign(self, principal: Principal, task_id: str, worker_id: str) -> Task:
+        """Push a task to a worker (the router's choice): a claim made on its behalf."""
+        self._require(principal, Role.ADMIN, "assign tasks")
+
+        async def op(step: Step, tx: Transaction) -> None:
+            if step.task.active_assignment(worker_id) is None:
+                await self._check_worker(tx, step.task, worker_id)
+                claim(step, worker_id, pushed_by=principal.id)
+
+        return await self._mutate(principal, task_id, Event.CLAIM, op, Role.ADMIN)
+
+    async def _check_worker(self, tx: Transaction, task: Task, worker_id: str) -> None:
+        """A worker with a profile takes only what its skills and trust tier allow, and no
+        more tasks at once than its capacity."""
+        profile = await tx.get_worker(task.org_id, worker_id)
+        if profile is None:
+            return
+        if not profile.can_do(task.task_type, task.risk_tier):
+            why = f"its profile does not cover {task.task_type!r} at {task.risk_tier.value} risk"
+            raise PermissionDenied(worker_id, f"take task {task.id}", why)
+        load = await tx.active_load(task.org_id, worker_id)
+        if load >= profile.capacity:
+            raise PermissionDenied(
+                worker_id, f"take task {task.id}", f"it holds {load} of {profile.capacity} tasks"
+            )
 
     async def release(self, principal: Principal, task_id: str, reason: str | None = None) -> Task:
         """Give a claimed slot back, unanswered."""
@@ -492,6 +540,7 @@ class Engine:
                 task.id, task.status.value, "decide", detail=f"{worker} has already decided"
             )
         if task.active_assignment(worker) is None:
+            await self._check_worker(tx, task, worker)
             claim(step, worker)
         await self._answer(step, tx, worker, stamped.model_dump(mode="json"))
 
@@ -521,6 +570,11 @@ class Engine:
             self._apply_verification(step, verification)
 
     def _apply_verification(self, step: Step, v: Verification) -> None:
+        task = step.task
+        if v.outcome == "repost" and task.attempt >= task.max_attempts:
+            v = v.model_copy(update={"outcome": "failed"})  # no attempts left to repost into
+        if v.outcome == "more_answers" and len(task.answers()) >= task.max_answers:
+            v = v.model_copy(update={"outcome": "manual_review"})  # at the cap: a person decides
         data = {"score": v.score, "stages": [s.name for s in v.stages]}
         reason = "; ".join(v.reasons) or None
         if v.outcome == "verified":
@@ -536,17 +590,21 @@ class Engine:
                 data=data,
                 role=SYSTEM,
             )
-        else:  # repost: the answers are set aside (they stay in the history) and slots reopen
-            reopened = tuple(
-                a.model_copy(update={"status": AssignmentStatus.RELEASED, "released_at": step.now})
-                if a.holds_slot
-                else a
-                for a in step.task.assignments
-            )
+        elif v.outcome == "more_answers":  # the answers stay; one more slot opens
             step.move(
                 Event.REPOST,
                 verification=v,
-                assignments=reopened,
+                redundancy=step.task.redundancy + 1,
+                reason=reason,
+                data={**data, "more_answers": True},
+                role=SYSTEM,
+            )
+        else:  # repost: a new attempt; the answers are set aside (they stay in the history)
+            step.move(
+                Event.REPOST,
+                verification=v,
+                assignments=_released(step.task, step.now, include_answers=True),
+                attempt=step.task.attempt + 1,
                 reason=reason,
                 data=data,
                 role=SYSTEM,
@@ -609,16 +667,48 @@ class Engine:
     # ------------------------------------------------------------------ system side
 
     async def expire_due(self, limit: int = 500) -> builtins.list[Task]:
-        """Expire every task whose deadline passed while still open to work (the SLA sweep)."""
+        """Every task whose deadline passed while still open to work: re-routed (a new
+        attempt with a new deadline) while attempts remain, expired (and refunded) once
+        they are used up. The SLA sweep; returns the tasks as they now are."""
         async with self.store.transaction(readonly=True) as tx:
             due = await tx.due_tasks(self.clock.now(), limit)
-        expired = []
+        lapsed = []
         for task in due:
             try:
-                expired.append(await self._expire_one(task))
+                lapsed.append(await self._lapse_one(task))
             except (InvalidTransition, NotFound):
                 continue  # answered or cancelled meanwhile
-        return expired
+        return lapsed
+
+    async def add_backups(self, limit: int = 500) -> builtins.list[Task]:
+        """Open a backup worker's slot on every task 80% through its SLA without all its
+        answers. Returns those tasks (for a dispatcher to fill)."""
+        async with self.store.transaction(readonly=True) as tx:
+            due = await tx.backup_due(self.clock.now(), limit)
+        added = []
+        for task in due:
+            system = Principal(org_id=task.org_id, id="sla", roles=frozenset({Role.ADMIN}))
+
+            async def op(step: Step, tx: Transaction) -> None:
+                current = step.task
+                if current.backup_at is None or current.backup_at > step.now:
+                    return  # added meanwhile
+                if current.status not in (Status.POSTED, Status.ASSIGNED):
+                    return
+                step.move(
+                    Event.ADD_BACKUP,
+                    extra_slots=1,
+                    backup_at=None,
+                    reason="80% of the SLA has passed",
+                    actor="sla",
+                    role=SYSTEM,
+                )
+
+            try:
+                added.append(await self._mutate(system, task.id, Event.ADD_BACKUP, op, SYSTEM))
+            except (InvalidTransition, NotFound):
+                continue
+        return added
 
     async def run_sweeper(self, interval: float = 1.0) -> None:
         """Sweep for due tasks every ``interval`` seconds, until cancelled."""
@@ -626,13 +716,13 @@ class Engine:
             await self.expire_due()
             await asyncio.sleep(interval)
 
-    async def _expire_one(self, task: Task) -> Task:
+    async def _lapse_one(self, task: Task) -> Task:
         system = Principal(org_id=task.org_id, id="sla", roles=frozenset({Role.ADMIN}))
 
         async def op(step: Step, tx: Transaction) -> None:
             if step.task.status in EXPIRABLE and step.now >= step.task.expires_at:
-                step.move(Event.EXPIRE, reason="the SLA passed with no answer")
-            elif not step.task.terminal:
+                _lapse(step)
+            elif not step.task.terminal and step.task.status not in EXPIRABLE:
                 raise InvalidTransition(step.task.id, step.task.status.value, "expire")
 
         return await self._mutate(system, task.id, Event.EXPIRE, op, SYSTEM)
@@ -656,13 +746,8 @@ class Engine:
                         and task.status in EXPIRABLE
                         and step.now >= task.expires_at
                     ):
-                        # Past its deadline: the task expires now, whatever was asked.
-                        step.move(
-                            Event.EXPIRE,
-                            reason="the SLA passed with no answer",
-                            actor="sla",
-                            role=SYSTEM,
-                        )
+                        # Past its deadline: re-routed or expired now, whatever was asked.
+                        _lapse(step)
                         lapsed = True
                     else:
                         await op(step, tx)
@@ -674,16 +759,17 @@ class Engine:
                 await self._publish(step.task)
             if lapsed:
                 raise InvalidTransition(
-                    task_id, Status.EXPIRED.value, event.value, detail="the task's deadline passed"
+                    task_id, step.task.status.value, event.value, detail="its deadline passed"
                 )
-            return step.task
+            return _shown(principal, step.task)
         raise ConcurrencyConflict("task", task_id)
 
     async def _save(self, tx: Transaction, before: Task, step: Step) -> None:
         if not step.events:
             return
         for move in step.moves:
-            await self.escrow.on_transition(tx, move.before, move.after, move.event)
+            for hook in self.hooks:
+                await hook.on_transition(tx, move.before, move.after, move.event)
         step.task = step.task.model_copy(update={"version": before.version + 1})
         await tx.update_task(step.task, expected_version=before.version)
         await tx.append_events(step.events)
@@ -699,3 +785,52 @@ class Engine:
     def _require(principal: Principal, role: Role, action: str) -> None:
         if not principal.has(role):
             raise PermissionDenied(principal.id, action, f"needs the {role.value} role")
+
+
+def _shown(principal: Principal, task: Task) -> Task:
+    """What ``principal`` may see of ``task``: a worker never learns it is a gold task."""
+    return task if principal.has(Role.REQUESTER) else task.for_worker()
+
+
+def _released(
+    task: Task, now: datetime, *, include_answers: bool = False
+) -> tuple[Assignment, ...]:
+    """The assignments with every active one (and, if asked, every answer) released."""
+    letting_go = {AssignmentStatus.ACTIVE} | (
+        {AssignmentStatus.SUBMITTED} if include_answers else set()
+    )
+    return tuple(
+        a.model_copy(update={"status": AssignmentStatus.RELEASED, "released_at": now})
+        if a.status in letting_go
+        else a
+        for a in task.assignments
+    )
+
+
+def _lapse(step: Step) -> None:
+    """The deadline passed: a new attempt (workers released, answers kept, a fresh deadline)
+    while attempts remain, otherwise expiry."""
+    task = step.task
+    if task.attempt >= task.max_attempts:
+        step.move(
+            Event.EXPIRE,
+            reason="the deadline passed before enough answers",
+            actor="sla",
+            role=SYSTEM,
+        )
+        return
+    assignments = _released(task, step.now)
+    answered = any(a.status is AssignmentStatus.SUBMITTED for a in assignments)
+    sla = timedelta(seconds=task.sla_seconds)
+    step.move(
+        Event.REROUTE,
+        Status.ASSIGNED if answered else Status.POSTED,
+        assignments=assignments,
+        attempt=task.attempt + 1,
+        expires_at=step.now + sla,
+        backup_at=step.now + sla * BACKUP_AT,
+        extra_slots=0,
+        reason=f"attempt {task.attempt} of {task.max_attempts} ran out of time",
+        actor="sla",
+        role=SYSTEM,
+    )

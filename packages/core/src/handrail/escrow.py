@@ -8,21 +8,19 @@ freezes them as the task moves. :class:`NoEscrow` moves nothing.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING
 
+from .hooks import Hook
 from .lifecycle import Event
 from .models import Task
-from .store import Transaction
+
+if TYPE_CHECKING:
+    from .store import Transaction
 
 __all__ = ["Escrow", "NoEscrow"]
 
-
-class Escrow(Protocol):
-    async def on_create(self, tx: Transaction, task: Task) -> None: ...
-
-    async def on_transition(
-        self, tx: Transaction, before: Task, after: Task, event: Event
-    ) -> None: ...
+Escrow = Hook
+"""An escrow is the lifecycle hook that moves money (see ``handrail.hooks``)."""
 
 
 class NoEscrow:

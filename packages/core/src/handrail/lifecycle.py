@@ -60,6 +60,8 @@ class Event(StrEnum):
     REPOST = "repost"
     CANCEL = "cancel"
     EXPIRE = "expire"
+    ADD_BACKUP = "add_backup"
+    REROUTE = "reroute"
     DISPUTE = "dispute"
     UPHOLD = "uphold"
     OVERTURN = "overturn"
@@ -97,6 +99,12 @@ TRANSITIONS: tuple[Edge, ...] = (
     Edge(S.POSTED, E.CANCEL, S.CANCELLED, "the requester withdraws the task"),
     Edge(S.ESTIMATE_PENDING, E.CANCEL, S.CANCELLED, "the requester withdraws the task"),
     Edge(S.ASSIGNED, E.CANCEL, S.CANCELLED, "the requester withdraws the task"),
+    Edge(S.POSTED, E.ADD_BACKUP, S.POSTED, "80% of the SLA gone: a backup worker's slot opens"),
+    Edge(S.ASSIGNED, E.ADD_BACKUP, S.ASSIGNED, "80% of the SLA gone: a backup worker's slot opens"),
+    Edge(S.POSTED, E.REROUTE, S.POSTED, "the deadline passed: a new attempt, a new deadline"),
+    Edge(S.ESTIMATE_PENDING, E.REROUTE, S.POSTED, "the deadline passed: a new attempt"),
+    Edge(S.ASSIGNED, E.REROUTE, S.POSTED, "the deadline passed: workers released, new attempt"),
+    Edge(S.ASSIGNED, E.REROUTE, S.ASSIGNED, "the deadline passed: answers kept, new attempt"),
     Edge(S.POSTED, E.EXPIRE, S.EXPIRED, "the deadline passed before enough answers"),
     Edge(S.ESTIMATE_PENDING, E.EXPIRE, S.EXPIRED, "the deadline passed before enough answers"),
     Edge(S.ASSIGNED, E.EXPIRE, S.EXPIRED, "the deadline passed before enough answers"),

@@ -331,6 +331,8 @@ class Task(TaskSpec):
             raise ValueError("more workers hold the task than 'redundancy' allows")
         if self.max_answers < self.redundancy:
             raise ValueError("'max_answers' must be at least 'redundancy'")
+        if self.attempt > self.max_attempts:
+            raise ValueError("'attempt' is past 'max_attempts'")
         return self
 
     @property

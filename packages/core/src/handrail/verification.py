@@ -8,16 +8,22 @@ tasks, consensus, spot checks) plugs in behind the same protocol.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ._jsonschema import validation_issues
 from .models import Kind, StageResult, Task, Verification
-from .store import Transaction
+
+if TYPE_CHECKING:
+    from .store import Transaction
 
 __all__ = ["PassThroughVerifier", "Verifier"]
 
 
 class Verifier(Protocol):
+    def plan(self, task: Task) -> Task:
+        """Set what a new task needs before it is posted (how many answers, the cap)."""
+        ...
+
     async def verify(self, tx: Transaction, task: Task) -> Verification:
         """Judge the submitted answers of ``task`` (status ``submitted``).
 
@@ -33,6 +39,9 @@ class PassThroughVerifier:
     Disagreeing answers (possible only with redundancy > 1) go to manual review; an answer
     that fails the schema fails the task. Scores are 100, 50 and 0.
     """
+
+    def plan(self, task: Task) -> Task:
+        return task
 
     async def verify(self, tx: Transaction, task: Task) -> Verification:
         problems: list[str] = []

@@ -40,7 +40,7 @@ from ..errors import (
 from ..models import Principal, Role, Task
 from ..money import Currency, Money
 from ._accounts import Account, AccountKind
-from ._fees import FeeSchedule
+from ._fees import FeeSchedule, percent_of
 from ._model import (
     Balance,
     Earnings,
@@ -242,15 +242,22 @@ class Ledger:
     # ---------------------------------------------------------------- a task's life
 
     async def hold(self, tx: Transaction, task: Task, now: datetime) -> Hold | None:
-        """Reserve reward × redundancy + fee for a paid task; ``InsufficientFunds`` if the
+        """Reserve reward × answer cap + fee for a paid task (the cap is its redundancy
+        unless consensus may ask for more answers); ``InsufficientFunds`` if the
         organisation cannot cover it (the caller's transaction then undoes the task)."""
         if task.payout is None or task.payout.minor == 0:
             return None
         cur = task.payout.currency
         spend = await tx.spend_since(task.org_id, cur, now - self.fees.window)
-        fee = self.fees.fee(task.payout * task.redundancy, spend)
+        fee = self.fees.fee(task.payout * task.max_answers, spend)
         hold = Hold(
-            task_id=task.id, org_id=task.org_id, reward=task.payout, slots=task.redundancy, fee=fee
+            task_id=task.id,
+            org_id=task.org_id,
+            reward=task.payout,
+            slots=task.max_answers,
+            fee=fee,
+            fee_bps=self.fees.bps(cur, spend),
+            fee_minimum=self.fees.minimum.get(cur, 0),
         )
         await tx.put_hold(hold, expected_version=None)
         await tx.post(
@@ -280,11 +287,12 @@ class Ledger:
         if task.payout.currency is not hold.reward.currency:
             raise ValidationError.at("$.payout.currency", "a hold keeps its currency")
         cur = hold.reward.currency
-        spend = await tx.spend_since(task.org_id, cur, now - self.fees.window)
+        base = (task.payout * hold.slots).minor
+        fee = max(percent_of(base, hold.fee_bps), hold.fee_minimum)  # the rate held at first
         repriced = hold.model_copy(
             update={
                 "reward": task.payout,
-                "fee": self.fees.fee(task.payout * hold.slots, spend),
+                "fee": Money(currency=cur, minor=fee),
                 "version": hold.version + 1,
             }
         )
@@ -321,7 +329,7 @@ class Ledger:
         cur = hold.reward.currency
         paid = list(dict.fromkeys(accepted))[: hold.slots]
         reward = hold.reward.minor
-        fee = hold.fee.minor if paid else 0
+        fee = hold.fee_for(len(paid))
         rest = hold.amount.minor - reward * len(paid) - fee
         moves: list[tuple[Account, int]] = [
             (Account.escrow(task.org_id, task.id, cur), -hold.amount.minor)

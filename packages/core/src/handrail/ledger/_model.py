@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from ..money import Currency, Money
 from ._accounts import Account
+from ._fees import percent_of
 
 __all__ = [
     "Balance",
@@ -105,8 +106,10 @@ class Hold(_Model):
     task_id: str
     org_id: str
     reward: Money = Field(description="paid per accepted answer")
-    slots: int = Field(ge=1, description="answers paid for (the task's redundancy)")
-    fee: Money
+    slots: int = Field(ge=1, description="answers it may pay for (the task's answer cap)")
+    fee: Money = Field(description="the most fee it may charge (on every slot paid)")
+    fee_bps: int = Field(default=0, ge=0, description="the rate fixed when the money was held")
+    fee_minimum: int = Field(default=0, ge=0)
     status: HoldStatus = HoldStatus.HELD
     version: int = 1
 
@@ -114,6 +117,14 @@ class Hold(_Model):
     def amount(self) -> Money:
         """What the hold reserves: reward × slots + fee."""
         return self.reward * self.slots + self.fee
+
+    def fee_for(self, paid: int) -> int:
+        """The fee on ``paid`` rewards, in minor units: the held rate (rounded half up), at
+        least the minimum, at most what was held; nothing when nothing is paid."""
+        if paid <= 0:
+            return 0
+        cut = percent_of(self.reward.minor * paid, self.fee_bps)
+        return min(max(cut, self.fee_minimum), self.fee.minor)
 
 
 class SettlementStatus(StrEnum):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -91,13 +91,20 @@ class TaskTransaction(Protocol):
         task_type: str | None = None,
         risk_tier: RiskTier | None = None,
         limit: int = 50,
+        task_types: Collection[str] | None = None,
+        max_risk: RiskTier | None = None,
     ) -> list[Task]:
         """Tasks a worker could take now: posted or assigned with a free slot, not past due,
-        not already held by ``exclude_worker``; soonest deadline first, then higher risk."""
+        not already held by ``exclude_worker``, of one of ``task_types`` and at most
+        ``max_risk`` when given; soonest deadline first, then higher risk."""
         ...
 
     async def due_tasks(self, now: datetime, limit: int) -> list[Task]:
         """Tasks of any organisation still open to work whose deadline has passed."""
+        ...
+
+    async def backup_due(self, now: datetime, limit: int) -> list[Task]:
+        """Tasks of any organisation, posted or assigned, whose ``backup_at`` has passed."""
         ...
 
 

@@ -10,7 +10,7 @@ writes only the assignment rows that changed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -42,7 +42,7 @@ from ..ledger._model import (
     Settlement,
     SettlementStatus,
 )
-from ..models import Assignment, AssignmentStatus, Kind, RiskTier, Task, TaskEvent
+from ..models import RISK_RANK, Assignment, AssignmentStatus, Kind, RiskTier, Task, TaskEvent
 from ..money import Currency
 from ..workers import WorkerProfile, WorkerStats
 from ._protocol import Change, TaskQuery
@@ -247,6 +247,8 @@ def open_tasks(
     task_type: str | None,
     risk_tier: RiskTier | None,
     limit: int,
+    task_types: Collection[str] | None = None,
+    max_risk: RiskTier | None = None,
 ) -> list[Task]:
     stmt = select(tasks).where(
         tasks.c.org_id == org_id,
@@ -270,6 +272,10 @@ def open_tasks(
         stmt = stmt.where(tasks.c.task_type == task_type)
     if risk_tier is not None:
         stmt = stmt.where(tasks.c.risk_tier == risk_tier.value)
+    if task_types is not None:
+        stmt = stmt.where(tasks.c.task_type.in_(sorted(task_types)))
+    if max_risk is not None:
+        stmt = stmt.where(tasks.c.risk_rank <= RISK_RANK[max_risk])
     stmt = stmt.order_by(tasks.c.expires_at, tasks.c.risk_rank.desc(), tasks.c.id).limit(limit)
     return _load(conn, seen, conn.execute(stmt).all())
 
@@ -279,6 +285,16 @@ def due_tasks(conn: Connection, seen: Seen, now: datetime, limit: int) -> list[T
         select(tasks)
         .where(tasks.c.status.in_(_EXPIRABLE), tasks.c.expires_at <= now)
         .order_by(tasks.c.expires_at, tasks.c.id)
+        .limit(limit)
+    )
+    return _load(conn, seen, conn.execute(stmt).all())
+
+
+def backup_due(conn: Connection, seen: Seen, now: datetime, limit: int) -> list[Task]:
+    stmt = (
+        select(tasks)
+        .where(tasks.c.status.in_(_OPEN_TO_WORK), tasks.c.backup_at <= now)
+        .order_by(tasks.c.backup_at, tasks.c.id)
         .limit(limit)
     )
     return _load(conn, seen, conn.execute(stmt).all())

@@ -210,6 +210,8 @@ def hold_row(h: Hold) -> dict[str, Any]:
         "reward_minor": h.reward.minor,
         "slots": h.slots,
         "fee_minor": h.fee.minor,
+        "fee_bps": h.fee_bps,
+        "fee_minimum": h.fee_minimum,
         "status": h.status.value,
         "version": h.version,
     }
@@ -223,6 +225,8 @@ def hold_from(row: Any) -> Hold:
         reward=Money(currency=m["currency"], minor=m["reward_minor"]),
         slots=m["slots"],
         fee=Money(currency=m["currency"], minor=m["fee_minor"]),
+        fee_bps=m["fee_bps"],
+        fee_minimum=m["fee_minimum"],
         status=m["status"],
         version=m["version"],
     )

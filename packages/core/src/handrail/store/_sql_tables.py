@@ -233,9 +233,14 @@ ledger_holds = Table(
     Column("reward_minor", BigInteger, nullable=False),
     Column("slots", Integer, nullable=False),
     Column("fee_minor", BigInteger, nullable=False),
+    Column("fee_bps", Integer, nullable=False),
+    Column("fee_minimum", BigInteger, nullable=False),
     Column("status", String(16), nullable=False),
     Column("version", Integer, nullable=False),
-    CheckConstraint("reward_minor >= 0 AND fee_minor >= 0 AND slots >= 1", name="terms"),
+    CheckConstraint(
+        "reward_minor >= 0 AND fee_minor >= 0 AND slots >= 1 AND fee_bps >= 0 AND fee_minimum >= 0",
+        name="terms",
+    ),
     CheckConstraint("status IN ('held', 'resolved')", name="status"),
 )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Hashable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Hashable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
@@ -276,6 +276,8 @@ class _MemoryTransaction:
         task_type: str | None = None,
         risk_tier: RiskTier | None = None,
         limit: int = 50,
+        task_types: Collection[str] | None = None,
+        max_risk: RiskTier | None = None,
     ) -> list[Task]:
         with self._store._lock:
             ids = list(self._store._open.get(org_id, ()))
@@ -289,6 +291,8 @@ class _MemoryTransaction:
             and (kind is None or t.kind is kind)
             and (task_type is None or t.task_type == task_type)
             and (risk_tier is None or t.risk_tier is risk_tier)
+            and (task_types is None or t.task_type in task_types)
+            and (max_risk is None or RISK_RANK[t.risk_tier] <= RISK_RANK[max_risk])
             and not (
                 exclude_worker is not None
                 and any(
@@ -309,6 +313,17 @@ class _MemoryTransaction:
                 if t.status in EXPIRABLE and t.expires_at <= now
             ]
         due.sort(key=lambda t: (t.expires_at, t.id))
+        return [_copy(t) for t in due[:limit]]
+
+    async def backup_due(self, now: datetime, limit: int) -> list[Task]:
+        with self._store._lock:
+            due = [
+                t
+                for ids in self._store._open.values()
+                for t in (self._store._tasks[i] for i in ids)
+                if t.status in _OPEN_TO_WORK and t.backup_at is not None and t.backup_at <= now
+            ]
+        due.sort(key=lambda t: (t.backup_at or now, t.id))
         return [_copy(t) for t in due[:limit]]
 
     # ---------------------------------------------------------------- the ledger

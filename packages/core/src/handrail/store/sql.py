@@ -20,7 +20,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
@@ -315,13 +315,28 @@ class SqlTransaction:
         task_type: str | None = None,
         risk_tier: RiskTier | None = None,
         limit: int = 50,
+        task_types: Collection[str] | None = None,
+        max_risk: RiskTier | None = None,
     ) -> list[Task]:
         return await self._run(
-            q.open_tasks, self._seen, org_id, now, exclude_worker, kind, task_type, risk_tier, limit
+            q.open_tasks,
+            self._seen,
+            org_id,
+            now,
+            exclude_worker,
+            kind,
+            task_type,
+            risk_tier,
+            limit,
+            task_types,
+            max_risk,
         )
 
     async def due_tasks(self, now: datetime, limit: int) -> list[Task]:
         return await self._run(q.due_tasks, self._seen, now, limit)
+
+    async def backup_due(self, now: datetime, limit: int) -> list[Task]:
+        return await self._run(q.backup_due, self._seen, now, limit)
 
     # ---------------------------------------------------------------- the ledger
 
