@@ -18,6 +18,7 @@ import builtins
 import contextlib
 import hashlib
 import json
+import logging
 import random
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -25,7 +26,7 @@ from typing import Any
 
 from ._ids import new_id
 from ._jsonschema import validate_instance
-from ._retry import backoff
+from ._retry import backoff, retry_conflicts
 from ._steps import (
     Step,
     already_answered,
@@ -70,8 +71,11 @@ from .notify import LocalNotifier, Notifier, org_channel, task_channel
 from .pipeline import Pipeline
 from .store import Store, TaskQuery, Transaction
 from .verification import Verifier
+from .workers import WorkerProfile, WorkerStats
 
 __all__ = ["Engine"]
+
+log = logging.getLogger(__name__)
 
 SYSTEM = "system"
 BACKUP_AT = 0.8  # share of the SLA after which a backup worker is added
@@ -92,6 +96,9 @@ class Engine:
     ``verifier`` judges submitted answers (default: schema check and agreement), ``escrow``
     moves money at lifecycle points (default: none), ``notifier`` wakes waiters (default:
     in-process), ``clock`` tells the time (default: the system's).
+    ``hooks`` run inside each change's transaction (see ``handrail.hooks``);
+    ``observers`` are told ``(before, after)`` after each change commits (``before`` is None
+    for a new task), in this process, for in-memory views such as a router's loads.
     ``wait_backstop`` bounds how long a waiter trusts notifications alone before it
     re-reads the task anyway; it is a safety net, not how waiters normally wake.
     """
@@ -105,6 +112,7 @@ class Engine:
         verifier: Verifier | None = None,
         escrow: Escrow | None = None,
         hooks: Sequence[Hook] = (),
+        observers: Sequence[Callable[[Task | None, Task], None]] = (),
         max_retries: int = 50,
         wait_backstop: float = 5.0,
     ) -> None:
@@ -115,6 +123,7 @@ class Engine:
         self.escrow: Escrow = escrow or NoEscrow()
         learner = [self.verifier] if isinstance(self.verifier, Hook) else []
         self.hooks: tuple[Hook, ...] = (self.escrow, *learner, *hooks)
+        self.observers = list(observers)
         self._max_retries = max_retries
         self._wait_backstop = wait_backstop
 
@@ -152,7 +161,7 @@ class Engine:
             except ConcurrencyConflict:
                 await backoff(attempt)
                 continue
-            await self._publish(task)
+            await self._publish(None, task)
             return _shown(principal, task)
         raise ConcurrencyConflict("task", spec.idempotency_key or "new")
 
@@ -664,6 +673,54 @@ class Engine:
 
         return await self._mutate(principal, task_id, event, op, Role.ADMIN)
 
+    # ------------------------------------------------------------------ workers
+
+    async def put_worker(
+        self, principal: Principal, profile: WorkerProfile | Mapping[str, Any]
+    ) -> WorkerProfile:
+        """Create or update a worker's profile in the principal's organisation (admins)."""
+        self._require(principal, Role.ADMIN, "manage workers")
+        data = profile.model_dump() if isinstance(profile, WorkerProfile) else dict(profile)
+        data["org_id"] = principal.org_id
+        wanted = parse(WorkerProfile, {k: v for k, v in data.items() if k != "version"})
+
+        async def op(tx: Transaction) -> WorkerProfile:
+            current = await tx.get_worker(principal.org_id, wanted.id)
+            version = current.version + 1 if current else 1
+            stored = wanted.model_copy(update={"version": version})
+            await tx.put_worker(stored, expected_version=current.version if current else None)
+            return stored
+
+        async def attempt() -> WorkerProfile:
+            async with self.store.transaction() as tx:
+                return await op(tx)
+
+        return await retry_conflicts(attempt)
+
+    async def get_worker(self, principal: Principal, worker_id: str) -> WorkerProfile:
+        if worker_id != principal.id:
+            self._require(principal, Role.ADMIN, "see other workers")
+        async with self.store.transaction(readonly=True) as tx:
+            found = await tx.get_worker(principal.org_id, worker_id)
+        if found is None:
+            raise NotFound("worker", worker_id)
+        return found
+
+    async def list_workers(self, principal: Principal) -> builtins.list[WorkerProfile]:
+        self._require(principal, Role.ADMIN, "list workers")
+        async with self.store.transaction(readonly=True) as tx:
+            return await tx.list_workers(principal.org_id)
+
+    async def worker_stats(
+        self, principal: Principal, worker_id: str
+    ) -> builtins.list[WorkerStats]:
+        """What the engine learned about a worker, per task type (its own, or any for
+        admins)."""
+        if worker_id != principal.id:
+            self._require(principal, Role.ADMIN, "see other workers")
+        async with self.store.transaction(readonly=True) as tx:
+            return await tx.stats_of_worker(principal.org_id, worker_id)
+
     # ------------------------------------------------------------------ system side
 
     async def expire_due(self, limit: int = 500) -> builtins.list[Task]:
@@ -710,12 +767,6 @@ class Engine:
                 continue
         return added
 
-    async def run_sweeper(self, interval: float = 1.0) -> None:
-        """Sweep for due tasks every ``interval`` seconds, until cancelled."""
-        while True:
-            await self.expire_due()
-            await asyncio.sleep(interval)
-
     async def _lapse_one(self, task: Task) -> Task:
         system = Principal(org_id=task.org_id, id="sla", roles=frozenset({Role.ADMIN}))
 
@@ -756,7 +807,7 @@ class Engine:
                 await backoff(attempt)
                 continue
             if step.events:
-                await self._publish(step.task)
+                await self._publish(task, step.task)
             if lapsed:
                 raise InvalidTransition(
                     task_id, step.task.status.value, event.value, detail="its deadline passed"
@@ -774,7 +825,12 @@ class Engine:
         await tx.update_task(step.task, expected_version=before.version)
         await tx.append_events(step.events)
 
-    async def _publish(self, task: Task) -> None:
+    async def _publish(self, before: Task | None, task: Task) -> None:
+        for observe in self.observers:
+            try:
+                observe(before, task)
+            except Exception:  # an observer's trouble must not undo a committed change
+                log.exception("observer %r failed on task %s", observe, task.id)
         await self.notifier.publish([task_channel(task.id), org_channel(task.org_id)])
 
     def _backstop(self) -> float:

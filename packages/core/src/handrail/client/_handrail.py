@@ -47,6 +47,7 @@ from ..models import (
 )
 from ..money import Currency, Money
 from ..sandbox import SandboxReviewer
+from ..sla import SlaScheduler
 from ..verification import Verifier
 from ._backend import Backend, LocalBackend
 from ._portal import Portal
@@ -306,10 +307,12 @@ def _action(action: Action | Mapping[str, Any] | str, args: Mapping[str, Any] | 
 
 
 async def _sweep(engine: Engine, ledger: Ledger, interval: float) -> None:
-    """Expire overdue tasks and settle due earnings, every ``interval`` seconds."""
+    """Enforce SLAs (backups, re-routing, expiry) and settle due earnings, every
+    ``interval`` seconds."""
+    sla = SlaScheduler(engine)
     while True:
         try:
-            await engine.expire_due()
+            await sla.tick()
             await ledger.settle_due()
         except HandrailError:
             log.warning("sweep failed; trying again in %.1f s", interval, exc_info=True)
@@ -360,7 +363,8 @@ class Handrail:
         Paid tasks (with a ``payout``) hold money in the ledger: deposit first
         (``hr.ledger.deposit``; sandbox credit in sandbox mode). ``fees``, ``hold_period``
         and ``payout_rail`` configure it. Every ``sweep_interval`` seconds a background job
-        expires overdue tasks and settles earnings whose hold period is over.
+        enforces SLAs (backup slots, re-routing, expiry) and settles earnings whose hold
+        period is over.
         """
         portal = Portal()
         principal = Principal(

@@ -264,13 +264,27 @@ def _consensus(
 
 
 def _category_count(task: Task) -> int | None:
-    schema = task.output_schema
+    """How many different answers the task allows, when that is a small number."""
     if task.kind is Kind.REVIEW:
         return len(task.allowed_decisions)
-    if not categorical(schema) or not isinstance(schema, dict):
+    return _categories(task.output_schema)
+
+
+def _categories(schema: JsonValue) -> int | None:
+    if not isinstance(schema, dict) or not categorical(schema):
         return None
-    if "enum" in schema and isinstance(schema["enum"], list):
-        return len(schema["enum"])
+    options = schema.get("enum")
+    if isinstance(options, list):
+        return len(options)
+    if "const" in schema:
+        return 1
     if schema.get("type") == "boolean":
         return 2
-    return None
+    props = schema.get("properties")
+    count = 1
+    for prop in props.values() if isinstance(props, dict) else ():
+        n = _categories(prop)
+        if n is None:
+            return None
+        count *= n
+    return count

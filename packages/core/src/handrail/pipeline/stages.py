@@ -195,7 +195,12 @@ class ConsensusStage:
         why = f"{n} answer(s); support {evidence.support:.0%}"
         split = len({evidence.task.answer_key(a.output) for a in evidence.answers}) > 1
         if evidence.tied or (self.unanimous and split) or evidence.support < self.pass_at:
-            reason = "a tie" if evidence.tied else ("the reviewers disagree" if split else why)
+            if evidence.tied:
+                reason = "the answers are tied"
+            elif self.unanimous and split:
+                reason = "the two-person rule needs the reviewers to agree"
+            else:
+                reason = f"support below the {self.pass_at:.0%} needed"
             return StageResult(
                 name=self.name, verdict="uncertain", score=min(score, 89.0), reasons=(reason, why)
             )

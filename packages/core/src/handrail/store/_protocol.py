@@ -188,6 +188,10 @@ class WorkerTransaction(Protocol):
         self, stats: WorkerStats, *, expected_version: int | None
     ) -> None: ...
 
+    async def stats_of_worker(self, org_id: str, worker_id: str) -> list[WorkerStats]:
+        """A worker's stats on every task type, by task type."""
+        ...
+
     async def active_load(self, org_id: str, worker_id: str) -> int:
         """How many tasks the worker holds an active assignment on right now."""
         ...

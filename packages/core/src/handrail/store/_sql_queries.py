@@ -610,6 +610,15 @@ def put_worker_stats(conn: Connection, stats: WorkerStats, expected_version: int
     _put_composite(conn, worker_stats, keys, stats_row(stats), expected_version, "worker stats")
 
 
+def stats_of_worker(conn: Connection, org_id: str, worker_id: str) -> list[WorkerStats]:
+    query = (
+        select(worker_stats)
+        .where(worker_stats.c.org_id == org_id, worker_stats.c.worker_id == worker_id)
+        .order_by(worker_stats.c.task_type)
+    )
+    return [stats_from(r) for r in conn.execute(query).all()]
+
+
 def active_load(conn: Connection, org_id: str, worker_id: str) -> int:
     query = (
         select(func.count())

@@ -490,6 +490,13 @@ class _MemoryTransaction:
         with self._store._lock:
             self._stats.put(key, stats, expected_version)
 
+    async def stats_of_worker(self, org_id: str, worker_id: str) -> list[WorkerStats]:
+        with self._store._lock:
+            mine = [
+                r for r in self._stats.records() if (r.org_id, r.worker_id) == (org_id, worker_id)
+            ]
+        return sorted(mine, key=lambda r: r.task_type)
+
     async def active_load(self, org_id: str, worker_id: str) -> int:
         with self._store._lock:
             tasks = {i: self._store._tasks[i] for i in self._store._open.get(org_id, ())}

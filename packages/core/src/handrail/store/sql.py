@@ -411,6 +411,9 @@ class SqlTransaction:
     async def put_worker_stats(self, stats: WorkerStats, *, expected_version: int | None) -> None:
         await self._run(q.put_worker_stats, stats, expected_version)
 
+    async def stats_of_worker(self, org_id: str, worker_id: str) -> list[WorkerStats]:
+        return await self._run(q.stats_of_worker, org_id, worker_id)
+
     async def active_load(self, org_id: str, worker_id: str) -> int:
         return await self._run(q.active_load, org_id, worker_id)
 
