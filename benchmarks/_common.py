@@ -147,7 +147,10 @@ def format_value(r: Row) -> str:
 
 
 def format_ratio(r: Row) -> str:
-    return "" if r["ratio"] is None else f"{r['ratio']:,.2f}x"
+    value = r["ratio"]
+    if value is None:
+        return ""
+    return f"{value:,.2f}x" if value >= 0.01 else f"{value:.2g}x"
 
 
 def table(rows: Sequence[Row]) -> str:

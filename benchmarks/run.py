@@ -20,6 +20,7 @@ from pathlib import Path
 
 import bench_ledger
 import bench_lifecycle
+import bench_verification
 import bench_wakeup
 from _common import Row, table
 
@@ -28,6 +29,7 @@ BENCHMARKS: dict[str, Bench] = {
     "wakeup": bench_wakeup.run,
     "lifecycle": bench_lifecycle.run,
     "ledger": bench_ledger.run,
+    "verification": bench_verification.run,
 }
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 
