@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, JsonValue
 
 from .._ids import new_id
 from .._retry import retry_conflicts
@@ -75,6 +75,33 @@ class EntryPage(BaseModel):
 
 def _entries(*moves: tuple[Account, int]) -> tuple[Entry, ...]:
     return tuple(Entry(account=a, amount=n) for a, n in moves if n != 0)
+
+
+def _into_escrow(
+    posting_id: str,
+    kind: PostingKind,
+    task: Task,
+    amount: Money,
+    now: datetime,
+    memo: JsonValue,
+    *,
+    back: bool = False,
+) -> Posting:
+    """Money from the organisation into a task's escrow (or ``back`` out of it)."""
+    sign = -1 if back else 1
+    return Posting(
+        id=posting_id,
+        kind=kind,
+        org_id=task.org_id,
+        task_id=task.id,
+        currency=amount.currency,
+        entries=_entries(
+            (Account.org(task.org_id, amount.currency), -sign * amount.minor),
+            (Account.escrow(task.org_id, task.id, amount.currency), sign * amount.minor),
+        ),
+        created_at=now,
+        memo=memo,
+    )
 
 
 class Ledger:
@@ -260,20 +287,13 @@ class Ledger:
             fee_minimum=self.fees.minimum.get(cur, 0),
         )
         await tx.put_hold(hold, expected_version=None)
+        memo: dict[str, JsonValue] = {
+            "reward": hold.reward.amount,
+            "slots": hold.slots,
+            "fee": fee.amount,
+        }
         await tx.post(
-            Posting(
-                id=f"hold:{task.id}",
-                kind=PostingKind.HOLD,
-                org_id=task.org_id,
-                task_id=task.id,
-                currency=cur,
-                entries=_entries(
-                    (Account.org(task.org_id, cur), -hold.amount.minor),
-                    (Account.escrow(task.org_id, task.id, cur), hold.amount.minor),
-                ),
-                created_at=now,
-                memo={"reward": hold.reward.amount, "slots": hold.slots, "fee": fee.amount},
-            )
+            _into_escrow(f"hold:{task.id}", PostingKind.HOLD, task, hold.amount, now, memo)
         )
         return hold
 
@@ -299,19 +319,15 @@ class Ledger:
         delta = repriced.amount.minor - hold.amount.minor
         await tx.put_hold(repriced, expected_version=hold.version)
         if delta:
+            memo: dict[str, JsonValue] = {
+                "reward": repriced.reward.amount,
+                "fee": repriced.fee.amount,
+            }
+            change = Money(currency=cur, minor=abs(delta))
+            posting_id = f"adjust:{task.id}:{hold.version}"
             await tx.post(
-                Posting(
-                    id=f"adjust:{task.id}:{hold.version}",
-                    kind=PostingKind.ADJUST,
-                    org_id=task.org_id,
-                    task_id=task.id,
-                    currency=cur,
-                    entries=_entries(
-                        (Account.org(task.org_id, cur), -delta),
-                        (Account.escrow(task.org_id, task.id, cur), delta),
-                    ),
-                    created_at=now,
-                    memo={"reward": repriced.reward.amount, "fee": repriced.fee.amount},
+                _into_escrow(
+                    posting_id, PostingKind.ADJUST, task, change, now, memo, back=delta < 0
                 )
             )
 

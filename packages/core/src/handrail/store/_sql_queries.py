@@ -445,31 +445,29 @@ def list_entries(
 def _put(
     conn: Connection,
     table: Table,
-    key: str,
+    keys: Sequence[str],
     row: dict[str, Any],
     expected_version: int | None,
     what: str,
 ) -> None:
-    """Insert (``expected_version`` None) or replace the row stored at that version."""
+    """Insert (``expected_version`` None; ``ConcurrencyConflict`` if the key is taken) or
+    replace the row stored at that version (``ConcurrencyConflict`` if it moved on)."""
+    name = "/".join(str(row[k]) for k in keys)
     if expected_version is None:
         try:
             with conn.begin_nested():
                 conn.execute(insert(table), [row])
         except IntegrityError as exc:
             if _unique_violation(exc):
-                raise ConcurrencyConflict(what, row[key]) from exc
+                raise ConcurrencyConflict(what, name) from exc
             raise
         return
     if row["version"] != expected_version + 1:
         raise ValueError(f"a {what}'s version must go up by one per update")
-    values = {k: v for k, v in row.items() if k != key}
-    result = conn.execute(
-        update(table)
-        .where(table.c[key] == row[key], table.c.version == expected_version)
-        .values(**values)
-    )
-    if result.rowcount != 1:
-        raise ConcurrencyConflict(what, row[key])
+    where = [table.c[k] == row[k] for k in keys] + [table.c.version == expected_version]
+    values = {k: v for k, v in row.items() if k not in keys}
+    if conn.execute(update(table).where(*where).values(**values)).rowcount != 1:
+        raise ConcurrencyConflict(what, name)
 
 
 def get_hold(conn: Connection, task_id: str) -> Hold | None:
@@ -478,7 +476,7 @@ def get_hold(conn: Connection, task_id: str) -> Hold | None:
 
 
 def put_hold(conn: Connection, hold: Hold, expected_version: int | None) -> None:
-    _put(conn, ledger_holds, "task_id", hold_row(hold), expected_version, "hold")
+    _put(conn, ledger_holds, ("task_id",), hold_row(hold), expected_version, "hold")
 
 
 def settlements_for_task(conn: Connection, task_id: str) -> list[Settlement]:
@@ -504,7 +502,14 @@ def due_settlements(conn: Connection, now: datetime, limit: int) -> list[Settlem
 
 
 def put_settlement(conn: Connection, settlement: Settlement, expected_version: int | None) -> None:
-    _put(conn, ledger_settlements, "id", settlement_row(settlement), expected_version, "settlement")
+    _put(
+        conn,
+        ledger_settlements,
+        ("id",),
+        settlement_row(settlement),
+        expected_version,
+        "settlement",
+    )
 
 
 def find_payout(conn: Connection, org_id: str, worker_id: str, key: str) -> PayoutRecord | None:
@@ -538,7 +543,7 @@ def pending_payouts(conn: Connection, limit: int) -> list[PayoutRecord]:
 
 
 def put_payout(conn: Connection, payout: PayoutRecord, expected_version: int | None) -> None:
-    _put(conn, ledger_payouts, "id", payout_row(payout), expected_version, "payout")
+    _put(conn, ledger_payouts, ("id",), payout_row(payout), expected_version, "payout")
 
 
 def ledger_totals(conn: Connection) -> dict[Currency, int]:
@@ -551,33 +556,6 @@ def ledger_totals(conn: Connection) -> dict[Currency, int]:
 # ---------------------------------------------------------------- workers
 
 
-def _put_composite(
-    conn: Connection,
-    table: Table,
-    keys: Sequence[str],
-    row: dict[str, Any],
-    expected_version: int | None,
-    what: str,
-) -> None:
-    """``_put`` for tables keyed by several columns."""
-    name = "/".join(str(row[k]) for k in keys)
-    if expected_version is None:
-        try:
-            with conn.begin_nested():
-                conn.execute(insert(table), [row])
-        except IntegrityError as exc:
-            if _unique_violation(exc):
-                raise ConcurrencyConflict(what, name) from exc
-            raise
-        return
-    if row["version"] != expected_version + 1:
-        raise ValueError(f"a {what}'s version must go up by one per update")
-    where = [table.c[k] == row[k] for k in keys] + [table.c.version == expected_version]
-    values = {k: v for k, v in row.items() if k not in keys}
-    if conn.execute(update(table).where(*where).values(**values)).rowcount != 1:
-        raise ConcurrencyConflict(what, name)
-
-
 def get_worker(conn: Connection, org_id: str, worker_id: str) -> WorkerProfile | None:
     row = conn.execute(
         select(workers).where(workers.c.org_id == org_id, workers.c.id == worker_id)
@@ -586,7 +564,7 @@ def get_worker(conn: Connection, org_id: str, worker_id: str) -> WorkerProfile |
 
 
 def put_worker(conn: Connection, worker: WorkerProfile, expected_version: int | None) -> None:
-    _put_composite(conn, workers, ("org_id", "id"), worker_row(worker), expected_version, "worker")
+    _put(conn, workers, ("org_id", "id"), worker_row(worker), expected_version, "worker")
 
 
 def list_workers(conn: Connection, org_id: str) -> list[WorkerProfile]:
@@ -607,7 +585,7 @@ def get_worker_stats(
 
 def put_worker_stats(conn: Connection, stats: WorkerStats, expected_version: int | None) -> None:
     keys = ("org_id", "task_type", "worker_id")
-    _put_composite(conn, worker_stats, keys, stats_row(stats), expected_version, "worker stats")
+    _put(conn, worker_stats, keys, stats_row(stats), expected_version, "worker stats")
 
 
 def stats_of_worker(conn: Connection, org_id: str, worker_id: str) -> list[WorkerStats]:
