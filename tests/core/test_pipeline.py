@@ -155,6 +155,11 @@ def test_anomaly_stage(judgment: Task) -> None:
     )
     assert drift.verdict == "uncertain" and "drift" in drift.reasons[0]
     assert AnomalyStage().run(evidence(judgment, [{"label": "a"}], seconds=1)).verdict == "pass"
+    # a tight spread: 40s is many MADs below 64s, but not far below it
+    assert (
+        AnomalyStage().run(evidence(judgment, [{"label": "a"}], seconds=40, crowd=crowd)).verdict
+        == "pass"
+    )
 
 
 def test_gold_stage(judgment: Task) -> None:
@@ -374,8 +379,10 @@ async def test_outcomes_teach_the_engine(clock: ManualClock) -> None:
     )
     assert mine.labels == {'{"ok":true}': 3}
     async with engine.store.transaction(readonly=True) as tx:
-        crowd = (await tx.worker_stats(ORG, "spam", ["*"]))["*"]
-    assert (crowd.answers, crowd.median_duration) == (3, 30.0)
+        crowd = await tx.crowd_stats(ORG, "spam")
+        nobody = await tx.crowd_stats(ORG, "kyc")
+    assert (crowd.answers, crowd.median_duration, crowd.labels) == (3, 30.0, {'{"ok":true}': 3})
+    assert (nobody.answers, nobody.durations, nobody.labels) == (0, (), {})
 
 
 async def test_profiles_limit_what_workers_take(clock: ManualClock) -> None:

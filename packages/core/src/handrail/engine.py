@@ -93,7 +93,7 @@ Op = Callable[[Step, Transaction], Awaitable[None]]
 class Engine:
     """Task operations over a :class:`~handrail.store.Store`.
 
-    ``verifier`` judges submitted answers (default: schema check and agreement), ``escrow``
+    ``verifier`` judges submitted answers (default: the verification pipeline), ``escrow``
     moves money at lifecycle points (default: none), ``notifier`` wakes waiters (default:
     in-process), ``clock`` tells the time (default: the system's).
     ``hooks`` run inside each change's transaction (see ``handrail.hooks``);
@@ -256,7 +256,7 @@ class Engine:
                 raise InvalidTransition(
                     task.id, task.status.value, "cancel", detail="an answer is already in"
                 )
-            step.move(Event.CANCEL, reason=reason)
+            step.move(Event.CANCEL, reason=reason, assignments=_released(task, step.now))
 
         return await self._mutate(principal, task_id, Event.CANCEL, op, Role.REQUESTER)
 
@@ -568,6 +568,8 @@ class Engine:
         assignments = replace(task.assignments, held, answered)
         answers = sum(1 for a in assignments if a.status is AssignmentStatus.SUBMITTED)
         complete = answers >= task.redundancy
+        if complete:  # anyone still working on it (a backup) is let go
+            assignments = _released(task.model_copy(update={"assignments": assignments}), step.now)
         step.move(
             Event.SUBMIT,
             Status.SUBMITTED if complete else Status.ASSIGNED,
@@ -871,6 +873,7 @@ def _lapse(step: Step) -> None:
         step.move(
             Event.EXPIRE,
             reason="the deadline passed before enough answers",
+            assignments=_released(task, step.now),
             actor="sla",
             role=SYSTEM,
         )

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .models import RISK_RANK, RiskTier
 
-__all__ = ["PRIOR", "WorkerProfile", "WorkerStats", "mad_z", "reliability"]
+__all__ = ["PRIOR", "AnswerSample", "WorkerProfile", "WorkerStats", "mad_z", "reliability"]
 
 PRIOR = (3.0, 1.0)
 DURATION_SAMPLES = 200
@@ -106,6 +106,20 @@ class WorkerStats(BaseModel):
                 "version": self.version + 1,
             }
         )
+
+
+class AnswerSample(BaseModel):
+    """One judged answer, as the crowd's record for a task type keeps it (append-only, so
+    concurrent verifications never contend for a shared row)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    org_id: str
+    task_type: str
+    worker_id: str
+    seconds: float | None = None
+    label: str | None = None
+    at: datetime
 
 
 def reliability(gold_correct: int, gold_total: int, agreed: int, disagreed: int) -> float:

@@ -13,7 +13,7 @@ from pydantic import JsonValue
 from ..consensus import majority, weighted_majority
 from ..lifecycle import Event, Status
 from ..models import Assignment, Kind, RiskTier, StageResult, Task, Verification
-from ..workers import WorkerStats
+from ..workers import AnswerSample, WorkerStats
 from ._evidence import Evidence, Stage, categorical, label_of
 from .stages import AnomalyStage, ConsensusStage, GoldStage, QaStage, Rule, RulesStage, SchemaStage
 
@@ -23,7 +23,6 @@ if TYPE_CHECKING:  # the store imports models the pipeline uses: no cycle at run
 __all__ = ["DEFAULT_TIERS", "Pipeline", "Thresholds", "TierPolicy"]
 
 Method = Literal["majority", "weighted", "dawid_skene"]
-CROWD = "*"
 
 
 @dataclass(frozen=True)
@@ -129,10 +128,8 @@ class Pipeline:
         policy = self.tiers[task.risk_tier]
         answers = list(task.answers())
         workers = [a.worker_id for a in answers]
-        stats = await tx.worker_stats(task.org_id, task.task_type, [*workers, CROWD])
-        crowd = stats.pop(CROWD, None) or WorkerStats(
-            org_id=task.org_id, worker_id=CROWD, task_type=task.task_type
-        )
+        stats = await tx.worker_stats(task.org_id, task.task_type, workers)
+        crowd = await tx.crowd_stats(task.org_id, task.task_type)
         candidate, support, tied = _consensus(task, answers, stats, policy.consensus)
         evidence = Evidence(
             task=task,
@@ -155,8 +152,9 @@ class Pipeline:
 
     async def on_transition(self, tx: Transaction, before: Task, after: Task, event: Event) -> None:
         """When answers are judged (verified or failed out of verification or manual
-        review), record for each worker, and for everyone on the task type: time on task,
-        the answer's category, agreement with the outcome, and gold accuracy."""
+        review), record for each worker its time on task, the answer's category, agreement
+        with the outcome and gold accuracy; and add the answers to the task type's crowd
+        record (append-only samples)."""
         judged = before.status in (Status.SUBMITTED, Status.MANUAL_REVIEW)
         if not judged or after.status not in (Status.VERIFIED, Status.FAILED):
             return
@@ -166,9 +164,8 @@ class Pipeline:
         final = after.answer_key(after.output) if after.status is Status.VERIFIED else None
         gold = after.answer_key(after.gold_answer) if after.gold_answer is not None else None
         ids = [a.worker_id for a in answers]
-        known = await tx.worker_stats(after.org_id, after.task_type, [*ids, CROWD])
-        crowd = known.get(CROWD)
-        crowd_next = crowd or _fresh(after, CROWD)
+        known = await tx.worker_stats(after.org_id, after.task_type, ids)
+        samples = []
         for answer in answers:
             key = after.answer_key(answer.output)
             seconds = (
@@ -186,8 +183,17 @@ class Pipeline:
                 at=after.updated_at,
             )
             await _save_stats(tx, mine, updated)
-            crowd_next = crowd_next.with_answer(seconds=seconds, label=label, at=after.updated_at)
-        await _save_stats(tx, crowd, crowd_next)
+            samples.append(
+                AnswerSample(
+                    org_id=after.org_id,
+                    task_type=after.task_type,
+                    worker_id=answer.worker_id,
+                    seconds=seconds,
+                    label=label,
+                    at=after.updated_at,
+                )
+            )
+        await tx.add_samples(samples)
 
     def _decide(
         self, task: Task, results: tuple[StageResult, ...], candidate: JsonValue

@@ -97,15 +97,26 @@ class RulesStage:
 
 class AnomalyStage:
     """Answers that look wrong in how they were made: far faster than usual for the task
-    type (robust z below ``z_limit``), or from a worker whose answers drift far from the
-    crowd's (total variation distance above ``drift_limit`` over ``min_labels`` answers)."""
+    type (robust z below ``z_limit`` *and* under ``fast_share`` of the median time, so a
+    tight spread of times cannot flag ordinary answers; only where the usual time is at
+    least ``min_usual`` seconds, a human scale), or from a worker whose answers
+    drift far from the crowd's (total variation distance above ``drift_limit`` over
+    ``min_labels`` answers)."""
 
     name = "anomaly"
 
     def __init__(
-        self, *, z_limit: float = -3.5, drift_limit: float = 0.5, min_labels: int = 20
+        self,
+        *,
+        z_limit: float = -3.5,
+        fast_share: float = 0.25,
+        min_usual: float = 1.0,
+        drift_limit: float = 0.5,
+        min_labels: int = 20,
     ) -> None:
         self.z_limit = z_limit
+        self.fast_share = fast_share
+        self.min_usual = min_usual
         self.drift_limit = drift_limit
         self.min_labels = min_labels
 
@@ -115,7 +126,13 @@ class AnomalyStage:
         for answer in evidence.answers:
             seconds = evidence.seconds_on(answer)
             z = mad_z(seconds, evidence.crowd.durations) if seconds is not None else None
-            if z is not None and z < self.z_limit:
+            rushed = (
+                usual is not None
+                and usual >= self.min_usual
+                and seconds is not None
+                and seconds < usual * self.fast_share
+            )
+            if z is not None and z < self.z_limit and rushed:
                 flags.append(
                     f"{answer.worker_id} answered in {seconds:.0f}s; the usual is {usual:.0f}s"
                 )

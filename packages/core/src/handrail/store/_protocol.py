@@ -13,7 +13,7 @@ from ..ledger._model import EntryRecord, Hold, PayoutRecord, Posting, Settlement
 from ..lifecycle import Status
 from ..models import Kind, RiskTier, Task, TaskEvent
 from ..money import Currency
-from ..workers import WorkerProfile, WorkerStats
+from ..workers import AnswerSample, WorkerProfile, WorkerStats
 
 __all__ = [
     "Change",
@@ -190,6 +190,18 @@ class WorkerTransaction(Protocol):
 
     async def stats_of_worker(self, org_id: str, worker_id: str) -> list[WorkerStats]:
         """A worker's stats on every task type, by task type."""
+        ...
+
+    async def add_samples(self, samples: Sequence[AnswerSample]) -> None:
+        """Append judged answers to their task types' crowd record."""
+        ...
+
+    async def crowd_stats(
+        self, org_id: str, task_type: str, *, durations: int = 200, labels: int = 1000
+    ) -> WorkerStats:
+        """Everyone on a task type (``worker_id`` "*"): the last ``durations`` times on
+        task (oldest first) and the categories of the last ``labels`` answers (``answers``
+        counts that window). Only recent samples count; a store may drop older ones."""
         ...
 
     async def active_load(self, org_id: str, worker_id: str) -> int:

@@ -44,7 +44,7 @@ from ..ledger._model import (
 )
 from ..models import RISK_RANK, Assignment, AssignmentStatus, Kind, RiskTier, Task, TaskEvent
 from ..money import Currency
-from ..workers import WorkerProfile, WorkerStats
+from ..workers import AnswerSample, WorkerProfile, WorkerStats
 from ._protocol import Change, TaskQuery
 from ._sql_rows import (
     assignment_rows,
@@ -65,6 +65,7 @@ from ._sql_rows import (
     worker_row,
 )
 from ._sql_tables import (
+    answer_samples,
     assignments,
     ledger_accounts,
     ledger_entries,
@@ -609,3 +610,35 @@ def active_load(conn: Connection, org_id: str, worker_id: str) -> int:
         )
     )
     return int(conn.execute(query).scalar() or 0)
+
+
+def add_samples(conn: Connection, samples: Sequence[AnswerSample]) -> None:
+    conn.execute(insert(answer_samples), [s.model_dump() for s in samples])
+
+
+def crowd_stats(
+    conn: Connection, org_id: str, task_type: str, durations: int, labels: int
+) -> WorkerStats:
+    mine = and_(answer_samples.c.org_id == org_id, answer_samples.c.task_type == task_type)
+    newest = answer_samples.c.seq.desc()
+    timed = conn.execute(
+        select(answer_samples.c.seconds)
+        .where(mine, answer_samples.c.seconds.is_not(None))
+        .order_by(newest)
+        .limit(durations)
+    ).scalars()
+    recent = select(answer_samples.c.label).where(mine).order_by(newest).limit(labels).subquery()
+    counted = conn.execute(
+        select(recent.c.label, func.count())
+        .where(recent.c.label.is_not(None))
+        .group_by(recent.c.label)
+    ).all()
+    window = conn.execute(select(func.count()).select_from(recent)).scalar()
+    return WorkerStats(
+        org_id=org_id,
+        worker_id="*",
+        task_type=task_type,
+        answers=int(window or 0),
+        durations=tuple(reversed([float(x) for x in timed])),
+        labels={label: int(n) for label, n in counted},
+    )

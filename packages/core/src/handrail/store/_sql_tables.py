@@ -27,6 +27,7 @@ from ..lifecycle import Status
 from ..models import AssignmentStatus, Kind, RiskTier
 
 __all__ = [
+    "answer_samples",
     "assignments",
     "ledger_accounts",
     "ledger_entries",
@@ -322,6 +323,21 @@ worker_stats = Table(
         "gold_correct <= gold_total AND gold_total <= answers AND agreed + disagreed <= answers",
         name="counts",
     ),
+)
+
+
+answer_samples = Table(
+    "answer_samples",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=True),
+    Column("org_id", String(200), nullable=False),
+    Column("task_type", String(100), nullable=False),
+    Column("worker_id", String(200), nullable=False),
+    Column("seconds", Float),
+    Column("label", Text),
+    Column("at", Stamp, nullable=False),
+    Index("ix_answer_samples_type", "org_id", "task_type", "seq"),
+    sqlite_autoincrement=True,
 )
 
 

@@ -8,8 +8,9 @@ change stored state by mutating what they were given. Safe across threads and ev
 
 from __future__ import annotations
 
+import itertools
 import threading
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Callable, Collection, Hashable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -30,12 +31,13 @@ from ..ledger._model import (
 from ..lifecycle import EXPIRABLE, Status
 from ..models import RISK_RANK, AssignmentStatus, Kind, RiskTier, Task, TaskEvent
 from ..money import Currency
-from ..workers import WorkerProfile, WorkerStats
+from ..workers import AnswerSample, WorkerProfile, WorkerStats
 from ._protocol import Change, Store, TaskQuery, Transaction
 
 __all__ = ["MemoryStore"]
 
 _OPEN_TO_WORK = frozenset({Status.POSTED, Status.ASSIGNED})
+SAMPLES_KEPT = 10_000  # per task type: far more than any crowd summary reads
 
 
 class _Versioned(Protocol):
@@ -141,6 +143,9 @@ class MemoryStore:
         # workers
         self._workers: _Table[WorkerProfile] = _Table("worker")
         self._stats: _Table[WorkerStats] = _Table("worker stats")
+        self._samples: dict[tuple[str, str], deque[AnswerSample]] = defaultdict(
+            lambda: deque(maxlen=SAMPLES_KEPT)
+        )
 
     @asynccontextmanager
     async def transaction(self, *, readonly: bool = False) -> AsyncIterator[_MemoryTransaction]:
@@ -186,6 +191,7 @@ class _MemoryTransaction:
         self._payouts = _Staged(store._payouts)
         self._workers = _Staged(store._workers)
         self._stats = _Staged(store._stats)
+        self._samples: list[AnswerSample] = []
 
     def _pending(self, task_id: str) -> Task | None:
         if task_id in self._updates:
@@ -497,6 +503,34 @@ class _MemoryTransaction:
             ]
         return sorted(mine, key=lambda r: r.task_type)
 
+    async def add_samples(self, samples: Sequence[AnswerSample]) -> None:
+        self._writable()
+        self._samples.extend(samples)
+
+    async def crowd_stats(
+        self, org_id: str, task_type: str, *, durations: int = 200, labels: int = 1000
+    ) -> WorkerStats:
+        mine = [s for s in self._samples if (s.org_id, s.task_type) == (org_id, task_type)]
+        with self._store._lock:
+            kept = self._store._samples.get((org_id, task_type), deque())
+            newest = [*reversed(mine), *reversed(kept)]  # newest first, stopping early below
+            timed = list(
+                itertools.islice((s.seconds for s in newest if s.seconds is not None), durations)
+            )
+        window = newest[:labels]
+        counts: dict[str, int] = defaultdict(int)
+        for sample in window:
+            if sample.label is not None:
+                counts[sample.label] += 1
+        return WorkerStats(
+            org_id=org_id,
+            worker_id="*",
+            task_type=task_type,
+            answers=len(window),
+            durations=tuple(reversed(timed)),
+            labels=dict(counts),
+        )
+
     async def active_load(self, org_id: str, worker_id: str) -> int:
         with self._store._lock:
             tasks = {i: self._store._tasks[i] for i in self._store._open.get(org_id, ())}
@@ -508,9 +542,8 @@ class _MemoryTransaction:
 
     def commit(self) -> None:
         staged = (self._holds, self._settlements, self._payouts, self._workers, self._stats)
-        if not (self._inserts or self._updates or self._events or self._postings) and not any(
-            t.writes for t in staged
-        ):
+        pending = (self._inserts, self._updates, self._events, self._postings, self._samples)
+        if not any(pending) and not any(t.writes for t in staged):
             return
         store = self._store
         with store._lock:
@@ -569,6 +602,8 @@ class _MemoryTransaction:
                     )
             for table in staged:
                 table.apply()
+            for sample in self._samples:
+                store._samples[(sample.org_id, sample.task_type)].append(sample)
 
 
 if TYPE_CHECKING:  # the type checker proves the store keeps the whole contract

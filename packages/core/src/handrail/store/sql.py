@@ -41,7 +41,7 @@ from ..ledger._accounts import AccountKind
 from ..ledger._model import EntryRecord, Hold, PayoutRecord, Posting, Settlement
 from ..models import Kind, RiskTier, Task, TaskEvent
 from ..money import Currency
-from ..workers import WorkerProfile, WorkerStats
+from ..workers import AnswerSample, WorkerProfile, WorkerStats
 from . import _sql_queries as q
 from ._protocol import Change, Store, TaskQuery, Transaction
 from ._sql_tables import metadata
@@ -413,6 +413,15 @@ class SqlTransaction:
 
     async def stats_of_worker(self, org_id: str, worker_id: str) -> list[WorkerStats]:
         return await self._run(q.stats_of_worker, org_id, worker_id)
+
+    async def add_samples(self, samples: Sequence[AnswerSample]) -> None:
+        if samples:
+            await self._run(q.add_samples, samples)
+
+    async def crowd_stats(
+        self, org_id: str, task_type: str, *, durations: int = 200, labels: int = 1000
+    ) -> WorkerStats:
+        return await self._run(q.crowd_stats, org_id, task_type, durations, labels)
 
     async def active_load(self, org_id: str, worker_id: str) -> int:
         return await self._run(q.active_load, org_id, worker_id)

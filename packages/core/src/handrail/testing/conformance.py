@@ -66,7 +66,7 @@ from ..models import (
 )
 from ..money import Currency, Money
 from ..store import Store, TaskQuery, Transaction
-from ..workers import WorkerProfile, WorkerStats
+from ..workers import AnswerSample, WorkerProfile, WorkerStats
 
 __all__ = ["StoreConformance", "make_task"]
 
@@ -778,3 +778,32 @@ class StoreConformance:
             assert await tx.active_load("org-a", "alice") == 1
             assert await tx.active_load("org-a", "bob") == 0
             assert await tx.active_load("org-b", "alice") == 0
+
+    async def test_crowd_samples_append_and_summarise(
+        self, store: Store, clock: ManualClock
+    ) -> None:
+        def sample(n: int, label: str | None, task_type: str = "spam") -> AnswerSample:
+            return AnswerSample(
+                org_id="org-a",
+                task_type=task_type,
+                worker_id=f"w{n}",
+                seconds=None if n % 3 == 0 else float(n),
+                label=label,
+                at=clock.now(),
+            )
+
+        async with store.transaction() as tx:
+            await tx.add_samples([sample(n, "yes" if n % 2 else "no") for n in range(1, 8)])
+            await tx.add_samples([sample(99, "yes", task_type="kyc")])
+        async with store.transaction() as tx:
+            await tx.add_samples([sample(8, None)])
+        async with store.transaction(readonly=True) as tx:
+            crowd = await tx.crowd_stats("org-a", "spam")
+            recent = await tx.crowd_stats("org-a", "spam", durations=2, labels=3)
+            other = await tx.crowd_stats("org-b", "spam")
+        assert crowd.worker_id == "*" and crowd.answers == 8
+        assert crowd.durations == (1.0, 2.0, 4.0, 5.0, 7.0, 8.0)  # oldest first
+        assert crowd.labels == {"yes": 4, "no": 3}
+        assert recent.durations == (7.0, 8.0)
+        assert recent.labels == {"yes": 1, "no": 1}  # samples 6, 7, 8 (8 has none)
+        assert (other.answers, other.labels) == (0, {})
