@@ -104,11 +104,10 @@ class TestReview:
             "high",
             "invoice due",
         )
-        assert (task.confidence, task.payload, task.idempotency_key) == (
-            0.3,
-            {"invoice": 7},
-            "invoice-7",
-        )
+        assert (task.confidence, task.payload) == (0.3, {"invoice": 7})
+        # how it was posted is the requester's business, not the reviewer's
+        assert (task.idempotency_key, task.created_by) == (None, "requester")
+        assert hr.tasks.get(task.id).idempotency_key == "invoice-7"
 
     def test_no_answer_in_time_is_a_reject_and_withdraws_the_task(self, hr: Handrail) -> None:
         got = hr.review("delete_db", timeout=0.05)

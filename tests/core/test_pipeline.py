@@ -352,6 +352,15 @@ async def test_gold_tasks_measure_workers_unseen(clock: ManualClock) -> None:
         assert done.status is (Status.VERIFIED if label == "b" else Status.FAILED)
         assert (await engine.get(ADMIN, gold.id)).gold_answer == {"label": "b"}
     assert seen_by_worker == [None] * 4
+    real = await engine.create(AGENT, {**gold_spec, "gold_answer": None, "idempotency_key": "k"})
+    gold = await engine.create(ADMIN, gold_spec)
+    as_seen = [
+        (await engine.get(W[2], t.id)).model_dump(
+            include={"created_by", "idempotency_key", "gold_answer", "callback_url"}
+        )
+        for t in (real, gold)
+    ]
+    assert as_seen[0] == as_seen[1]
     right = await engine.worker_stats(ADMIN, "w0")
     wrong = await engine.worker_stats(W[1], "w1")
     assert [(s.gold_total, s.gold_correct) for s in right] == [(1, 1)]

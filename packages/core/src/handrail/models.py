@@ -353,8 +353,17 @@ class Task(TaskSpec):
         return self.redundancy + self.extra_slots - taken
 
     def for_worker(self) -> Task:
-        """The task as a worker may see it: a gold task looks like any other."""
-        return self if self.gold_answer is None else self.model_copy(update={"gold_answer": None})
+        """The task as a worker sees it: nothing about who posted it or how, so a gold task
+        (posted by an admin, with a known answer) looks like any other."""
+        return self.model_copy(
+            update={
+                "gold_answer": None,
+                "created_by": "requester",
+                "idempotency_key": None,
+                "request_fingerprint": None,
+                "callback_url": None,
+            }
+        )
 
     def assignment_of(self, worker_id: str) -> Assignment | None:
         """The worker's latest assignment on this task, if any."""
