@@ -281,24 +281,25 @@ def open_tasks(
     return _load(conn, seen, conn.execute(stmt).all())
 
 
-def due_tasks(conn: Connection, seen: Seen, now: datetime, limit: int) -> list[Task]:
+def _reached(
+    conn: Connection, seen: Seen, statuses: Sequence[str], when: Any, now: datetime, limit: int
+) -> list[Task]:
+    """Tasks in ``statuses`` whose time column ``when`` has come, soonest first."""
     stmt = (
         select(tasks)
-        .where(tasks.c.status.in_(_EXPIRABLE), tasks.c.expires_at <= now)
-        .order_by(tasks.c.expires_at, tasks.c.id)
+        .where(tasks.c.status.in_(statuses), when <= now)
+        .order_by(when, tasks.c.id)
         .limit(limit)
     )
     return _load(conn, seen, conn.execute(stmt).all())
+
+
+def due_tasks(conn: Connection, seen: Seen, now: datetime, limit: int) -> list[Task]:
+    return _reached(conn, seen, _EXPIRABLE, tasks.c.expires_at, now, limit)
 
 
 def backup_due(conn: Connection, seen: Seen, now: datetime, limit: int) -> list[Task]:
-    stmt = (
-        select(tasks)
-        .where(tasks.c.status.in_(_OPEN_TO_WORK), tasks.c.backup_at <= now)
-        .order_by(tasks.c.backup_at, tasks.c.id)
-        .limit(limit)
-    )
-    return _load(conn, seen, conn.execute(stmt).all())
+    return _reached(conn, seen, _OPEN_TO_WORK, tasks.c.backup_at, now, limit)
 
 
 def changes_since(conn: Connection, seq: int, limit: int) -> list[Change]:

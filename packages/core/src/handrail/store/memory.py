@@ -310,27 +310,29 @@ class _MemoryTransaction:
         found.sort(key=lambda t: (t.expires_at, -RISK_RANK[t.risk_tier], t.id))
         return [_copy(t) for t in found[:limit]]
 
-    async def due_tasks(self, now: datetime, limit: int) -> list[Task]:
+    def _reached(
+        self,
+        statuses: frozenset[Status],
+        when: Callable[[Task], datetime | None],
+        now: datetime,
+        limit: int,
+    ) -> list[Task]:
+        """Tasks in ``statuses`` whose time ``when`` has come, soonest first."""
         with self._store._lock:
             due = [
-                t
+                (at, t)
                 for ids in self._store._open.values()
                 for t in (self._store._tasks[i] for i in ids)
-                if t.status in EXPIRABLE and t.expires_at <= now
+                if t.status in statuses and (at := when(t)) is not None and at <= now
             ]
-        due.sort(key=lambda t: (t.expires_at, t.id))
-        return [_copy(t) for t in due[:limit]]
+        due.sort(key=lambda pair: (pair[0], pair[1].id))
+        return [_copy(t) for _, t in due[:limit]]
+
+    async def due_tasks(self, now: datetime, limit: int) -> list[Task]:
+        return self._reached(EXPIRABLE, lambda t: t.expires_at, now, limit)
 
     async def backup_due(self, now: datetime, limit: int) -> list[Task]:
-        with self._store._lock:
-            due = [
-                t
-                for ids in self._store._open.values()
-                for t in (self._store._tasks[i] for i in ids)
-                if t.status in _OPEN_TO_WORK and t.backup_at is not None and t.backup_at <= now
-            ]
-        due.sort(key=lambda t: (t.backup_at or now, t.id))
-        return [_copy(t) for t in due[:limit]]
+        return self._reached(_OPEN_TO_WORK, lambda t: t.backup_at, now, limit)
 
     # ---------------------------------------------------------------- the ledger
 
