@@ -6,7 +6,8 @@ import argparse
 import contextlib
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
 
 from .client import Handrail
 from .models import Decision
@@ -82,8 +83,28 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plugin(argv: Sequence[str]) -> Callable[..., object] | None:
+    """A command another package adds (the server adds ``serve``, ``keys``, ``migrate``)."""
+    if not argv:
+        return None
+    for entry in entry_points(group="handrail.commands"):
+        if entry.name == argv[0]:
+            command: Callable[..., object] = entry.load()
+            return command
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="handrail", description=__doc__)
+    args = list(sys.argv[1:] if argv is None else argv)
+    plugin = _plugin(args)
+    if plugin is not None:
+        plugin(args=args, prog_name="handrail")
+        return 0
+    parser = argparse.ArgumentParser(
+        prog="handrail",
+        description=__doc__,
+        epilog="with handrail-server installed: serve, keys, migrate",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     review = commands.add_parser("review", help="review open tasks at the terminal")
@@ -103,8 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--db", default=None, help="SQLite file (default: in memory)")
     demo.set_defaults(run=_demo)
 
-    args = parser.parse_args(argv)
-    code: int = args.run(args)
+    parsed = parser.parse_args(args)
+    code: int = parsed.run(parsed)
     return code
 
 

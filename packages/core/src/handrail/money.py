@@ -10,7 +10,16 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    model_serializer,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 __all__ = ["MAX_MINOR", "Currency", "Money"]
 
@@ -70,6 +79,27 @@ class Money(BaseModel):
     @model_serializer(mode="plain")
     def _to_edge(self) -> dict[str, str]:
         return {"currency": self.currency.value, "amount": self.amount}
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        # the edge form, in and out: a currency and a decimal string
+        return {
+            "type": "object",
+            "title": "Money",
+            "required": ["currency", "amount"],
+            "properties": {
+                "currency": {"type": "string", "enum": [c.value for c in Currency]},
+                "amount": {
+                    "type": "string",
+                    "pattern": r"^\d+(\.\d+)?$",
+                    "examples": ["0.50", "1500"],
+                    "description": "a decimal string: never a float",
+                },
+            },
+            "additionalProperties": False,
+        }
 
     @classmethod
     def parse(cls, amount: str | int | Decimal, currency: Currency | str) -> Self:

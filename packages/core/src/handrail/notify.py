@@ -152,6 +152,13 @@ class LocalNotifier:
     async def publish(self, channels: Collection[str]) -> None:
         self.publish_now(channels)
 
+    def wake_all(self) -> None:
+        """Wake every subscriber (after a gap in what we heard: they re-read)."""
+        with self._lock:
+            targets = {s for subs in self._subs.values() for s in subs}
+        for sub in targets:
+            sub._signal()
+
     @property
     def subscriber_count(self) -> int:
         with self._lock:

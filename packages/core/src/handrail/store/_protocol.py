@@ -77,6 +77,11 @@ class TaskTransaction(Protocol):
         """A task's history, oldest first, with ``seq`` set."""
         ...
 
+    async def org_events(self, org_id: str, after: int, limit: int) -> list[TaskEvent]:
+        """The organisation's history across its tasks, ``seq`` above ``after``, oldest
+        first: what an event stream resumes from."""
+        ...
+
     async def list_tasks(self, org_id: str, query: TaskQuery) -> list[Task]:
         """Up to ``query.limit`` tasks matching the filters, after the cursor id."""
         ...

@@ -222,6 +222,16 @@ def list_events(conn: Connection, org_id: str, task_id: str) -> list[TaskEvent]:
     return [event_from(r) for r in rows]
 
 
+def org_events(conn: Connection, org_id: str, after: int, limit: int) -> list[TaskEvent]:
+    query = (
+        select(task_events)
+        .where(task_events.c.org_id == org_id, task_events.c.seq > after)
+        .order_by(task_events.c.seq)
+        .limit(limit)
+    )
+    return [event_from(r) for r in conn.execute(query).all()]
+
+
 def list_tasks(conn: Connection, seen: Seen, org_id: str, query: TaskQuery) -> list[Task]:
     stmt = select(tasks).where(tasks.c.org_id == org_id)
     if query.statuses is not None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
-    DDL,
     JSON,
     BigInteger,
     Boolean,
@@ -172,6 +173,7 @@ task_events = Table(
     Column("reason", Text),
     Column("data", Json, nullable=False),
     Index("ix_task_events_task", "task_id", "seq"),
+    Index("ix_task_events_org", "org_id", "seq"),
     sqlite_autoincrement=True,
 )
 
@@ -345,66 +347,49 @@ answer_samples = Table(
 
 APPEND_ONLY = ("task_events", "ledger_postings", "ledger_entries")
 
-event.listen(
-    metadata,
-    "before_create",
-    DDL(  # type: ignore[no-untyped-call]
-        "CREATE OR REPLACE FUNCTION handrail_append_only() RETURNS trigger LANGUAGE plpgsql AS "
-        "$$ BEGIN RAISE EXCEPTION '%% is append-only', TG_TABLE_NAME; END $$"
-    ).execute_if(dialect="postgresql"),
-)
-event.listen(
-    metadata,
-    "before_create",
-    DDL(  # type: ignore[no-untyped-call]
-        "CREATE OR REPLACE FUNCTION handrail_balanced() RETURNS trigger LANGUAGE plpgsql AS $$ "
-        "BEGIN IF (SELECT COALESCE(SUM(amount), 1) FROM ledger_entries "
-        "WHERE posting_id = NEW.id) <> 0 THEN "
-        "RAISE EXCEPTION 'posting %% does not balance', NEW.id; END IF; RETURN NEW; END $$"
-    ).execute_if(dialect="postgresql"),
-)
 
-
-def _append_only(table: Table) -> None:
-    """Updates and deletes are refused by the database itself."""
-    name = table.name
-    for op in ("UPDATE", "DELETE"):
-        event.listen(
-            table,
-            "after_create",
-            DDL(  # type: ignore[no-untyped-call]
-                f"CREATE TRIGGER {name}_no_{op.lower()} BEFORE {op} ON {name} "
-                f"BEGIN SELECT RAISE(ABORT, '{name} is append-only'); END"
-            ).execute_if(dialect="sqlite"),
+def trigger_statements(dialect: str) -> list[str]:
+    """The database's own guards, as idempotent SQL: history, postings and entries are
+    append-only, and a posting row (written after its entries) is refused unless the
+    entries sum to zero."""
+    if dialect == "sqlite":
+        statements = [
+            f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} "
+            f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"
+            for table in APPEND_ONLY
+            for op in ("UPDATE", "DELETE")
+        ]
+        statements.append(
+            "CREATE TRIGGER IF NOT EXISTS ledger_postings_balanced BEFORE INSERT ON "
+            "ledger_postings WHEN (SELECT COALESCE(SUM(amount), 1) FROM ledger_entries "
+            "WHERE posting_id = NEW.id) != 0 "
+            "BEGIN SELECT RAISE(ABORT, 'a posting must balance'); END"
         )
-    event.listen(
-        table,
-        "after_create",
-        DDL(  # type: ignore[no-untyped-call]
-            f"CREATE TRIGGER {name}_append_only BEFORE UPDATE OR DELETE ON {name} "
+        return statements
+    if dialect == "postgresql":
+        statements = [
+            "CREATE OR REPLACE FUNCTION handrail_append_only() RETURNS trigger "
+            "LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; "
+            "END $$",
+            "CREATE OR REPLACE FUNCTION handrail_balanced() RETURNS trigger LANGUAGE plpgsql "
+            "AS $$ BEGIN IF (SELECT COALESCE(SUM(amount), 1) FROM ledger_entries "
+            "WHERE posting_id = NEW.id) <> 0 THEN "
+            "RAISE EXCEPTION 'posting % does not balance', NEW.id; END IF; RETURN NEW; END $$",
+        ]
+        statements += [
+            f"CREATE OR REPLACE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
             "FOR EACH ROW EXECUTE FUNCTION handrail_append_only()"
-        ).execute_if(dialect="postgresql"),
-    )
+            for table in APPEND_ONLY
+        ]
+        statements.append(
+            "CREATE OR REPLACE TRIGGER ledger_postings_balanced BEFORE INSERT ON "
+            "ledger_postings FOR EACH ROW EXECUTE FUNCTION handrail_balanced()"
+        )
+        return statements
+    return []
 
 
-for _table in (task_events, ledger_postings, ledger_entries):
-    _append_only(_table)
-
-# A posting is written after its entries; its insert is refused unless they sum to zero.
-event.listen(
-    ledger_postings,
-    "after_create",
-    DDL(  # type: ignore[no-untyped-call]
-        "CREATE TRIGGER ledger_postings_balanced BEFORE INSERT ON ledger_postings "
-        "WHEN (SELECT COALESCE(SUM(amount), 1) FROM ledger_entries WHERE posting_id = NEW.id) != 0 "
-        "BEGIN SELECT RAISE(ABORT, 'a posting must balance'); END"
-    ).execute_if(dialect="sqlite"),
-)
-event.listen(
-    ledger_postings,
-    "after_create",
-    DDL(  # type: ignore[no-untyped-call]
-        "CREATE TRIGGER ledger_postings_balanced BEFORE INSERT ON ledger_postings "
-        "FOR EACH ROW EXECUTE FUNCTION handrail_balanced()"
-    ).execute_if(dialect="postgresql"),
-)
+@event.listens_for(metadata, "after_create")
+def _add_triggers(target: MetaData, connection: Any, **_: Any) -> None:
+    for statement in trigger_statements(connection.dialect.name):
+        connection.exec_driver_sql(statement)

@@ -251,6 +251,11 @@ class _MemoryTransaction:
             committed = list(self._store._events_by_task.get(task_id, ()))
         return [e for e in committed if e.org_id == org_id]
 
+    async def org_events(self, org_id: str, after: int, limit: int) -> list[TaskEvent]:
+        with self._store._lock:
+            tail = self._store._events[after:]  # seq n sits at index n - 1
+        return [e for e in tail if e.org_id == org_id][:limit]
+
     async def list_tasks(self, org_id: str, query: TaskQuery) -> list[Task]:
         with self._store._lock:
             tasks = [t for t in self._store._tasks.values() if t.org_id == org_id]

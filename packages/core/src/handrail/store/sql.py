@@ -281,6 +281,11 @@ class SqlTransaction:
         self._run = run
         self._seen: q.Seen = {}
 
+    async def run(self, step: Step[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``step(connection, ...)`` in this unit of work: for a server's own tables
+        written together with the engine's (a webhook outbox, say)."""
+        return await self._run(step, *args, **kwargs)
+
     async def get_task(self, org_id: str, task_id: str) -> Task | None:
         return await self._run(q.get_task, self._seen, org_id, task_id)
 
@@ -301,6 +306,9 @@ class SqlTransaction:
 
     async def list_events(self, org_id: str, task_id: str) -> list[TaskEvent]:
         return await self._run(q.list_events, org_id, task_id)
+
+    async def org_events(self, org_id: str, after: int, limit: int) -> list[TaskEvent]:
+        return await self._run(q.org_events, org_id, after, limit)
 
     async def list_tasks(self, org_id: str, query: TaskQuery) -> list[Task]:
         return await self._run(q.list_tasks, self._seen, org_id, query)

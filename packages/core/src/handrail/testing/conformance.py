@@ -305,6 +305,15 @@ class StoreConformance:
         ]
         assert await store.last_seq() == history[1].seq
         assert await store.changes_since(history[1].seq) == []
+        async with store.transaction() as tx:
+            await tx.insert_task(elsewhere := make_task(clock, org_id="org-b"))
+            await tx.append_events([_event(elsewhere, clock)])
+        async with store.transaction(readonly=True) as tx:
+            mine = await tx.org_events("org-a", 0, 10)
+            assert [e.id for e in mine] == [first.id, second.id]
+            assert [e.id for e in await tx.org_events("org-a", mine[0].seq or 0, 10)] == [second.id]
+            assert [e.id for e in await tx.org_events("org-a", 0, 1)] == [first.id]
+            assert [e.org_id for e in await tx.org_events("org-b", 0, 10)] == ["org-b"]
 
     async def test_list_filters_and_pages(self, store: Store, clock: ManualClock) -> None:
         made = []

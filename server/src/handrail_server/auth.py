@@ -1,0 +1,104 @@
+"""Who is calling: API keys to principals, and per-key rate limits."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+
+from fastapi import Request
+
+from handrail import Principal, Role
+from handrail.store.sql import SqlStore
+
+from .keys import KeyInfo, lookup
+from .problems import ApiProblem
+
+__all__ = ["Authenticator", "RateLimiter", "require"]
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    at: float
+
+
+@dataclass
+class RateLimiter:
+    """A token bucket per key: ``rate`` requests a second, bursts up to ``burst``. In one
+    process; behind several processes each enforces its share."""
+
+    rate: float
+    burst: int
+    _buckets: dict[str, _Bucket] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def take(self, key: str) -> float:
+        """0 when the request may go ahead, else the seconds to wait."""
+        now = time.monotonic()
+        with self._lock:
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                bucket = self._buckets[key] = _Bucket(float(self.burst), now)
+            bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.at) * self.rate)
+            bucket.at = now
+            if bucket.tokens >= 1:
+                bucket.tokens -= 1
+                return 0.0
+            return (1 - bucket.tokens) / self.rate
+
+
+class Authenticator:
+    """Resolves ``Authorization: Bearer <key>`` (or ``X-API-Key``) to a principal. Known
+    keys are remembered for ``ttl`` seconds, so a revoked key stops working within that."""
+
+    def __init__(self, store: SqlStore, limiter: RateLimiter, ttl: float = 5.0) -> None:
+        self.store = store
+        self.limiter = limiter
+        self.ttl = ttl
+        self._known: dict[str, tuple[KeyInfo | None, float]] = {}
+
+    async def key(self, request: Request) -> KeyInfo:
+        header = request.headers.get("authorization", "")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+        token = token or request.headers.get("x-api-key", "").strip()
+        if not token:
+            raise ApiProblem(
+                401,
+                "unauthenticated",
+                "send an API key: Authorization: Bearer hr_live_... (or hr_test_...)",
+                {"WWW-Authenticate": "Bearer"},
+            )
+        now = time.monotonic()
+        cached = self._known.get(token)
+        if cached is None or cached[1] < now:
+            info = await self.store.run(lambda conn: lookup(conn, token), readonly=True)
+            if len(self._known) > 10_000:
+                self._known.clear()
+            self._known[token] = (info, now + self.ttl)
+        else:
+            info = cached[0]
+        if info is None:
+            raise ApiProblem(
+                401, "unauthenticated", "unknown or revoked API key", {"WWW-Authenticate": "Bearer"}
+            )
+        wait = self.limiter.take(info.id)
+        if wait:
+            raise ApiProblem(
+                429,
+                "rate_limited",
+                "too many requests for this key; slow down",
+                {"Retry-After": str(max(1, math.ceil(wait)))},
+                retry_after=round(wait, 3),
+            )
+        return info
+
+    async def principal(self, request: Request) -> Principal:
+        return (await self.key(request)).as_principal()
+
+
+def require(principal: Principal, role: Role) -> None:
+    """Refuse a principal without ``role`` (admins have every role)."""
+    if not principal.has(role):
+        raise ApiProblem(403, "forbidden", f"this needs a key with the {role.value} role")

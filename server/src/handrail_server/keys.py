@@ -1,0 +1,157 @@
+"""API keys: ``hr_live_…`` and ``hr_test_…``, stored as SHA-256 hashes, shown once.
+
+A key belongs to one organisation and carries one role (admin, requester, reviewer) and
+the principal it acts as. ``hr_test_`` keys put their tasks in sandbox mode, where
+simulated reviewers answer. These functions run on a synchronous SQLAlchemy connection
+(``SqlStore.run``), inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import string
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from handrail import Principal, Role
+from handrail._ids import new_id
+
+from .tables import api_keys, orgs
+
+__all__ = [
+    "KeyInfo",
+    "NewKey",
+    "any_admin",
+    "create_key",
+    "ensure_org",
+    "hash_key",
+    "list_keys",
+    "lookup",
+    "revoke_key",
+]
+
+_ALPHABET = string.ascii_letters + string.digits
+LIVE, TEST = "hr_live_", "hr_test_"
+
+
+def hash_key(key: str) -> str:
+    """Keys carry 190 random bits: a fast hash is as safe as a slow one here."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    id: str
+    org_id: str
+    prefix: str
+    role: Role
+    principal: str
+    sandbox: bool
+    name: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+    def as_principal(self) -> Principal:
+        return Principal(
+            org_id=self.org_id,
+            id=self.principal,
+            roles=frozenset({self.role}),
+            sandbox=self.sandbox,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NewKey:
+    key: str
+    """The key itself: shown once, never stored."""
+    info: KeyInfo
+
+
+def _info(m: Any) -> KeyInfo:
+    return KeyInfo(
+        id=m["id"],
+        org_id=m["org_id"],
+        prefix=m["prefix"],
+        role=Role(m["role"]),
+        principal=m["principal"],
+        sandbox=m["sandbox"],
+        name=m["name"],
+        created_at=m["created_at"],
+        revoked_at=m["revoked_at"],
+    )
+
+
+def ensure_org(conn: Connection, org_id: str, now: datetime) -> bool:
+    """Create the organisation if it is new; True when it was."""
+    make = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    result = conn.execute(
+        make(orgs).on_conflict_do_nothing(index_elements=["id"]),
+        [{"id": org_id, "created_at": now}],
+    )
+    return bool(result.rowcount)
+
+
+def create_key(
+    conn: Connection,
+    *,
+    org_id: str,
+    role: Role,
+    now: datetime,
+    sandbox: bool = False,
+    principal: str | None = None,
+    name: str | None = None,
+) -> NewKey:
+    """A new key for ``org_id`` (created when new) acting as ``principal`` (default: a name
+    made from the role and the key's id)."""
+    ensure_org(conn, org_id, now)
+    key = (TEST if sandbox else LIVE) + "".join(secrets.choice(_ALPHABET) for _ in range(32))
+    key_id = new_id()
+    row = {
+        "id": key_id,
+        "org_id": org_id,
+        "hash": hash_key(key),
+        "prefix": key[:12],
+        "role": role.value,
+        "principal": principal or f"{role.value}-{key_id[-8:]}",
+        "sandbox": sandbox,
+        "name": name,
+        "created_at": now,
+        "revoked_at": None,
+    }
+    conn.execute(insert(api_keys), [row])
+    return NewKey(key=key, info=_info(row))
+
+
+def lookup(conn: Connection, key: str) -> KeyInfo | None:
+    """The live key with this value, or None (unknown, malformed or revoked)."""
+    if not key.startswith((LIVE, TEST)):
+        return None
+    row = conn.execute(
+        select(api_keys).where(api_keys.c.hash == hash_key(key), api_keys.c.revoked_at.is_(None))
+    ).first()
+    return _info(row._mapping) if row is not None else None
+
+
+def list_keys(conn: Connection, org_id: str | None = None) -> list[KeyInfo]:
+    query = select(api_keys).order_by(api_keys.c.created_at, api_keys.c.id)
+    if org_id is not None:
+        query = query.where(api_keys.c.org_id == org_id)
+    return [_info(r._mapping) for r in conn.execute(query).all()]
+
+
+def revoke_key(conn: Connection, key_id: str, now: datetime, org_id: str | None = None) -> bool:
+    query = update(api_keys).where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+    if org_id is not None:
+        query = query.where(api_keys.c.org_id == org_id)
+    return bool(conn.execute(query.values(revoked_at=now)).rowcount)
+
+
+def any_admin(conn: Connection) -> bool:
+    query = select(api_keys.c.id).where(api_keys.c.role == "admin", api_keys.c.revoked_at.is_(None))
+    return conn.execute(query.limit(1)).first() is not None

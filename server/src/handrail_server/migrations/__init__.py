@@ -1,0 +1,1 @@
+"""Alembic migrations for the whole database: the engine's tables and the server's."""

@@ -1,0 +1,200 @@
+"""Errors as RFC 9457 problem details, and the request id on every response.
+
+Every error leaves as ``application/problem+json``: ``type``, ``title``, ``status``,
+``detail``, ``instance``, plus ``code``, ``request_id`` and the error's own context (for
+validation errors, ``errors`` with a JSON path each). No traceback ever leaves the server.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from handrail import HandrailError
+from handrail._ids import new_id
+from handrail._validation import json_path
+from handrail.errors import (
+    ConcurrencyConflict,
+    IdempotencyConflict,
+    InsufficientFunds,
+    InvalidTransition,
+    NoAnswer,
+    NotFound,
+    PermissionDenied,
+    StoreError,
+    ValidationError,
+    WaitTimeout,
+)
+
+__all__ = [
+    "PROBLEM",
+    "ApiProblem",
+    "RequestIdMiddleware",
+    "handrail_problem",
+    "install",
+    "problem",
+    "problem_body",
+    "status_of",
+]
+
+log = logging.getLogger(__name__)
+PROBLEM = "application/problem+json"
+TYPE_BASE = "https://handrail.dev/problems/"
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
+
+_STATUS: list[tuple[type[HandrailError], int]] = [
+    (NotFound, 404),
+    (IdempotencyConflict, 422),
+    (ValidationError, 422),
+    (PermissionDenied, 403),
+    (InsufficientFunds, 402),
+    (ConcurrencyConflict, 409),
+    (InvalidTransition, 409),
+    (WaitTimeout, 408),
+    (NoAnswer, 409),
+    (StoreError, 503),
+]
+_TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    402: "Payment required",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    408: "Request timeout",
+    409: "Conflict",
+    410: "Gone",
+    413: "Content too large",
+    415: "Unsupported media type",
+    422: "Unprocessable content",
+    429: "Too many requests",
+    500: "Internal server error",
+    503: "Service unavailable",
+}
+
+
+class ApiProblem(Exception):
+    """An HTTP-level problem the engine knows nothing about (401, 413, 429...)."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        headers: Mapping[str, str] | None = None,
+        **context: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.headers = dict(headers or {})
+        self.context = context
+
+
+def problem_body(status: int, code: str, detail: str, **context: Any) -> dict[str, Any]:
+    return {
+        "type": TYPE_BASE + code,
+        "title": _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **context,
+    }
+
+
+def handrail_problem(exc: HandrailError) -> tuple[int, dict[str, Any]]:
+    """The status and problem body for an engine error."""
+    context = {k: v for k, v in exc.to_dict().items() if k not in ("code", "message")}
+    status = status_of(exc)
+    return status, problem_body(status, exc.code, exc.message, **context)
+
+
+def problem(
+    request: Request,
+    status: int,
+    code: str,
+    detail: str,
+    headers: Mapping[str, str] | None = None,
+    **context: Any,
+) -> JSONResponse:
+    body = problem_body(status, code, detail, **context)
+    body.update(instance=request.url.path, request_id=request.scope.get("request_id"))
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=dict(headers or {}))
+
+
+def status_of(exc: HandrailError) -> int:
+    if isinstance(exc, InvalidTransition) and exc.from_status == "expired":
+        return 410
+    for kind, status in _STATUS:
+        if isinstance(exc, kind):
+            return status
+    return 400
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(HandrailError)
+    async def _handrail(request: Request, exc: HandrailError) -> JSONResponse:
+        status, body = handrail_problem(exc)
+        body.update(instance=request.url.path, request_id=request.scope.get("request_id"))
+        headers = {"Retry-After": "1"} if isinstance(exc, StoreError) else None
+        return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+    @app.exception_handler(ApiProblem)
+    async def _api(request: Request, exc: ApiProblem) -> JSONResponse:
+        return problem(request, exc.status, exc.code, exc.detail, exc.headers, **exc.context)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = []
+        for err in exc.errors():
+            loc = tuple(err.get("loc", ()))
+            where, rest = (loc[0], loc[1:]) if loc else ("body", ())
+            prefix = "$" if where == "body" else f"{where}:"
+            path = json_path(prefix, tuple(p for p in rest if isinstance(p, str | int)))
+            message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+            errors.append({"path": path, "message": message})
+        detail = "; ".join(f"{e['path']}: {e['message']}" for e in errors) or "invalid request"
+        return problem(request, 422, "validation_error", detail, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return problem(request, exc.status_code, code, str(exc.detail), exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem(request, 500, "internal_error", "something went wrong on our side")
+
+
+class RequestIdMiddleware:
+    """``X-Request-Id`` on every response: the caller's (if sane) or a new one."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if _SAFE_ID.match(given) else new_id()
+        scope["request_id"] = request_id
+
+        async def stamped(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [h for h in message.get("headers", []) if h[0] != b"x-request-id"]
+                headers.append((b"x-request-id", request_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, stamped)

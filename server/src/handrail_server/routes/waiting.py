@@ -1,0 +1,109 @@
+"""Waiting without polling: long-poll, a task's event stream, the organisation's stream.
+
+Each wakes within milliseconds of a change: the engine's notifier reaches every process
+(LISTEN/NOTIFY on PostgreSQL). Streams send a comment every 15 s to keep proxies open.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import StreamingResponse
+
+from handrail import Principal, WaitTimeout
+from handrail.notify import org_channel, task_channel
+
+from ..deps import HubDep, PrincipalDep
+from ..hub import Hub
+from ..schemas import TaskOut
+
+router = APIRouter(prefix="/v1", tags=["waiting"])
+KEEPALIVE = 15.0
+SSE = "text/event-stream"
+
+
+@router.get("/tasks/{task_id}/wait", response_model=TaskOut)
+async def wait(
+    task_id: str,
+    hub: HubDep,
+    principal: PrincipalDep,
+    timeout: Annotated[
+        float, Query(gt=0, le=300, description="seconds (at most 60 are used)")
+    ] = 30,
+) -> dict[str, Any]:
+    """The task as soon as it is terminal (verified, failed, expired, cancelled), or as it
+    stands after ``timeout`` seconds: check ``status`` and ask again."""
+    try:
+        task = await hub.engine.wait(
+            principal, task_id, min(timeout, hub.settings.wait_max_seconds)
+        )
+    except WaitTimeout:
+        task = await hub.engine.get(principal, task_id)
+    return TaskOut.of(task)
+
+
+def _frame(event: str, data: Any, id: int | str | None = None) -> str:
+    head = f"id: {id}\n" if id is not None else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+async def _task_stream(hub: Hub, principal: Principal, task_id: str) -> AsyncIterator[str]:
+    async with hub.notifier.subscribe([task_channel(task_id)]) as sub:
+        version = -1
+        while True:
+            task = await hub.engine.get(principal, task_id)
+            if task.version != version:
+                version = task.version
+                yield _frame("task", TaskOut.of(task), task.version)
+            if task.terminal:
+                return
+            if not await sub.wait(KEEPALIVE):
+                yield ": keepalive\n\n"
+
+
+@router.get("/tasks/{task_id}/events", response_class=StreamingResponse)
+async def task_events(task_id: str, hub: HubDep, principal: PrincipalDep) -> StreamingResponse:
+    """Server-sent events: the task now, then again at every change; the stream ends when
+    the task is terminal."""
+    await hub.engine.get(principal, task_id)  # 404 before the stream starts
+    return StreamingResponse(
+        _task_stream(hub, principal, task_id), media_type=SSE, headers=_NO_CACHE
+    )
+
+
+async def _org_stream(hub: Hub, principal: Principal, after: int) -> AsyncIterator[str]:
+    async with hub.notifier.subscribe([org_channel(principal.org_id)]) as sub:
+        while True:
+            async with hub.store.transaction(readonly=True) as tx:
+                events = await tx.org_events(principal.org_id, after, 200)
+            for event in events:
+                after = event.seq or after
+                yield _frame(event.event.value, event.model_dump(mode="json"), after)
+            if events:
+                continue
+            if not await sub.wait(KEEPALIVE):
+                yield ": keepalive\n\n"
+
+
+@router.get("/events", response_class=StreamingResponse)
+async def org_events(
+    hub: HubDep,
+    principal: PrincipalDep,
+    last_event_id: Annotated[str | None, Header(max_length=30)] = None,
+    after: Annotated[int | None, Query(ge=0, description="resume after this event id")] = None,
+) -> StreamingResponse:
+    """Server-sent events for every change in the organisation: each task history entry,
+    with its sequence number as the event id. Reconnect with ``Last-Event-ID`` (or
+    ``after``) to resume without a gap; without either, the stream starts now."""
+    start = after
+    if start is None and last_event_id and last_event_id.isdigit():
+        start = int(last_event_id)
+    if start is None:
+        start = await hub.store.last_seq()
+    return StreamingResponse(_org_stream(hub, principal, start), media_type=SSE, headers=_NO_CACHE)
+
+
+_NO_CACHE = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

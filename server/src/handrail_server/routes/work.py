@@ -1,0 +1,96 @@
+"""The reviewer's side: the queue, claims, decisions, answers, estimates."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Request
+from fastapi.responses import JSONResponse
+
+from handrail import Decision, Kind, RiskTier, Role
+
+from ..auth import require
+from ..deps import HubDep, PrincipalDep
+from ..idempotency import idempotent
+from ..schemas import EstimateOffer, Reason, Submission, TaskList, TaskOut
+
+router = APIRouter(prefix="/v1", tags=["work"])
+
+
+@router.get("/queue", response_model=TaskList)
+async def queue(
+    hub: HubDep,
+    principal: PrincipalDep,
+    kind: Kind | None = None,
+    task_type: Annotated[str | None, Query(max_length=100)] = None,
+    risk_tier: RiskTier | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    wait: Annotated[float, Query(ge=0, le=60, description="long-poll while empty")] = 0,
+) -> dict[str, Any]:
+    """Open tasks this reviewer may take, soonest deadline first. With ``wait``, an empty
+    queue answers as soon as work arrives (or after ``wait`` seconds)."""
+    require(principal, Role.REVIEWER)
+    if wait:
+        tasks = await hub.engine.wait_for_work(
+            principal, wait, kind=kind, task_type=task_type, risk_tier=risk_tier, limit=limit
+        )
+    else:
+        tasks = await hub.engine.queue(
+            principal, kind=kind, task_type=task_type, risk_tier=risk_tier, limit=limit
+        )
+    return {"data": [TaskOut.of(t) for t in tasks], "has_more": False, "next_cursor": None}
+
+
+@router.post("/tasks/{task_id}/claim", response_model=TaskOut)
+async def claim(task_id: str, hub: HubDep, principal: PrincipalDep) -> dict[str, Any]:
+    return TaskOut.of(await hub.engine.claim(principal, task_id))
+
+
+@router.post("/tasks/{task_id}/release", response_model=TaskOut)
+async def release(
+    task_id: str,
+    hub: HubDep,
+    principal: PrincipalDep,
+    body: Annotated[Reason | None, Body()] = None,
+) -> dict[str, Any]:
+    return TaskOut.of(await hub.engine.release(principal, task_id, body.reason if body else None))
+
+
+@router.post("/tasks/{task_id}/decision", response_model=TaskOut)
+async def decide(
+    request: Request, task_id: str, decision: Decision, hub: HubDep, principal: PrincipalDep
+) -> JSONResponse:
+    """Decide a review task (claiming it in the same transaction when it is open)."""
+
+    async def run(key: str | None) -> tuple[int, Any]:
+        return 200, TaskOut.of(await hub.engine.decide(principal, task_id, decision))
+
+    body = decision.model_dump(mode="json")
+    return await idempotent(request, hub.store, principal, body, run, hub.clock.now())
+
+
+@router.post("/tasks/{task_id}/submissions", response_model=TaskOut)
+async def submit(
+    request: Request, task_id: str, body: Submission, hub: HubDep, principal: PrincipalDep
+) -> JSONResponse:
+    """Answer a judgment task; an open task is claimed in the same transaction."""
+
+    async def run(key: str | None) -> tuple[int, Any]:
+        task = await hub.engine.get(principal, task_id)
+        if task.kind is Kind.JUDGMENT and task.active_assignment(principal.id) is None:
+            await hub.engine.claim(principal, task_id)
+        return 200, TaskOut.of(await hub.engine.submit(principal, task_id, body.output))
+
+    return await idempotent(
+        request, hub.store, principal, body.model_dump(mode="json"), run, hub.clock.now()
+    )
+
+
+@router.post("/tasks/{task_id}/estimate", response_model=TaskOut)
+async def offer_estimate(
+    task_id: str, body: EstimateOffer, hub: HubDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    task = await hub.engine.offer_estimate(
+        principal, task_id, amount=body.amount, eta_seconds=body.eta_seconds, note=body.note
+    )
+    return TaskOut.of(task)

@@ -1,0 +1,44 @@
+"""Server configuration: the one place the environment is read (``HANDRAIL_*``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HANDRAIL_", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite:///handrail.db",
+        description="sqlite:///path or postgresql://user@host/db (asyncpg is used)",
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = Field(default=1, ge=1)
+    wait_max_seconds: float = Field(default=60.0, gt=0, le=300)
+    rate_limit_per_second: float = Field(default=20.0, gt=0, description="per API key")
+    rate_limit_burst: int = Field(default=200, ge=1)
+    allow_private_webhooks: bool = Field(
+        default=False, description="let webhooks reach loopback and private addresses"
+    )
+    webhook_timeout: float = Field(default=15.0, gt=0)
+    upload_dir: Path = Path("handrail-uploads")
+    max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    upload_types: tuple[str, ...] = (
+        "image/png",
+        "image/jpeg",
+        "image/webp",
+        "application/pdf",
+        "text/plain",
+        "text/csv",
+        "application/json",
+    )
+    sla_interval: float = Field(default=1.0, gt=0, description="seconds between SLA sweeps")
+    run_background: bool = Field(
+        default=True, description="run the SLA sweep, webhook delivery and sandbox reviewers"
+    )

@@ -1,0 +1,146 @@
+"""The server's own tables, in the same database as the engine's."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+__all__ = [
+    "api_keys",
+    "idempotency",
+    "metadata",
+    "orgs",
+    "uploads",
+    "webhook_deliveries",
+    "webhook_endpoints",
+    "webhook_outbox",
+]
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+Json = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+Stamp = DateTime(timezone=True)
+
+orgs = Table(
+    "orgs",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("created_at", Stamp, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("org_id", String(200), ForeignKey("orgs.id"), nullable=False),
+    Column("hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(24), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("principal", String(200), nullable=False),
+    Column("sandbox", Boolean, nullable=False),
+    Column("name", String(200)),
+    Column("created_at", Stamp, nullable=False),
+    Column("revoked_at", Stamp),
+    CheckConstraint("role IN ('admin', 'requester', 'reviewer')", name="role"),
+    Index("ix_api_keys_org", "org_id"),
+)
+
+idempotency = Table(
+    "idempotency",
+    metadata,
+    Column("org_id", String(200), primary_key=True),
+    Column("key", String(256), primary_key=True),
+    Column("route", String(200), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("status_code", Integer),
+    Column("body", Json),
+    Column("created_at", Stamp, nullable=False),
+    CheckConstraint("state IN ('in_flight', 'done')", name="state"),
+)
+
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("org_id", String(200), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("secret", String(200), nullable=False),
+    Column("events", Json, nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("description", Text),
+    Column("created_at", Stamp, nullable=False),
+    Index("ix_webhook_endpoints_org", "org_id", "enabled"),
+)
+
+webhook_outbox = Table(
+    "webhook_outbox",
+    metadata,
+    Column("id", String(36), primary_key=True),  # the webhook-id: stable across retries
+    Column("org_id", String(200), nullable=False),
+    Column("endpoint_id", String(36), ForeignKey("webhook_endpoints.id"), nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("payload", Json, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", Stamp, nullable=False),
+    Column("lease_until", Stamp),
+    Column("last_error", Text),
+    Column("created_at", Stamp, nullable=False),
+    Column("delivered_at", Stamp),
+    CheckConstraint("state IN ('pending', 'delivered', 'dead')", name="state"),
+    Index("ix_webhook_outbox_due", "state", "next_attempt_at"),
+    Index("ix_webhook_outbox_endpoint", "endpoint_id", "created_at"),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("outbox_id", String(36), ForeignKey("webhook_outbox.id"), nullable=False),
+    Column("endpoint_id", String(36), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("status_code", Integer),
+    Column("error", Text),
+    Column("duration_ms", Float, nullable=False),
+    Column("at", Stamp, nullable=False),
+    Index("ix_webhook_deliveries_endpoint", "endpoint_id", "at"),
+)
+
+uploads = Table(
+    "uploads",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("org_id", String(200), nullable=False),
+    Column("task_id", String(36)),
+    Column("filename", String(255), nullable=False),
+    Column("content_type", String(100), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("created_at", Stamp, nullable=False),
+    CheckConstraint("size >= 0", name="size"),
+    UniqueConstraint("org_id", "id", name="uq_uploads_org_id"),
+)

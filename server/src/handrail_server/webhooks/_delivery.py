@@ -1,0 +1,186 @@
+"""Delivery: signed, at least once, with the Standard Webhooks retry schedule.
+
+Due rows are leased (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so of several server
+processes exactly one takes each row); a lease left by a dead process runs out and the row
+is taken again. Each attempt is logged. A 2xx delivers; a 410 disables the endpoint; other
+answers and errors retry after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h and 24 h
+(with a little jitter, and never sooner than a ``Retry-After``), then give up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import Connection, and_, insert, or_, select, update
+from standardwebhooks import Webhook
+
+from handrail._ids import new_id
+from handrail.clock import Clock, utc
+from handrail.store.sql import SqlStore
+
+from ..settings import Settings
+from ..tables import webhook_deliveries, webhook_endpoints, webhook_outbox
+from ._guard import UnsafeTarget, check_target
+
+__all__ = ["SCHEDULE", "DeliveryWorker"]
+
+log = logging.getLogger(__name__)
+SCHEDULE = (0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)  # seconds, per attempt
+LEASE = timedelta(seconds=120)
+
+
+def _lease_due(conn: Connection, now: datetime, limit: int) -> list[dict[str, Any]]:
+    query = (
+        select(
+            webhook_outbox,
+            webhook_endpoints.c.url,
+            webhook_endpoints.c.secret,
+            webhook_endpoints.c.enabled,
+        )
+        .join(webhook_endpoints, webhook_endpoints.c.id == webhook_outbox.c.endpoint_id)
+        .where(
+            webhook_outbox.c.state == "pending",
+            webhook_outbox.c.next_attempt_at <= now,
+            or_(webhook_outbox.c.lease_until.is_(None), webhook_outbox.c.lease_until < now),
+        )
+        .order_by(webhook_outbox.c.next_attempt_at)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True, of=webhook_outbox)
+    rows = [dict(r._mapping) for r in conn.execute(query).all()]
+    if rows:
+        conn.execute(
+            update(webhook_outbox)
+            .where(webhook_outbox.c.id.in_([r["id"] for r in rows]))
+            .values(lease_until=now + LEASE)
+        )
+    return rows
+
+
+def _record(
+    conn: Connection,
+    row: dict[str, Any],
+    now: datetime,
+    status_code: int | None,
+    error: str | None,
+    duration_ms: float,
+    retry_after: float | None,
+) -> str:
+    attempts = row["attempts"] + 1
+    conn.execute(
+        insert(webhook_deliveries),
+        [
+            {
+                "id": new_id(),
+                "outbox_id": row["id"],
+                "endpoint_id": row["endpoint_id"],
+                "attempt": attempts,
+                "status_code": status_code,
+                "error": error,
+                "duration_ms": duration_ms,
+                "at": now,
+            }
+        ],
+    )
+    changes: dict[str, Any] = {"attempts": attempts, "lease_until": None, "last_error": error}
+    if status_code is not None and 200 <= status_code < 300:
+        changes.update(state="delivered", delivered_at=now)
+    elif status_code == 410 or attempts >= len(SCHEDULE) or not row["enabled"]:
+        changes["state"] = "dead"
+        if status_code == 410:  # the receiver is gone for good
+            conn.execute(
+                update(webhook_endpoints)
+                .where(webhook_endpoints.c.id == row["endpoint_id"])
+                .values(enabled=False)
+            )
+    else:
+        delay = SCHEDULE[attempts] * random.uniform(0.9, 1.1)
+        changes["next_attempt_at"] = now + timedelta(seconds=max(delay, retry_after or 0))
+    conn.execute(
+        update(webhook_outbox)
+        .where(and_(webhook_outbox.c.id == row["id"], webhook_outbox.c.state == "pending"))
+        .values(**changes)
+    )
+    return str(changes.get("state", "pending"))
+
+
+class DeliveryWorker:
+    def __init__(self, store: SqlStore, settings: Settings, clock: Clock) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self._wake = asyncio.Event()
+        self._client = httpx.AsyncClient(
+            timeout=settings.webhook_timeout, follow_redirects=False, trust_env=False
+        )
+
+    def poke(self) -> None:
+        """Something may be due now (called after commits, on the event loop)."""
+        self._wake.set()
+
+    async def run(self, idle: float = 1.0) -> None:
+        """Deliver what is due, until cancelled; wakes at once when poked."""
+        while True:
+            try:
+                sent = await self.deliver_due()
+            except Exception:
+                log.exception("webhook delivery round failed")
+                sent = 0
+            if not sent:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(idle):
+                        await self._wake.wait()
+                self._wake.clear()
+
+    async def deliver_due(self, limit: int = 50) -> int:
+        now = self.clock.now()
+        rows = await self.store.run(lambda c: _lease_due(c, now, limit))
+        if rows:
+            await asyncio.gather(*(self._send(row) for row in rows))
+        return len(rows)
+
+    async def _send(self, row: dict[str, Any]) -> None:
+        body = json.dumps(row["payload"], separators=(",", ":"))
+        status: int | None = None
+        error: str | None = None
+        retry_after: float | None = None
+        started = time.perf_counter()
+        try:
+            if not row["enabled"]:
+                raise UnsafeTarget("the endpoint is disabled")
+            await check_target(row["url"], allow_private=self.settings.allow_private_webhooks)
+            sent_at = utc(self.clock.now())
+            signature = Webhook(row["secret"]).sign(row["id"], sent_at, body)
+            response = await self._client.post(
+                row["url"],
+                content=body,
+                headers={
+                    "content-type": "application/json",
+                    "webhook-id": row["id"],
+                    "webhook-timestamp": str(int(sent_at.timestamp())),
+                    "webhook-signature": signature,
+                    "user-agent": "handrail-webhooks/1",
+                },
+            )
+            status = response.status_code
+            if not 200 <= status < 300:
+                error = f"HTTP {status}"
+                with contextlib.suppress(ValueError):
+                    retry_after = float(response.headers.get("retry-after", ""))
+        except (httpx.HTTPError, UnsafeTarget, OSError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        elapsed = (time.perf_counter() - started) * 1000
+        now = self.clock.now()
+        await self.store.run(lambda c: _record(c, row, now, status, error, elapsed, retry_after))
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,43 @@
+"""The SSRF guard: webhooks may not reach loopback, private, link-local or otherwise
+special addresses, unless the server is told to allow them (tests, private networks)."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+__all__ = ["UnsafeTarget", "check_target"]
+
+
+class UnsafeTarget(ValueError):
+    pass
+
+
+async def check_target(url: str, *, allow_private: bool) -> None:
+    """Raise ``UnsafeTarget`` unless ``url`` is http(s) to a public address. The host is
+    resolved here, and again right before each delivery."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UnsafeTarget("a webhook URL is http:// or https:// with a host")
+    if parts.username or parts.password:
+        raise UnsafeTarget("a webhook URL may not carry credentials")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise UnsafeTarget(f"bad port: {exc}") from None
+    try:
+        found = await asyncio.get_running_loop().getaddrinfo(
+            parts.hostname, port, type=socket.SOCK_STREAM
+        )
+    except OSError as exc:
+        raise UnsafeTarget(f"cannot resolve {parts.hostname!r}: {exc}") from None
+    if allow_private:
+        return
+    for info in found:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global or address.is_multicast:
+            raise UnsafeTarget(
+                f"{parts.hostname} resolves to {address}, a private or reserved address"
+            )

@@ -1,0 +1,98 @@
+"""The outbox: webhook events are rows written in the same transaction as the change that
+causes them, so a change and its notification commit (or vanish) together."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select
+
+from handrail import Event, Status, Task
+from handrail._ids import new_id
+from handrail.store import Transaction
+from handrail.store.sql import SqlTransaction
+
+from ..tables import webhook_endpoints, webhook_outbox
+
+__all__ = ["EVENT_TYPES", "OutboxHook", "new_secret", "queue_event"]
+
+_BY_STATUS = {
+    Status.ASSIGNED: "task.assigned",
+    Status.SUBMITTED: "task.submitted",
+    Status.MANUAL_REVIEW: "task.manual_review",
+    Status.VERIFIED: "task.verified",
+    Status.FAILED: "task.failed",
+    Status.EXPIRED: "task.expired",
+    Status.CANCELLED: "task.cancelled",
+    Status.DISPUTED: "task.disputed",
+}
+EVENT_TYPES: tuple[str, ...] = ("task.posted", *_BY_STATUS.values())
+
+
+def new_secret() -> str:
+    """A Standard Webhooks secret: ``whsec_`` and 24 random bytes in base64."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def queue_event(
+    conn: Connection,
+    org_id: str,
+    event_type: str,
+    data: Any,
+    now: datetime,
+    endpoint_id: str | None = None,
+    *,
+    everyone: bool = False,
+) -> int:
+    """Queue ``event_type`` for every enabled endpoint of the organisation that wants it
+    (``everyone``: whatever they want; ``endpoint_id``: that one only). Returns how many
+    deliveries were queued."""
+    query = select(webhook_endpoints).where(
+        webhook_endpoints.c.org_id == org_id, webhook_endpoints.c.enabled
+    )
+    if endpoint_id is not None:
+        query = query.where(webhook_endpoints.c.id == endpoint_id)
+    rows = []
+    for endpoint in conn.execute(query).all():
+        wanted = endpoint.events or []
+        if not everyone and event_type not in wanted and "*" not in wanted:
+            continue
+        rows.append(
+            {
+                "id": new_id(),
+                "org_id": org_id,
+                "endpoint_id": endpoint.id,
+                "event_type": event_type,
+                "payload": {"type": event_type, "timestamp": now.isoformat(), "data": data},
+                "state": "pending",
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+            }
+        )
+    if rows:
+        conn.execute(insert(webhook_outbox), rows)
+    return len(rows)
+
+
+def _shown(task: Task) -> dict[str, Any]:
+    return task.model_dump(mode="json", exclude={"request_fingerprint", "version"})
+
+
+class OutboxHook:
+    """A lifecycle hook: each status change an organisation subscribed to becomes outbox
+    rows, in the change's own transaction."""
+
+    async def on_create(self, tx: Transaction, task: Task) -> None:
+        if isinstance(tx, SqlTransaction):
+            await tx.run(queue_event, task.org_id, "task.posted", _shown(task), task.created_at)
+
+    async def on_transition(self, tx: Transaction, before: Task, after: Task, event: Event) -> None:
+        if before.status is after.status or not isinstance(tx, SqlTransaction):
+            return
+        event_type = _BY_STATUS.get(after.status)
+        if event_type is not None:
+            await tx.run(queue_event, after.org_id, event_type, _shown(after), after.updated_at)
