@@ -20,6 +20,8 @@ import asyncio
 import concurrent.futures
 import contextlib
 import functools
+import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
@@ -167,6 +169,21 @@ class _ThreadDriver:
         self._threads.shutdown(wait=False)
 
 
+def _use_wal(cursor: Any) -> None:
+    """Put the file in WAL mode (it stays so). Connections opened at the same moment on a
+    new file race for the switch, and SQLite refuses the loser at once rather than waiting:
+    so look first, and retry for a while."""
+    for attempt in range(100):
+        if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+            return
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 99:
+                raise
+            time.sleep(0.05)
+
+
 def _sqlite_setup(engine: Engine) -> None:
     """Take transaction control from the sqlite3 module: pragmas, then our own BEGIN."""
 
@@ -174,13 +191,10 @@ def _sqlite_setup(engine: Engine) -> None:
     def _connect(dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
         dbapi_conn.isolation_level = None  # autocommit at the driver: we issue BEGIN ourselves
         cursor = dbapi_conn.cursor()
-        for pragma in (
-            "busy_timeout=30000",  # first: switching to WAL below may wait for other openers
-            "journal_mode=WAL",
-            "synchronous=NORMAL",  # in WAL mode: durable across a killed process
-            "foreign_keys=ON",
-        ):
-            cursor.execute(f"PRAGMA {pragma}")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        _use_wal(cursor)
+        cursor.execute("PRAGMA synchronous=NORMAL")  # in WAL mode: durable across a killed process
+        cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
     @event.listens_for(engine, "begin")
