@@ -3,7 +3,7 @@
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 RUN := $(UV) run --frozen --no-sync
 
-.PHONY: help setup run test pytest lint typecheck fmt bench docs
+.PHONY: help setup run demo test pytest lint typecheck fmt bench docs
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -12,7 +12,10 @@ setup: ## install uv if needed and sync the locked environment
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	@$(UV) sync --all-packages --frozen --quiet
 
-run: setup ## start Handrail (until the server lands: the terminal reviewer demo)
+run: setup ## start the server on SQLite (./handrail.db) with a demo organisation and its keys
+	$(RUN) handrail serve --demo
+
+demo: setup ## no server: an agent asks for approvals and you review at the terminal
 	$(RUN) handrail demo
 
 test: setup lint pytest ## lint, type-check and run every test

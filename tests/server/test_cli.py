@@ -1,0 +1,111 @@
+"""The server's commands: keys, migrate, and serve --demo (what `make run` starts)."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def handrail(*args: str, db: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HANDRAIL_DATABASE_URL": f"sqlite:///{db}"}
+    return subprocess.run(
+        [sys.executable, "-m", "handrail._cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=env,
+        check=False,
+    )
+
+
+def test_keys_and_migrate(tmp_path: Path) -> None:
+    db = tmp_path / "keys.db"
+    assert handrail("migrate", db=db).stdout.strip() == "the database is up to date"
+    made = handrail("keys", "create", "--org", "acme", "--role", "reviewer", "--as", "alice", db=db)
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip()
+    assert re.fullmatch(r"hr_live_[A-Za-z0-9]{32}", key)
+    test_key = handrail(
+        "keys", "create", "--org", "acme", "--role", "requester", "--sandbox", db=db
+    )
+    assert test_key.stdout.strip().startswith("hr_test_")
+    listed = handrail("keys", "list", "--org", "acme", db=db).stdout.splitlines()
+    assert len(listed) == 2 and "alice" in listed[0] and key not in "".join(listed)
+    key_id = listed[0].split()[0]
+    assert handrail("keys", "revoke", key_id, db=db).stdout.strip() == f"revoked {key_id}"
+    again = handrail("keys", "revoke", key_id, db=db)
+    assert again.returncode == 1 and "no active key" in again.stderr
+    bad = handrail("keys", "create", "--org", "acme", "--role", "emperor", db=db)
+    assert bad.returncode != 0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_serve_demo_prints_keys_that_work(tmp_path: Path) -> None:
+    db, port = tmp_path / "demo.db", _free_port()
+    env = {**os.environ, "HANDRAIL_DATABASE_URL": f"sqlite:///{db}"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "handrail._cli", "serve", "--demo", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        lines: list[str] = []
+        assert proc.stdout is not None
+        while not any("reviewer key" in line for line in lines):
+            line = proc.stdout.readline()
+            assert line, "the server stopped: " + "".join(lines)
+            lines.append(line)
+        printed = "".join(lines)
+        admin = re.search(r"(hr_live_\w+)", printed.split("running at")[0])
+        requester = re.search(r"sandbox requester key.*?(hr_test_\w+)", printed)
+        reviewer = re.search(r"reviewer key.*?(hr_live_\w+)", printed)
+        assert admin and requester and reviewer, printed
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the server did not come up"
+            time.sleep(0.1)
+        ask = {"Authorization": f"Bearer {requester.group(1)}"}
+        task = httpx.post(
+            f"{base}/v1/tasks",
+            json={"kind": "review", "action": {"name": "send_email", "args": {"to": "a@b.c"}}},
+            headers=ask,
+        ).json()
+        done = httpx.get(
+            f"{base}/v1/tasks/{task['id']}/wait?timeout=20", headers=ask, timeout=30
+        ).json()
+        assert (done["status"], done["output"]["reviewer_id"]) == ("verified", "sandbox")
+        queue = httpx.get(
+            f"{base}/v1/queue", headers={"Authorization": f"Bearer {reviewer.group(1)}"}
+        )
+        assert queue.status_code == 200
+        keys = httpx.get(f"{base}/v1/keys", headers={"Authorization": f"Bearer {admin.group(1)}"})
+        assert keys.status_code == 200 and keys.json()[0]["org_id"] == "default"
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        if proc.stdout:
+            proc.stdout.close()
