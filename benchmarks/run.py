@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import bench_http
 import bench_ledger
 import bench_lifecycle
 import bench_verification
@@ -30,6 +31,7 @@ BENCHMARKS: dict[str, Bench] = {
     "lifecycle": bench_lifecycle.run,
     "ledger": bench_ledger.run,
     "verification": bench_verification.run,
+    "http": bench_http.run,
 }
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 

@@ -133,7 +133,10 @@ class TestReview:
                 raise WaitTimeout(task_id, timeout or 0, "posted")
 
         with Handrail.local() as hr:
-            racing = Handrail(LateBackend(hr._backend.engine, hr._backend.principal), hr._portal)  # type: ignore[attr-defined]
+            racing = Handrail(
+                backend=LateBackend(hr._backend.engine, hr._backend.principal),  # type: ignore[attr-defined]
+                portal=hr._portal,
+            )
             got = racing.review("pay", timeout=1)
         assert (got.type, got.message, got.reviewer_id) == (
             DecisionType.REJECT,
@@ -155,7 +158,10 @@ class TestReview:
             async def wait(self, task_id: str, timeout: float | None = None) -> Task:
                 raise StoreError("database unreachable")
 
-        broken = Handrail(Broken(hr._backend.engine, hr._backend.principal), hr._portal)  # type: ignore[attr-defined]
+        broken = Handrail(
+            backend=Broken(hr._backend.engine, hr._backend.principal),  # type: ignore[attr-defined]
+            portal=hr._portal,
+        )
         with pytest.raises(StoreError):
             broken.review("pay")
         with pytest.raises(ValidationError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from tests.server.conftest import Server, review
 
@@ -46,3 +47,77 @@ async def test_errors_are_problem_details(server: Server) -> None:
     assert [e["path"] for e in bad.json()["errors"]] == ["$.risk_tier", "$.action.name"]
     anonymous = await c.get("/v1/tasks")
     assert (anonymous.status_code, anonymous.headers["www-authenticate"]) == (401, "Bearer")
+
+
+async def test_tasks_are_listed_filtered_and_paged(server: Server) -> None:
+    c, a = server.client, server.a
+    made = []
+    for name in ("one", "two", "three"):
+        made.append((await c.post("/v1/tasks", json=review(name), headers=a.requester)).json())
+    schema = {"type": "object"}
+    judged = await c.post(
+        "/v1/tasks", json={"kind": "judgment", "output_schema": schema}, headers=a.requester
+    )
+    made.append(judged.json())
+    await c.post(f"/v1/tasks/{made[1]['id']}/cancel", headers=a.requester)
+    ids = [t["id"] for t in made]
+
+    async def listed(query: str) -> dict[str, Any]:
+        answer = await c.get(f"/v1/tasks{query}", headers=a.requester)
+        assert answer.status_code == 200, answer.text
+        body: dict[str, Any] = answer.json()
+        return body
+
+    assert [t["id"] for t in (await listed(""))["data"]] == ids
+    assert [t["id"] for t in (await listed("?order=desc"))["data"]] == ids[::-1]
+    assert [t["id"] for t in (await listed("?status=cancelled"))["data"]] == [ids[1]]
+    both = await listed("?status=cancelled&status=posted&kind=review")
+    assert [t["id"] for t in both["data"]] == ids[:3]
+    assert [t["id"] for t in (await listed("?kind=judgment"))["data"]] == [ids[3]]
+    assert [t["id"] for t in (await listed("?task_type=three"))["data"]] == [ids[2]]
+    page = await listed("?limit=2")
+    assert [t["id"] for t in page["data"]] == ids[:2]
+    assert page["has_more"] is True and page["next_cursor"] == ids[1]
+    rest = await listed(f"?limit=2&after={page['next_cursor']}")
+    assert [t["id"] for t in rest["data"]] == ids[2:]
+    assert rest["has_more"] is False and rest["next_cursor"] is None
+    # internal fields stay inside, on every route that answers with tasks
+    one = (await c.get(f"/v1/tasks/{ids[0]}", headers=a.requester)).json()
+    queue = (await c.get("/v1/queue", headers=a.reviewer)).json()["data"]
+    for shown in (*rest["data"], one, *queue):
+        assert "request_fingerprint" not in shown and "version" not in shown
+
+
+async def test_cancel_with_a_reason_and_again(server: Server) -> None:
+    c, a = server.client, server.a
+    task = (await c.post("/v1/tasks", json=review(), headers=a.requester)).json()
+    cancelled = await c.post(
+        f"/v1/tasks/{task['id']}/cancel", json={"reason": "changed my mind"}, headers=a.requester
+    )
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    again = await c.post(f"/v1/tasks/{task['id']}/cancel", headers=a.requester)
+    assert again.status_code == 200 and again.json() == cancelled.json()  # nothing changes
+    history = (await c.get(f"/v1/tasks/{task['id']}/history", headers=a.requester)).json()
+    assert [(e["event"], e["reason"]) for e in history["data"]] == [
+        ("create", None),
+        ("cancel", "changed my mind"),
+    ]
+    assert history["data"][1]["actor"] == "acme-agent"
+    bad = await c.post(f"/v1/tasks/{task['id']}/cancel", json={"reason": 5}, headers=a.requester)
+    assert bad.status_code == 422 and bad.json()["errors"][0]["path"] == "$.reason"
+
+
+async def test_task_ids_longer_than_any_id_are_refused_before_the_database(
+    server: Server,
+) -> None:
+    c, a = server.client, server.a
+    long_id = "t" * 65
+    for method, path, headers in (
+        ("GET", f"/v1/tasks/{long_id}", a.requester),
+        ("POST", f"/v1/tasks/{long_id}/decision", {**a.reviewer, "Idempotency-Key": "k"}),
+        ("POST", f"/v1/tasks/{long_id}/submissions", {**a.reviewer, "Idempotency-Key": "k"}),
+    ):
+        body = {"type": "approve"} if path.endswith("decision") else {"output": 1}
+        answer = await c.request(method, path, json=body, headers=headers)
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["errors"][0]["path"] == "path:task_id"

@@ -115,6 +115,12 @@ async def idempotent(
         )
     if state == "replay":
         code = replay_status or 200
+        if code >= 400 and isinstance(content, dict):  # a problem names this request
+            content = {
+                **content,
+                "instance": request.url.path,
+                "request_id": request.scope.get("request_id"),
+            }
         return JSONResponse(
             content,
             status_code=code,

@@ -21,6 +21,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from handrail import Principal, Role
 from handrail._ids import new_id
+from handrail.clock import utc
 
 from .tables import api_keys, orgs
 
@@ -82,8 +83,8 @@ def _info(m: Any) -> KeyInfo:
         principal=m["principal"],
         sandbox=m["sandbox"],
         name=m["name"],
-        created_at=m["created_at"],
-        revoked_at=m["revoked_at"],
+        created_at=utc(m["created_at"]),  # SQLite gives naive datetimes back
+        revoked_at=utc(m["revoked_at"]) if m["revoked_at"] is not None else None,
     )
 
 

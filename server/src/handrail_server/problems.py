@@ -158,8 +158,14 @@ def install(app: FastAPI) -> None:
         for err in exc.errors():
             loc = tuple(err.get("loc", ()))
             where, rest = (loc[0], loc[1:]) if loc else ("body", ())
-            prefix = "$" if where == "body" else f"{where}:"
-            path = json_path(prefix, tuple(p for p in rest if isinstance(p, str | int)))
+            if err.get("type") == "json_invalid":  # loc holds a character offset, not a path
+                why = (err.get("ctx") or {}).get("error", "JSON decode error")
+                at = f" at character {rest[0]}" if rest else ""
+                errors.append({"path": "$", "message": f"not valid JSON: {why}{at}"})
+                continue
+            path = json_path("$", tuple(p for p in rest if isinstance(p, str | int)))
+            if where != "body":  # query:limit, header:idempotency-key, path:task_id
+                path = f"{where}:{path.removeprefix('$').removeprefix('.')}"
             message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
             errors.append({"path": path, "message": message})
         detail = "; ".join(f"{e['path']}: {e['message']}" for e in errors) or "invalid request"
@@ -173,7 +179,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem(request, 500, "internal_error", "something went wrong on our side")
+        # Starlette answers this from its outermost layer, outside RequestIdMiddleware.
+        stamp = {"X-Request-Id": str(request.scope.get("request_id") or new_id())}
+        return problem(request, 500, "internal_error", "something went wrong on our side", stamp)
 
 
 class RequestIdMiddleware:

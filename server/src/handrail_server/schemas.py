@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from handrail import Money, Task, TaskEvent
@@ -12,17 +13,29 @@ from handrail.ledger import EntryRecord, PayoutRecord
 
 __all__ = [
     "Reason",
+    "TaskId",
     "TaskList",
     "TaskOut",
+    "WorkerId",
 ]
 
 _INTERNAL = {"request_fingerprint", "version"}
+
+# Ids in paths, as long as the columns they are stored in (an idempotency record keeps the
+# path; a worker profile its id): longer ones are refused before they reach the database.
+TaskId = Annotated[str, Path(min_length=1, max_length=64)]
+WorkerId = Annotated[str, Path(min_length=1, max_length=200)]
 
 
 class TaskOut(Task):
     """A task as the API shows it."""
 
     model_config = ConfigDict(json_schema_extra={"description": "A task and where it stands."})
+
+    # internal: left out even when FastAPI validates ``of``'s dict against this model (which
+    # would otherwise put them back, at their defaults)
+    request_fingerprint: str | None = Field(default=None, exclude=True)
+    version: int = Field(default=1, exclude=True)
 
     @classmethod
     def of(cls, task: Task) -> dict[str, Any]:

@@ -7,7 +7,7 @@
 <DecisionType.APPROVE: 'approve'>
 """
 
-from .client import Backend, Handrail, LocalBackend, Tasks
+from .client import Backend, Handrail, HttpBackend, LocalBackend, RetryPolicy, Tasks
 from .clock import Clock, ManualClock, SystemClock
 from .engine import Engine
 from .errors import (
@@ -72,6 +72,7 @@ __all__ = [
     "Event",
     "Handrail",
     "HandrailError",
+    "HttpBackend",
     "IdempotencyConflict",
     "InsufficientFunds",
     "InvalidTransition",
@@ -90,6 +91,7 @@ __all__ = [
     "PassThroughVerifier",
     "PermissionDenied",
     "Principal",
+    "RetryPolicy",
     "RiskTier",
     "Role",
     "SandboxReviewer",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -10,13 +11,15 @@ from sqlalchemy import Connection, insert, select, update
 
 from handrail import Role
 from handrail._ids import new_id
+from handrail.clock import utc
+from handrail.money import MAX_MINOR
 from handrail.workers import WorkerProfile, WorkerStats
 
 from ..auth import require
 from ..deps import HubDep, PrincipalDep
 from ..keys import create_key, list_keys, revoke_key
 from ..problems import ApiProblem
-from ..schemas import KeyIn, KeyOut
+from ..schemas import KeyIn, KeyOut, WorkerId
 from ..tables import webhook_deliveries, webhook_endpoints, webhook_outbox
 from ..webhooks import EVENT_TYPES, UnsafeTarget, check_target, new_secret, queue_event
 
@@ -31,13 +34,13 @@ class WorkerIn(BaseModel):
     skills: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(default_factory=list)
     trust_tier: str = "medium"
     capacity: int = Field(default=3, ge=1, le=1000)
-    cost_minor: int = Field(default=0, ge=0)
+    cost_minor: int = Field(default=0, ge=0, le=MAX_MINOR)
     active: bool = True
 
 
 @router.put("/workers/{worker_id}", response_model=WorkerProfile)
 async def put_worker(
-    worker_id: str, body: WorkerIn, hub: HubDep, principal: PrincipalDep
+    worker_id: WorkerId, body: WorkerIn, hub: HubDep, principal: PrincipalDep
 ) -> WorkerProfile:
     return await hub.engine.put_worker(principal, {"id": worker_id, **body.model_dump()})
 
@@ -48,12 +51,14 @@ async def list_workers(hub: HubDep, principal: PrincipalDep) -> list[WorkerProfi
 
 
 @router.get("/workers/{worker_id}", response_model=WorkerProfile)
-async def get_worker(worker_id: str, hub: HubDep, principal: PrincipalDep) -> WorkerProfile:
+async def get_worker(worker_id: WorkerId, hub: HubDep, principal: PrincipalDep) -> WorkerProfile:
     return await hub.engine.get_worker(principal, worker_id)
 
 
 @router.get("/workers/{worker_id}/stats", response_model=list[WorkerStats])
-async def worker_stats(worker_id: str, hub: HubDep, principal: PrincipalDep) -> list[WorkerStats]:
+async def worker_stats(
+    worker_id: WorkerId, hub: HubDep, principal: PrincipalDep
+) -> list[WorkerStats]:
     return await hub.engine.worker_stats(principal, worker_id)
 
 
@@ -164,8 +169,13 @@ async def _checked(hub: Any, url: str, events: list[str]) -> None:
         ) from None
 
 
+def _aware(row: Any) -> dict[str, Any]:
+    """A row as a dict, its times in UTC (SQLite gives naive datetimes back)."""
+    return {k: utc(v) if isinstance(v, datetime) else v for k, v in row._mapping.items()}
+
+
 def _endpoint(row: Any, secret: bool = False) -> dict[str, Any]:
-    m = row._mapping
+    m = _aware(row)
     return {
         "id": m["id"],
         "url": m["url"],
@@ -294,11 +304,11 @@ async def deliveries(
         ).all()
         return {
             "events": [
-                {k: v for k, v in dict(r._mapping).items() if k not in ("payload", "lease_until")}
+                {k: v for k, v in _aware(r).items() if k not in ("payload", "lease_until")}
                 | {"type": r.event_type}
                 for r in events
             ],
-            "attempts": [dict(r._mapping) for r in attempts],
+            "attempts": [_aware(r) for r in attempts],
         }
 
     return await hub.store.run(read, readonly=True)

@@ -33,7 +33,7 @@ async def entries(
     principal: PrincipalDep,
     account: Literal["org", "pending", "available"] = "org",
     currency: Currency = Currency.USD,
-    after: Annotated[int | None, Query(ge=0)] = None,
+    after: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     """Entries of the organisation's account, or of the calling worker's earnings."""

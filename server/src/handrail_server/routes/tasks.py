@@ -18,12 +18,12 @@ from ..schemas import (
     ManualVerdict,
     Reason,
     RequiredReason,
+    TaskId,
     TaskList,
     TaskOut,
 )
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
-TaskId = Annotated[str, Query(min_length=1, max_length=64)]
 
 
 @router.post("", status_code=201, response_model=TaskOut)
@@ -75,19 +75,19 @@ async def list_tasks(
 
 
 @router.get("/{task_id}", response_model=TaskOut)
-async def get_task(task_id: str, hub: HubDep, principal: PrincipalDep) -> dict[str, Any]:
+async def get_task(task_id: TaskId, hub: HubDep, principal: PrincipalDep) -> dict[str, Any]:
     return TaskOut.of(await hub.engine.get(principal, task_id))
 
 
 @router.get("/{task_id}/history", response_model=EventList)
-async def task_history(task_id: str, hub: HubDep, principal: PrincipalDep) -> dict[str, Any]:
+async def task_history(task_id: TaskId, hub: HubDep, principal: PrincipalDep) -> dict[str, Any]:
     events = await hub.engine.history(principal, task_id)
     return {"data": [e.model_dump(mode="json") for e in events]}
 
 
 @router.post("/{task_id}/cancel", response_model=TaskOut)
 async def cancel_task(
-    task_id: str,
+    task_id: TaskId,
     hub: HubDep,
     principal: PrincipalDep,
     body: Annotated[Reason | None, Body()] = None,
@@ -97,14 +97,14 @@ async def cancel_task(
 
 @router.post("/{task_id}/dispute", response_model=TaskOut)
 async def dispute_task(
-    task_id: str, body: RequiredReason, hub: HubDep, principal: PrincipalDep
+    task_id: TaskId, body: RequiredReason, hub: HubDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     return TaskOut.of(await hub.engine.dispute(principal, task_id, body.reason))
 
 
 @router.post("/{task_id}/resolve-dispute", response_model=TaskOut)
 async def resolve_dispute(
-    task_id: str, body: DisputeResolution, hub: HubDep, principal: PrincipalDep
+    task_id: TaskId, body: DisputeResolution, hub: HubDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     task = await hub.engine.resolve_dispute(
         principal, task_id, uphold=body.uphold, reason=body.reason
@@ -114,7 +114,7 @@ async def resolve_dispute(
 
 @router.post("/{task_id}/verify", response_model=TaskOut)
 async def verify_task(
-    task_id: str, body: ManualVerdict, hub: HubDep, principal: PrincipalDep
+    task_id: TaskId, body: ManualVerdict, hub: HubDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     """Pass a task out of manual review (admins)."""
     return TaskOut.of(await hub.engine.verify(principal, task_id, body.output, body.reason))
@@ -122,20 +122,20 @@ async def verify_task(
 
 @router.post("/{task_id}/fail", response_model=TaskOut)
 async def fail_task(
-    task_id: str, body: RequiredReason, hub: HubDep, principal: PrincipalDep
+    task_id: TaskId, body: RequiredReason, hub: HubDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     """Fail a task in manual review (admins)."""
     return TaskOut.of(await hub.engine.fail(principal, task_id, body.reason))
 
 
 @router.post("/{task_id}/estimate/approve", response_model=TaskOut)
-async def approve_estimate(task_id: str, hub: HubDep, principal: PrincipalDep) -> dict[str, Any]:
+async def approve_estimate(task_id: TaskId, hub: HubDep, principal: PrincipalDep) -> dict[str, Any]:
     return TaskOut.of(await hub.engine.approve_estimate(principal, task_id))
 
 
 @router.post("/{task_id}/estimate/reject", response_model=TaskOut)
 async def reject_estimate(
-    task_id: str,
+    task_id: TaskId,
     hub: HubDep,
     principal: PrincipalDep,
     body: Annotated[Reason | None, Body()] = None,

@@ -7,6 +7,7 @@ Each wakes within milliseconds of a change: the engine's notifier reaches every 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -18,16 +19,17 @@ from handrail.notify import org_channel, task_channel
 
 from ..deps import HubDep, PrincipalDep
 from ..hub import Hub
-from ..schemas import TaskOut
+from ..schemas import TaskId, TaskOut
 
 router = APIRouter(prefix="/v1", tags=["waiting"])
 KEEPALIVE = 15.0
 SSE = "text/event-stream"
+_SEQ = re.compile(r"[0-9]{1,18}")  # an event id we sent: ASCII digits within 64 bits
 
 
 @router.get("/tasks/{task_id}/wait", response_model=TaskOut)
 async def wait(
-    task_id: str,
+    task_id: TaskId,
     hub: HubDep,
     principal: PrincipalDep,
     timeout: Annotated[
@@ -65,7 +67,7 @@ async def _task_stream(hub: Hub, principal: Principal, task_id: str) -> AsyncIte
 
 
 @router.get("/tasks/{task_id}/events", response_class=StreamingResponse)
-async def task_events(task_id: str, hub: HubDep, principal: PrincipalDep) -> StreamingResponse:
+async def task_events(task_id: TaskId, hub: HubDep, principal: PrincipalDep) -> StreamingResponse:
     """Server-sent events: the task now, then again at every change; the stream ends when
     the task is terminal."""
     await hub.engine.get(principal, task_id)  # 404 before the stream starts
@@ -93,13 +95,17 @@ async def org_events(
     hub: HubDep,
     principal: PrincipalDep,
     last_event_id: Annotated[str | None, Header(max_length=30)] = None,
-    after: Annotated[int | None, Query(ge=0, description="resume after this event id")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=2**63 - 1, description="resume after this event id")
+    ] = None,
 ) -> StreamingResponse:
     """Server-sent events for every change in the organisation: each task history entry,
     with its sequence number as the event id. Reconnect with ``Last-Event-ID`` (or
     ``after``) to resume without a gap; without either, the stream starts now."""
     start = after
-    if start is None and last_event_id and last_event_id.isdigit():
+    if last_event_id and _SEQ.fullmatch(last_event_id):
+        # the header wins: a reconnecting EventSource sends it with its first URL (which may
+        # still say ``after=0``), and it has seen everything up to it
         start = int(last_event_id)
     if start is None:
         start = await hub.store.last_seq()

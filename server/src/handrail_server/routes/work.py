@@ -8,11 +8,12 @@ from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
 
 from handrail import Decision, Kind, RiskTier, Role
+from handrail._jsonschema import validate_instance
 
 from ..auth import require
 from ..deps import HubDep, PrincipalDep
 from ..idempotency import idempotent
-from ..schemas import EstimateOffer, Reason, Submission, TaskList, TaskOut
+from ..schemas import EstimateOffer, Reason, Submission, TaskId, TaskList, TaskOut
 
 router = APIRouter(prefix="/v1", tags=["work"])
 
@@ -42,13 +43,13 @@ async def queue(
 
 
 @router.post("/tasks/{task_id}/claim", response_model=TaskOut)
-async def claim(task_id: str, hub: HubDep, principal: PrincipalDep) -> dict[str, Any]:
+async def claim(task_id: TaskId, hub: HubDep, principal: PrincipalDep) -> dict[str, Any]:
     return TaskOut.of(await hub.engine.claim(principal, task_id))
 
 
 @router.post("/tasks/{task_id}/release", response_model=TaskOut)
 async def release(
-    task_id: str,
+    task_id: TaskId,
     hub: HubDep,
     principal: PrincipalDep,
     body: Annotated[Reason | None, Body()] = None,
@@ -58,7 +59,7 @@ async def release(
 
 @router.post("/tasks/{task_id}/decision", response_model=TaskOut)
 async def decide(
-    request: Request, task_id: str, decision: Decision, hub: HubDep, principal: PrincipalDep
+    request: Request, task_id: TaskId, decision: Decision, hub: HubDep, principal: PrincipalDep
 ) -> JSONResponse:
     """Decide a review task (claiming it in the same transaction when it is open)."""
 
@@ -71,13 +72,17 @@ async def decide(
 
 @router.post("/tasks/{task_id}/submissions", response_model=TaskOut)
 async def submit(
-    request: Request, task_id: str, body: Submission, hub: HubDep, principal: PrincipalDep
+    request: Request, task_id: TaskId, body: Submission, hub: HubDep, principal: PrincipalDep
 ) -> JSONResponse:
-    """Answer a judgment task; an open task is claimed in the same transaction."""
+    """Answer a task; an open judgment task is claimed first (a review is decided, and
+    claimed, in one transaction). An answer that does not fit claims nothing, and the same
+    answer again changes nothing."""
 
     async def run(key: str | None) -> tuple[int, Any]:
         task = await hub.engine.get(principal, task_id)
-        if task.kind is Kind.JUDGMENT and task.active_assignment(principal.id) is None:
+        mine = task.assignment_of(principal.id)
+        if task.kind is Kind.JUDGMENT and (mine is None or not mine.holds_slot):
+            validate_instance(body.output, task.output_schema, "$.output", "output does not fit")
             await hub.engine.claim(principal, task_id)
         return 200, TaskOut.of(await hub.engine.submit(principal, task_id, body.output))
 
@@ -88,7 +93,7 @@ async def submit(
 
 @router.post("/tasks/{task_id}/estimate", response_model=TaskOut)
 async def offer_estimate(
-    task_id: str, body: EstimateOffer, hub: HubDep, principal: PrincipalDep
+    task_id: TaskId, body: EstimateOffer, hub: HubDep, principal: PrincipalDep
 ) -> dict[str, Any]:
     task = await hub.engine.offer_estimate(
         principal, task_id, amount=body.amount, eta_seconds=body.eta_seconds, note=body.note

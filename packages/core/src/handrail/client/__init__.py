@@ -1,14 +1,18 @@
-"""The Handrail client: one object for agents and reviewers, sync and async."""
+"""The Handrail client: one object for agents and reviewers, sync and async, in-process
+(``Handrail.local``) or over HTTP (``Handrail(url, api_key)``)."""
 
 from ._backend import Backend, LocalBackend
 from ._handrail import Handrail, LedgerOps, OnTimeout, Tasks, decision_of
+from ._http import HttpBackend, RetryPolicy
 
 __all__ = [
     "Backend",
     "Handrail",
+    "HttpBackend",
     "LedgerOps",
     "LocalBackend",
     "OnTimeout",
+    "RetryPolicy",
     "Tasks",
     "decision_of",
 ]

@@ -11,11 +11,14 @@ from __future__ import annotations
 import asyncio
 import builtins
 import logging
+import os
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
+
+import httpx
 
 from ..clock import Clock
 from ..engine import Engine
@@ -50,6 +53,7 @@ from ..sandbox import SandboxReviewer
 from ..sla import SlaScheduler
 from ..verification import Verifier
 from ._backend import Backend, LocalBackend
+from ._http import HttpBackend, RetryPolicy
 from ._portal import Portal
 
 __all__ = ["Handrail", "LedgerOps", "OnTimeout", "Tasks", "decision_of"]
@@ -322,22 +326,85 @@ async def _sweep(engine: Engine, ledger: Ledger, interval: float) -> None:
 class Handrail:
     """Ask humans for decisions and answers; or, as a reviewer, give them.
 
-    Build one with :meth:`local` (in-process engine) or, with the server, over HTTP.
-    Use it as a context manager, or call :meth:`close`.
+    ``Handrail(url, api_key)`` talks to a Handrail server (:meth:`from_env` reads both
+    from ``HANDRAIL_URL`` and ``HANDRAIL_API_KEY``); :meth:`local` runs the engine in this
+    process. Either way the methods are the same. Use it as a context manager, or call
+    :meth:`close`.
+
+    Over HTTP, ``timeout`` bounds each ordinary request (long-polls run longer), ``retry``
+    says how failed requests are retried (see :class:`RetryPolicy`), and ``transport``
+    replaces httpx's network transport (for tests). ``backend`` and ``portal`` build a
+    client over a backend of your own instead.
     """
 
     def __init__(
         self,
-        backend: Backend,
-        portal: Portal,
+        url: str | None = None,
+        api_key: str | None = None,
         *,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        backend: Backend | None = None,
+        portal: Portal | None = None,
         on_close: Callable[[], Coroutine[Any, Any, None]] | None = None,
     ) -> None:
+        if backend is not None:
+            if url is not None or api_key is not None:
+                raise TypeError("give a server's url and api_key, or a backend, not both")
+            if portal is None:
+                raise TypeError("a backend runs on a portal: pass portal= too")
+        else:
+            if url is None:
+                raise TypeError(
+                    "Handrail needs the server's url and an api_key: Handrail(url, api_key); "
+                    "or use Handrail.from_env() or Handrail.local()"
+                )
+            if api_key is None:
+                raise TypeError(
+                    "Handrail(url, api_key) needs an api_key (hr_live_... or hr_test_...)"
+                )
+            if portal is not None:
+                raise TypeError("a client over HTTP runs on a portal of its own: drop portal=")
+            http = HttpBackend(url, api_key, timeout=timeout, retry=retry, transport=transport)
+            portal, backend, then = Portal(), http, on_close
+
+            async def close_http() -> None:
+                try:
+                    await http.aclose()
+                finally:
+                    if then is not None:
+                        await then()
+
+            on_close = close_http
         self._backend = backend
         self._portal = portal
         self._on_close = on_close
         self.tasks = Tasks(backend, portal)
         self.ledger = LedgerOps(backend, portal)
+
+    @classmethod
+    def from_env(
+        cls,
+        *,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> Handrail:
+        """A client of the server at ``HANDRAIL_URL`` with the key in ``HANDRAIL_API_KEY``."""
+        url = os.environ.get("HANDRAIL_URL", "").strip()
+        api_key = os.environ.get("HANDRAIL_API_KEY", "").strip()
+        missing = [
+            name
+            for name, value in (("HANDRAIL_URL", url), ("HANDRAIL_API_KEY", api_key))
+            if not value
+        ]
+        if missing:
+            raise ValueError(
+                f"Handrail.from_env() needs {' and '.join(missing)} set "
+                "(the server's URL, e.g. http://127.0.0.1:8000, and an API key)"
+            )
+        return cls(url, api_key, timeout=timeout, retry=retry, transport=transport)
 
     @classmethod
     def local(
@@ -416,11 +483,16 @@ class Handrail:
                 job.cancel()
             await engine.aclose()
 
-        return cls(LocalBackend(engine, principal, ledger), portal, on_close=shutdown)
+        return cls(
+            backend=LocalBackend(engine, principal, ledger), portal=portal, on_close=shutdown
+        )
 
     def as_reviewer(self, reviewer_id: str) -> Handrail:
-        """A view of this client acting as reviewer ``reviewer_id`` (sharing its engine)."""
-        return Handrail(self._backend.as_reviewer(reviewer_id), self._portal)
+        """A view of this client acting as reviewer ``reviewer_id`` (sharing its engine).
+
+        Only in-process: over HTTP the API key decides who acts, so this raises
+        ``NotImplementedError``; make a client with the reviewer's key instead."""
+        return Handrail(backend=self._backend.as_reviewer(reviewer_id), portal=self._portal)
 
     @property
     def principal_id(self) -> str:
@@ -570,18 +642,22 @@ class Handrail:
     # ---------------------------------------------------------------- lifetime
 
     def close(self) -> None:
-        """Stop background work and release the store (views made by ``as_reviewer`` share
-        it and need no closing)."""
+        """Stop background work and release the store, or the HTTP connections (views made
+        by ``as_reviewer`` share them and need no closing)."""
         if self._on_close is not None:
             hook, self._on_close = self._on_close, None
-            self._portal.call(hook())
-            self._portal.close()
+            try:
+                self._portal.call(hook())
+            finally:
+                self._portal.close()
 
     async def aclose(self) -> None:
         if self._on_close is not None:
             hook, self._on_close = self._on_close, None
-            await self._portal.acall(hook())
-            self._portal.close()
+            try:
+                await self._portal.acall(hook())
+            finally:
+                self._portal.close()
 
     def __enter__(self) -> Self:
         return self
