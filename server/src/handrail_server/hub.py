@@ -108,6 +108,7 @@ async def open_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
         clock=clock,
         escrow=LedgerEscrow(ledger),
         hooks=[OutboxHook()],
+        wait_backstop=settings.wait_backstop,
     )
     hub = Hub(
         settings=settings,

@@ -21,6 +21,14 @@ class Settings(BaseSettings):
     port: int = 8000
     workers: int = Field(default=1, ge=1)
     wait_max_seconds: float = Field(default=60.0, gt=0, le=300)
+    wait_backstop: float = Field(
+        default=120.0,
+        gt=0,
+        description="seconds a waiter trusts notifications alone before re-reading its task "
+        "anyway. Waiters wake on notifications within milliseconds; a long-poll ends within "
+        "wait_max_seconds and its client asks again (reading afresh), so by default the "
+        "backstop lies beyond it and parked long-polls cost no reads",
+    )
     rate_limit_per_second: float = Field(default=20.0, gt=0, description="per API key")
     rate_limit_burst: int = Field(default=200, ge=1)
     allow_private_webhooks: bool = Field(
