@@ -25,8 +25,8 @@ asyncio HTTP/1.1 connections with keep-alive, so that they cost far less than th
 
 The server's fallback re-read stays at its default (``HANDRAIL_WAIT_BACKSTOP``, 120 s,
 beyond the 60 s a long-poll lasts in production: a parked long-poll reads nothing until a
-notification wakes it), so the CPU figure is what the crowd costs while it waits. The file-descriptor limit is raised to its hard limit for the
-client and the servers.
+notification wakes it), so the CPU figure is what the crowd costs while it waits. The
+file-descriptor limit is raised to its hard limit for the client and the servers.
 """
 
 from __future__ import annotations
