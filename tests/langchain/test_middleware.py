@@ -115,7 +115,7 @@ def test_an_invalid_edit_does_not_run(hr: Handrail, tools: Tools) -> None:
 
 def test_a_decision_the_tool_does_not_allow_is_refused(hr: Handrail, tools: Tools) -> None:
     model = script(calls(call("delete_file", "d1", path="/srv/db")), AIMessage("ok"))
-    agent = agent_of(hr, tools, model, timeout=1)
+    agent = agent_of(hr, tools, model, timeout=0.3)
     refused: list[Exception] = []
 
     def try_respond(task: Any) -> None:
@@ -237,3 +237,13 @@ def test_a_tool_call_without_an_id_is_refused(hr: Handrail, tools: Tools) -> Non
     with pytest.raises(ValueError, match="has no id"):
         agent.invoke(ASK)
     assert tools.ledger.done == [] and hr.tasks.list().items == ()
+
+
+def test_a_call_to_a_tool_the_agent_lacks_asks_no_one(hr: Handrail, tools: Tools) -> None:
+    model = script(calls(call("wire_money", "w1", to="mallory")), AIMessage("ok"))
+    middleware = HandrailMiddleware(hr, {"wire_money": True}, timeout=20)
+    agent = create_agent(model, [tools.lookup], middleware=[middleware])
+    result = agent.invoke(ASK)
+    answer = tool_messages(result["messages"])["w1"]
+    assert answer.status == "error" and "wire_money" in str(answer.content)
+    assert hr.tasks.list().items == () and tools.ledger.done == []

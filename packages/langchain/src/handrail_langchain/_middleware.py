@@ -155,27 +155,27 @@ class HandrailMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
     # ------------------------------------------------------------ steps
 
     def _review(self, request: ToolCallRequest) -> ToolReview | None:
-        """The review for a gated call, or None when this call runs without asking."""
-        call = request.tool_call
+        """The review for a gated call, or None when this call runs without asking (or
+        names no tool the agent has: then nothing can run, and the tool node says so)."""
+        call, tool = request.tool_call, request.tool
         rule = self.interrupt_on.get(call["name"])
-        if rule is None or (rule.when is not None and not rule.when(request)):
+        if rule is None or tool is None or (rule.when is not None and not rule.when(request)):
             return None
         if call.get("id") is None:
             raise ValueError(
                 f"tool call {call['name']!r} has no id, so its result could not be matched "
                 "to it: make sure the chat model returns tool call ids"
             )
-        tool = request.tool
-        shown = set(visible_fields(tool) or ()) if tool is not None else set()
-        args = {k: v for k, v in call["args"].items() if not shown or k in shown}
+        shown = visible_fields(tool)
+        args = {k: v for k, v in call["args"].items() if shown is None or k in shown}
         return ToolReview(
             name=call["name"],
             args=args,
             allowed=rule.allowed,
-            args_schema=args_json_schema(tool) if tool is not None else None,
+            args_schema=args_json_schema(tool),
             tool_call_id=call["id"],
             description=self._description(request, rule),
-            tool_description=(tool.description or None) if tool is not None else None,
+            tool_description=tool.description or None,
         )
 
     def _description(self, request: ToolCallRequest, rule: _Rule) -> str:
@@ -216,9 +216,9 @@ class HandrailMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         if decision.type is DecisionType.APPROVE:
             return request, None
         if decision.type is DecisionType.MODIFY and decision.args is not None:
-            tool = request.tool
-            args = merge_edit(tool, call["args"], decision.args) if tool else decision.args
-            problem = edit_problem(tool, args, review.tool_call_id) if tool else None
+            assert request.tool is not None  # calls without a tool are not reviewed
+            args = merge_edit(request.tool, call["args"], decision.args)
+            problem = edit_problem(request.tool, args, review.tool_call_id)
             if problem is not None:
                 log.warning(
                     "%s: the reviewer's edited arguments are invalid: %s", review.name, problem
