@@ -31,6 +31,7 @@ from handrail_langchain.interrupts import (
     ResumeSignal,
     current_run,
     pause,
+    task_id_of,
     task_key,
 )
 from tests.langchain.conftest import Reviewer, Tools, call, calls, script, tool_messages
@@ -188,6 +189,8 @@ def test_the_payload_reads_as_every_inbox_expects(hr: Handrail, tools: Tools) ->
         "allow_accept": True,
     }
     assert paused.response_schema == ResumeSignal.model_json_schema()
+    assert task_id_of(paused) == task_id_of(value) == task.id
+    assert task_id_of({"handrail": {}}) is None and task_id_of("other") is None
 
 
 def test_an_invalid_resume_is_refused_and_the_pause_stays(hr: Handrail, tools: Tools) -> None:
@@ -208,6 +211,25 @@ def test_an_invalid_resume_is_refused_and_the_pause_stays(hr: Handrail, tools: T
     done = look_again(agent, config, first)
     assert tool_messages(done.value["messages"])["e1"].content == "sent to bob@example.com"
     assert tools.ledger.of("send_email") == [{"to": "bob@example.com", "body": "hi"}]
+
+
+def test_a_refused_resume_survives_a_tool_that_handles_validation_errors(
+    hr: Handrail, tools: Tools
+) -> None:
+    """``handle_validation_error=True`` turns a ValidationError inside the tool's run into a
+    result; a refused resume value must not be one of those (the pause would be lost)."""
+    lenient = tools.send_email.model_copy(update={"handle_validation_error": True})
+    gated = require_approval(lenient, client=hr)
+    model = script(
+        calls(call("send_email", "e1", to="bob@example.com", body="hi")), AIMessage("ok")
+    )
+    agent = create_agent(model, [gated], checkpointer=InMemorySaver())
+    config = thread()
+    first = agent.invoke(ASK, config, version="v2")
+    with pytest.raises(pydantic.ValidationError):
+        look_again(agent, config, first, "approved!")
+    assert [i.id for i in agent.get_state(config).interrupts] == [i.id for i in first.interrupts]
+    assert tools.ledger.done == []
 
 
 def test_an_expired_review_resumes_as_a_reject(tools: Tools) -> None:

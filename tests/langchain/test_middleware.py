@@ -247,3 +247,18 @@ def test_a_call_to_a_tool_the_agent_lacks_asks_no_one(hr: Handrail, tools: Tools
     answer = tool_messages(result["messages"])["w1"]
     assert answer.status == "error" and "wire_money" in str(answer.content)
     assert hr.tasks.list().items == () and tools.ledger.done == []
+
+
+def test_a_tool_call_id_repeated_by_another_run_is_asked_again(hr: Handrail, tools: Tools) -> None:
+    """Some models number their calls afresh in every run: the second run's "call_0" is a
+    new call, so it must not find (and reuse) the approval given to the first run's."""
+    decisions = iter([Decision.approve(), Decision.reject("not twice")])
+    with Reviewer(hr.as_reviewer("alice"), lambda task: next(decisions)):
+        for _ in range(2):
+            proposal = calls(call("send_email", "call_0", to="bob@example.com", body="hi"))
+            agent_of(hr, tools, script(proposal, AIMessage("ok"))).invoke(ASK)
+    first, second = sorted(hr.tasks.list().items, key=lambda t: t.created_at)
+    assert first.id != second.id and first.idempotency_key != second.idempotency_key
+    assert str(first.idempotency_key).startswith("langchain:send_email:call_0:")
+    assert [t.decision.type for t in (first, second)] == [DecisionType.APPROVE, DecisionType.REJECT]  # type: ignore[union-attr]
+    assert tools.ledger.of("send_email") == [{"to": "bob@example.com", "body": "hi"}]

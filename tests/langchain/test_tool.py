@@ -3,11 +3,13 @@ recorded approve or modify, and answers every other outcome without running it."
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
-from langchain_core.messages import ToolMessage
-from langchain_core.tools import BaseTool, StructuredTool, ToolException, tool
+from langchain.agents import create_agent
+from langchain.tools import ToolRuntime
+from langchain_core.messages import AIMessage, ToolMessage
+from langchain_core.tools import BaseTool, InjectedToolCallId, StructuredTool, ToolException, tool
 from pydantic import BaseModel
 
 from handrail import (
@@ -20,7 +22,7 @@ from handrail import (
     WaitTimeout,
 )
 from handrail_langchain import DO_NOT_RETRY, GatedTool, require_approval
-from tests.langchain.conftest import Reviewer, Tools, call
+from tests.langchain.conftest import Reviewer, Tools, call, calls, script, tool_messages
 from tests.server._live import free_port
 
 ALL = ["approve", "edit", "reject", "respond"]
@@ -377,3 +379,25 @@ def test_tool_without_a_tool_call_runs_with_plain_arguments(hr: Handrail) -> Non
     assert seen == [{"text": "hello", "urgent": False}, {"text": "direct string", "urgent": False}]
     args = sorted(str(t.action.args) for t in hr.tasks.list().items)
     assert args == ["{'text': 'direct string'}", "{'text': 'hello'}"]
+
+
+def test_injected_arguments_stay_out_of_the_review_and_survive_an_edit(hr: Handrail) -> None:
+    """ToolNode injects the runtime and the call id; the reviewer sees and edits only what
+    the model fills in, and the tool still gets what was injected."""
+
+    @tool
+    def note(text: str, runtime: ToolRuntime, call_id: Annotated[str, InjectedToolCallId]) -> str:
+        """Write a note."""
+        return f"noted {text!r} for {call_id} after {len(runtime.state['messages'])} messages"
+
+    gated = gate(note, hr)
+    assert set(gated.tool_call_schema.model_json_schema()["properties"]) == {"text"}  # type: ignore[union-attr]
+    model = script(calls(call("note", "n1", text="hi")), AIMessage("ok"))
+    agent = create_agent(model, [gated])
+    with Reviewer(hr.as_reviewer("alice"), {"n1": Decision.modify({"text": "edited"})}):
+        result = agent.invoke({"messages": [{"role": "user", "content": "note it"}]})
+    answer = tool_messages(result["messages"])["n1"]
+    assert str(answer.content).endswith("noted 'edited' for n1 after 2 messages")
+    task = only_task(hr)
+    assert task.action.args == {"text": "hi"}
+    assert set(task.action.args_schema["properties"]) == {"text"}

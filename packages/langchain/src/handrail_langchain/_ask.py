@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from handrail import Handrail, NoAnswer, Status, Task
 
 from ._calls import CallAwareTool
-from ._gate import MAX_KEY, Gate, Mode, task_fields
+from ._gate import Gate, Mode, call_key, task_fields
 from .interrupts import apause, pause
 
 __all__ = ["AskHumanTool", "HumanQuestion", "ask_human_tool"]
@@ -138,9 +138,7 @@ class AskHumanTool(CallAwareTool):
         return spec
 
     def _key(self, tool_call_id: str | None) -> str | None:
-        if not tool_call_id:
-            return None
-        return f"langchain:{self.name}:{tool_call_id}"[:MAX_KEY]
+        return call_key(self.name, tool_call_id)
 
     def _identity(self, tool_call_id: str | None) -> str:
         return f"ask:{tool_call_id or self.name}"

@@ -18,9 +18,24 @@ from langgraph.errors import GraphBubbleUp, is_invalid_resume
 from handrail import Decision, DecisionType, Handrail, Status, Task, WaitTimeout
 from handrail.client import OnTimeout, decision_of
 
-from .interrupts import DurableRun, NoDurableRun, apause, current_run, pause
+from .interrupts import (
+    DurableRun,
+    NoDurableRun,
+    apause,
+    current_run,
+    graph_task_scope,
+    pause,
+)
 
-__all__ = ["Gate", "Mode", "ToolReview", "allowed_decisions", "must_propagate", "task_fields"]
+__all__ = [
+    "Gate",
+    "Mode",
+    "ToolReview",
+    "allowed_decisions",
+    "call_key",
+    "must_propagate",
+    "task_fields",
+]
 
 Mode = Literal["auto", "block", "interrupt"]
 
@@ -61,6 +76,20 @@ def must_propagate(exc: BaseException) -> bool:
     )
 
 
+def call_key(name: str, tool_call_id: str | None) -> str | None:
+    """The idempotency key of the task for one tool call: ``langchain:<tool>:<call id>``,
+    and inside a LangGraph task also that task's scope, because some models number their
+    calls afresh in every run ("call_0" each time): a repeated id must not find, and
+    reuse, the decision on another run's call. None for a call without an id."""
+    if not tool_call_id:
+        return None
+    scope = graph_task_scope()
+    key = f"langchain:{name}:{tool_call_id}" + (f":{scope}" if scope else "")
+    if len(key) > MAX_KEY:
+        key = "langchain:" + hashlib.sha256(key.encode()).hexdigest()
+    return key
+
+
 def task_fields(timeout: float | None) -> dict[str, Any]:
     """The deadline for a task when the caller waits at most ``timeout`` seconds: no one
     should pick up a task the agent has given up on."""
@@ -86,13 +115,8 @@ class ToolReview:
 
     @property
     def idempotency_key(self) -> str | None:
-        """For a call with an id, outside a durable run: the same call asks once."""
-        if not self.tool_call_id:
-            return None
-        key = f"langchain:{self.name}:{self.tool_call_id}"
-        if len(key) > MAX_KEY:
-            key = "langchain:" + hashlib.sha256(key.encode()).hexdigest()
-        return key
+        """For a call with an id, when blocking: the same call asks once."""
+        return call_key(self.name, self.tool_call_id)
 
     def action(self) -> dict[str, Any]:
         action: dict[str, Any] = {"name": self.name, "args": self.args}

@@ -76,8 +76,10 @@ __all__ = [
     "ResumeSignal",
     "apause",
     "current_run",
+    "graph_task_scope",
     "interrupt_payload",
     "pause",
+    "task_id_of",
     "task_key",
 ]
 
@@ -165,6 +167,23 @@ def current_run() -> DurableRun | None:
     )
 
 
+def graph_task_scope() -> str | None:
+    """A short, stable name for the LangGraph task this code runs in (its thread id and
+    checkpoint namespace), with or without a checkpointer; None outside any graph.
+
+    The same task re-run (a retry, a resume) has the same scope; two runs of a graph never
+    share one, even on the same thread. Adapters add it to keys made from tool call ids,
+    which some models repeat from one run to the next."""
+    try:
+        conf = get_config().get("configurable") or {}
+    except RuntimeError:
+        return None
+    if _SCRATCHPAD not in conf:
+        return None
+    material = json.dumps([str(conf.get("thread_id", "")), str(conf.get("checkpoint_ns", ""))])
+    return hashlib.sha256(material.encode()).hexdigest()[:16]
+
+
 # ---------------------------------------------------------------- the payload
 
 
@@ -227,6 +246,17 @@ def interrupt_payload(
         value["type"] = "tool_approval"
         value["tool_call_id"] = tool_call_id
     return value
+
+
+def task_id_of(value: Any) -> str | None:
+    """The Handrail task id in an interrupt (or its value) made by :func:`pause`, or None
+    for any other interrupt: how a resumer finds which interrupt a decision answers."""
+    value = getattr(value, "value", value)
+    if isinstance(value, Mapping):
+        handrail = value.get("handrail")
+        if isinstance(handrail, Mapping) and isinstance(handrail.get("task_id"), str):
+            return str(handrail["task_id"])
+    return None
 
 
 # ---------------------------------------------------------------- the resume value
