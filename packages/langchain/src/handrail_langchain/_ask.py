@@ -80,14 +80,8 @@ class AskHumanTool(CallAwareTool):
         try:
             run = self._gate.durable_run()
             if run is None:
-                return self.client.ask(
-                    spec.pop("title"),
-                    spec.pop("output_schema"),
-                    payload=spec.pop("payload"),
-                    timeout=self.timeout,
-                    idempotency_key=self._key(call.tool_call_id),
-                    **spec,
-                )
+                title, schema, fields = self._asking(spec, call.tool_call_id)
+                return self.client.ask(title, schema, **fields)
             task = pause(self.client, spec, identity=self._identity(call.tool_call_id), run=run)
         except BaseException as exc:
             raise self._failure(exc) from exc
@@ -104,20 +98,22 @@ class AskHumanTool(CallAwareTool):
         try:
             run = self._gate.durable_run()
             if run is None:
-                return await self.client.aask(
-                    spec.pop("title"),
-                    spec.pop("output_schema"),
-                    payload=spec.pop("payload"),
-                    timeout=self.timeout,
-                    idempotency_key=self._key(call.tool_call_id),
-                    **spec,
-                )
-            task = await apause(
-                self.client, spec, identity=self._identity(call.tool_call_id), run=run
-            )
+                title, schema, fields = self._asking(spec, call.tool_call_id)
+                return await self.client.aask(title, schema, **fields)
+            identity = self._identity(call.tool_call_id)
+            task = await apause(self.client, spec, identity=identity, run=run)
         except BaseException as exc:
             raise self._failure(exc) from exc
         return _answer(task)
+
+    def _asking(
+        self, spec: dict[str, Any], tool_call_id: str | None
+    ) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        """``spec`` as ``ask``/``aask``'s question, schema and other arguments."""
+        fields = dict(spec)
+        title, schema = fields.pop("title"), fields.pop("output_schema")
+        fields.update(timeout=self.timeout, idempotency_key=self._key(tool_call_id))
+        return title, schema, fields
 
     def _spec(self, question: str, context: str | None, tool_call_id: str | None) -> dict[str, Any]:
         """The judgment task; the same question gives the same spec (a paused graph

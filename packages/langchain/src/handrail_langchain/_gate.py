@@ -185,44 +185,34 @@ class Gate:
     def decide(self, review: ToolReview) -> Decision:
         run = self.durable_run()
         if run is None:
-            return self.client.review(
-                review.action(),
-                allowed=review.allowed,
-                timeout=self.timeout,
-                on_timeout=self.on_timeout,
-                idempotency_key=review.idempotency_key,
-                **review.fields(self.timeout),
-            )
-        task = pause(
-            self.client,
-            review.spec(self.timeout),
-            identity=review.identity,
-            run=run,
-            description=review.description,
-            tool_call_id=review.tool_call_id,
-        )
-        return self._outcome(task)
+            return self.client.review(review.action(), **self._blocking(review))
+        return self._outcome(pause(self.client, **self._pausing(review, run)))
 
     async def adecide(self, review: ToolReview) -> Decision:
         run = self.durable_run()
         if run is None:
-            return await self.client.areview(
-                review.action(),
-                allowed=review.allowed,
-                timeout=self.timeout,
-                on_timeout=self.on_timeout,
-                idempotency_key=review.idempotency_key,
-                **review.fields(self.timeout),
-            )
-        task = await apause(
-            self.client,
-            review.spec(self.timeout),
-            identity=review.identity,
-            run=run,
-            description=review.description,
-            tool_call_id=review.tool_call_id,
-        )
-        return self._outcome(task)
+            return await self.client.areview(review.action(), **self._blocking(review))
+        return self._outcome(await apause(self.client, **self._pausing(review, run)))
+
+    def _blocking(self, review: ToolReview) -> dict[str, Any]:
+        """``review``/``areview``'s arguments besides the action."""
+        return {
+            "allowed": review.allowed,
+            "timeout": self.timeout,
+            "on_timeout": self.on_timeout,
+            "idempotency_key": review.idempotency_key,
+            **review.fields(self.timeout),
+        }
+
+    def _pausing(self, review: ToolReview, run: DurableRun) -> dict[str, Any]:
+        """``pause``/``apause``'s arguments besides the client."""
+        return {
+            "spec": review.spec(self.timeout),
+            "identity": review.identity,
+            "run": run,
+            "description": review.description,
+            "tool_call_id": review.tool_call_id,
+        }
 
     def _outcome(self, task: Task) -> Decision:
         if task.status is Status.EXPIRED and self.on_timeout == "raise":
