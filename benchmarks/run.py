@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import bench_http
+import bench_langchain
 import bench_ledger
 import bench_lifecycle
 import bench_verification
@@ -32,6 +33,7 @@ BENCHMARKS: dict[str, Bench] = {
     "ledger": bench_ledger.run,
     "verification": bench_verification.run,
     "http": bench_http.run,
+    "langchain": bench_langchain.run,
 }
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 

@@ -1,0 +1,247 @@
+"""``HandrailMiddleware``: LangChain's ``HumanInTheLoopMiddleware``, with Handrail deciding.
+
+Same ``interrupt_on`` configuration, same decisions (approve, edit, reject, respond;
+Handrail's ``modify`` is LangChain's ``edit``), but each gated tool call becomes a Handrail
+review task of its own, resolved on its own: a turn with several calls cannot drop one or
+miscount the decisions, and a decision comes from a reviewer Handrail allows, with an
+audit trail.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from langchain.agents.middleware import AgentMiddleware, AgentState, InterruptOnConfig
+from langchain.agents.middleware.types import ToolCallRequest
+from langchain_core.messages import ToolMessage
+from langgraph.runtime import get_runtime
+from langgraph.types import Command
+
+from handrail import Decision, DecisionType, Handrail, WaitTimeout
+from handrail.client import OnTimeout
+
+from . import _messages
+from ._args import args_json_schema, edit_problem, merge_edit, visible_fields
+from ._gate import Gate, Mode, ToolReview, allowed_decisions, must_propagate
+
+__all__ = ["HandrailMiddleware"]
+
+log = logging.getLogger("handrail_langchain")
+
+Result = ToolMessage | Command[Any]
+ALL_DECISIONS = ("approve", "edit", "reject", "respond")
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """One tool's entry in ``interrupt_on``, resolved."""
+
+    allowed: tuple[DecisionType, ...]
+    description: Any = None
+    when: Callable[[ToolCallRequest], bool] | None = None
+
+
+def _rules(interrupt_on: Mapping[str, bool | InterruptOnConfig]) -> dict[str, _Rule]:
+    rules: dict[str, _Rule] = {}
+    for name, config in interrupt_on.items():
+        if isinstance(config, bool):
+            if config:
+                rules[name] = _Rule(allowed_decisions(ALL_DECISIONS))
+            continue
+        names = config.get("allowed_decisions")
+        if not names:
+            raise ValueError(
+                f"interrupt_on[{name!r}] needs a non-empty 'allowed_decisions' list "
+                f"(e.g. ['approve', 'reject']); got keys {sorted(config)}"
+            )
+        rules[name] = _Rule(allowed_decisions(names), config.get("description"), config.get("when"))
+    return rules
+
+
+class HandrailMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
+    """Gate tool calls on human decisions recorded in Handrail; a drop-in for
+    ``HumanInTheLoopMiddleware``.
+
+    ``interrupt_on`` is ``HumanInTheLoopMiddleware``'s: tool name to ``True`` (every
+    decision allowed), ``False`` (never asked) or an ``InterruptOnConfig``
+    (``allowed_decisions``, a ``description`` string or function of ``(tool_call, state,
+    runtime)``, a ``when`` predicate on the ``ToolCallRequest``). A tool without an entry
+    runs without asking.
+
+    Each gated call becomes one Handrail review task and runs only on a recorded
+    decision: approve runs it; edit (Handrail's modify) runs it with the reviewer's
+    arguments, checked against the tool's schema, and prepends ``edit_notice`` to the
+    result; reject answers with an error ``ToolMessage`` that gives the reason and tells
+    the model not to retry; respond answers with the reviewer's message. Calls in one
+    model turn are separate tasks, decided in any order, none lost.
+
+    ``mode="block"`` (default) waits in the tool call (no checkpointer needed; parallel
+    calls wait side by side). ``mode="interrupt"`` pauses the graph with ``interrupt()``
+    (create the agent with a checkpointer) and continues when the run is resumed after the
+    decision (the LangGraph adapter's resumer does that); the resume value is never taken
+    for the decision. ``mode="auto"`` pauses when the run has a checkpointer and blocks
+    otherwise. ``timeout`` (seconds) bounds the wait: then ``on_timeout="reject"`` answers
+    like a reject, ``"raise"`` raises ``WaitTimeout``. Errors while asking (an unreachable
+    server) leave the call unrun and tell the model so.
+    """
+
+    def __init__(
+        self,
+        client: Handrail,
+        interrupt_on: Mapping[str, bool | InterruptOnConfig],
+        *,
+        mode: Mode = "block",
+        description_prefix: str = "Tool execution requires approval",
+        edit_notice: str | None = _messages.EDIT_NOTICE,
+        timeout: float | None = None,
+        on_timeout: OnTimeout = "reject",
+    ) -> None:
+        super().__init__()
+        self.client = client
+        self.interrupt_on = _rules(interrupt_on)
+        self.description_prefix = description_prefix
+        self.edit_notice = edit_notice
+        self.gate = Gate(client, timeout, on_timeout, mode)
+
+    # ------------------------------------------------------------ hooks
+
+    def wrap_tool_call(
+        self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], Result]
+    ) -> Result:
+        review = self._review(request)
+        if review is None:
+            return handler(request)
+        try:
+            decision = self.gate.decide(review)
+        except BaseException as exc:
+            return self._failure(review, exc)
+        verdict = self._verdict(request, review, decision)
+        if isinstance(verdict, ToolMessage):
+            return verdict
+        to_run, notice = verdict
+        result = handler(to_run)
+        return (
+            result
+            if notice is None
+            else _messages.annotate_edit(result, notice, review.tool_call_id)
+        )
+
+    async def awrap_tool_call(
+        self,
+        request: ToolCallRequest,
+        handler: Callable[[ToolCallRequest], Awaitable[Result]],
+    ) -> Result:
+        review = self._review(request)
+        if review is None:
+            return await handler(request)
+        try:
+            decision = await self.gate.adecide(review)
+        except BaseException as exc:
+            return self._failure(review, exc)
+        verdict = self._verdict(request, review, decision)
+        if isinstance(verdict, ToolMessage):
+            return verdict
+        to_run, notice = verdict
+        result = await handler(to_run)
+        return (
+            result
+            if notice is None
+            else _messages.annotate_edit(result, notice, review.tool_call_id)
+        )
+
+    # ------------------------------------------------------------ steps
+
+    def _review(self, request: ToolCallRequest) -> ToolReview | None:
+        """The review for a gated call, or None when this call runs without asking (or
+        names no tool the agent has: then nothing can run, and the tool node says so)."""
+        call, tool = request.tool_call, request.tool
+        rule = self.interrupt_on.get(call["name"])
+        if rule is None or tool is None or (rule.when is not None and not rule.when(request)):
+            return None
+        if call.get("id") is None:
+            raise ValueError(
+                f"tool call {call['name']!r} has no id, so its result could not be matched "
+                "to it: make sure the chat model returns tool call ids"
+            )
+        shown = visible_fields(tool)
+        args = {k: v for k, v in call["args"].items() if shown is None or k in shown}
+        return ToolReview(
+            name=call["name"],
+            args=args,
+            allowed=rule.allowed,
+            args_schema=args_json_schema(tool),
+            tool_call_id=call["id"],
+            description=self._description(request, rule),
+            tool_description=tool.description or None,
+        )
+
+    def _description(self, request: ToolCallRequest, rule: _Rule) -> str:
+        call = request.tool_call
+        if callable(rule.description):
+            try:
+                runtime: Any = get_runtime()
+            except RuntimeError:  # outside a graph: the tool's runtime is all there is
+                runtime = request.runtime
+            return str(rule.description(call, request.state, runtime))
+        if rule.description is not None:
+            return str(rule.description)
+        return f"{self.description_prefix}\n\nTool: {call['name']}\nArgs: {call['args']}"
+
+    def _failure(self, review: ToolReview, exc: BaseException) -> ToolMessage:
+        if must_propagate(exc):
+            raise exc
+        if isinstance(exc, WaitTimeout) and self.gate.on_timeout == "raise":
+            raise exc
+        log.warning("%s: no decision (%s); the call was not run", review.name, exc, exc_info=exc)
+        assert review.tool_call_id is not None
+        return _messages.tool_message(
+            _messages.failed(review.name, exc),
+            name=review.name,
+            tool_call_id=review.tool_call_id,
+            status="error",
+            facts={"error": str(exc), "tool_call_id": review.tool_call_id},
+        )
+
+    def _verdict(
+        self, request: ToolCallRequest, review: ToolReview, decision: Decision
+    ) -> ToolMessage | tuple[ToolCallRequest, str | None]:
+        """The request to run (and the notice for its result), or the message that
+        answers the call instead of running it."""
+        call = request.tool_call
+        assert review.tool_call_id is not None
+        facts = {"decision": decision.model_dump(mode="json"), "tool_call_id": review.tool_call_id}
+        if decision.type is DecisionType.APPROVE:
+            return request, None
+        if decision.type is DecisionType.MODIFY and decision.args is not None:
+            assert request.tool is not None  # calls without a tool are not reviewed
+            args = merge_edit(request.tool, call["args"], decision.args)
+            problem = edit_problem(request.tool, args, review.tool_call_id)
+            if problem is not None:
+                log.warning(
+                    "%s: the reviewer's edited arguments are invalid: %s", review.name, problem
+                )
+                return _messages.tool_message(
+                    _messages.invalid_edit(review.name, problem),
+                    name=review.name,
+                    tool_call_id=review.tool_call_id,
+                    status="error",
+                    facts=facts,
+                )
+            notice = None
+            if self.edit_notice:
+                notice = _messages.edit_notice(
+                    review.name, dict(decision.args), decision.message, self.edit_notice
+                )
+            # the name stays the model's: an edit cannot switch to another tool
+            return request.override(tool_call={**call, "args": args}), notice
+        content, status = _messages.refusal(review.name, decision)
+        return _messages.tool_message(
+            content,
+            name=review.name,
+            tool_call_id=review.tool_call_id,
+            status=status,
+            facts=facts,
+        )
