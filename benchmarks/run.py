@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import bench_crewai
 import bench_http
 import bench_ledger
 import bench_lifecycle
@@ -32,6 +33,7 @@ BENCHMARKS: dict[str, Bench] = {
     "ledger": bench_ledger.run,
     "verification": bench_verification.run,
     "http": bench_http.run,
+    "crewai": bench_crewai.run,
 }
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 
