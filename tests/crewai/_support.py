@@ -123,8 +123,10 @@ def crew_of(
     *,
     role: str = "mailer",
     task_kwargs: dict[str, Any] | None = None,
+    retries: int = 0,
 ) -> tuple[Crew, ScriptedLLM]:
-    """A one-agent, one-task crew whose agent follows ``responses``."""
+    """A one-agent, one-task crew whose agent follows ``responses`` (and runs the task again
+    up to ``retries`` times after an error, as CrewAI's agents do by default twice)."""
     llm = ScriptedLLM(model="scripted", responses=list(responses))
     agent = Agent(
         role=role,
@@ -133,7 +135,7 @@ def crew_of(
         llm=llm,
         tools=tools,
         verbose=False,
-        max_retry_limit=0,
+        max_retry_limit=retries,
     )
     task = Task(
         description="email the customer",
