@@ -76,7 +76,7 @@ def _measure(quick: bool) -> list[Row]:
     from handrail import Handrail
     from handrail_crewai import require_approval
 
-    n, warmup, crews = (200, 20, 20) if quick else (2_000, 100, 100)
+    n, warmup, crews = (100, 10, 10) if quick else (500, 50, 50)
     sent: list[dict[str, str]] = []
 
     @tool("send_email")
