@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import bench_crewai
 import bench_http
 import bench_langchain
 import bench_ledger
@@ -34,6 +35,7 @@ BENCHMARKS: dict[str, Bench] = {
     "verification": bench_verification.run,
     "http": bench_http.run,
     "langchain": bench_langchain.run,
+    "crewai": bench_crewai.run,
 }
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 
