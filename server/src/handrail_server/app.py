@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from handrail.clock import Clock
 
+from . import compat
 from .hub import open_hub
 from .problems import RequestIdMiddleware, install
 from .routes import admin, money, system, tasks, waiting, work
@@ -53,7 +54,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.hub = await open_hub(settings, clock=clock)
+        app.state.hub = await open_hub(settings, clock=clock, schemes=compat.SCHEMES)
         try:
             yield
         finally:
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     install(app)
     for module in (tasks, waiting, work, money, admin, system):
         app.include_router(module.router)
+    compat.install(app)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app

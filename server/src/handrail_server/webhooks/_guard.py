@@ -31,7 +31,7 @@ async def check_target(url: str, *, allow_private: bool) -> None:
         found = await asyncio.get_running_loop().getaddrinfo(
             parts.hostname, port, type=socket.SOCK_STREAM
         )
-    except OSError as exc:
+    except (OSError, UnicodeError) as exc:  # a name IDNA cannot encode is a UnicodeError
         raise UnsafeTarget(f"cannot resolve {parts.hostname!r}: {exc}") from None
     if allow_private:
         return
