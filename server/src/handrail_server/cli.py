@@ -1,5 +1,4 @@
-"""``handrail serve``, ``handrail keys``, ``handrail migrate``, ``handrail mcp``: the
-server's commands.
+"""``handrail serve``, ``handrail keys``, ``handrail migrate``: the server's commands.
 
 Every command reads ``--database-url`` or ``HANDRAIL_DATABASE_URL`` (default: the SQLite
 file ``handrail.db`` here). ``keys create`` prints only the new key, so scripts can take it.
@@ -10,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable
-from enum import StrEnum
 from typing import Annotated, TypeVar
 
 import typer
@@ -26,13 +24,6 @@ from .migrate import migrate
 from .settings import Settings
 
 T = TypeVar("T")
-
-
-class McpTransport(StrEnum):
-    STDIO = "stdio"
-    HTTP = "http"
-
-
 _SAMPLE = '{"kind": "review", "action": {"name": "send_email", "args": {"to": "a@b.c"}}}'
 app = typer.Typer(help="The Handrail server.", no_args_is_help=True, add_completion=False)
 keys = typer.Typer(help="API keys.", no_args_is_help=True)
@@ -115,47 +106,6 @@ def serve(
         workers=workers,
         log_level="warning",
     )
-
-
-@app.command()
-def mcp(
-    url: Annotated[
-        str,
-        typer.Option(envvar="HANDRAIL_URL", help="the Handrail server, e.g. http://127.0.0.1:8000"),
-    ],
-    api_key: Annotated[str, typer.Option(envvar="HANDRAIL_API_KEY", help="the agent's key")],
-    transport: Annotated[
-        McpTransport, typer.Option(help="stdio (a client starts it) or http (streamable HTTP)")
-    ] = McpTransport.STDIO,
-    host: Annotated[str, typer.Option(envvar="HANDRAIL_MCP_HOST")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(envvar="HANDRAIL_MCP_PORT")] = 8765,
-    path: Annotated[str, typer.Option(help="where streamable HTTP listens")] = "/mcp",
-    reviewer_key: Annotated[
-        str | None,
-        typer.Option(envvar="HANDRAIL_REVIEWER_KEY", help="a reviewer's key, for --elicit"),
-    ] = None,
-    elicit: Annotated[
-        bool, typer.Option(help="request_review also asks the MCP client's user (one-person use)")
-    ] = False,
-) -> None:
-    """Serve Handrail's tools to agents over MCP, through the server at --url."""
-    from handrail import Handrail  # noqa: PLC0415 - only this command needs a client
-
-    from .mcp_server import build_server  # noqa: PLC0415 - nor the MCP SDK
-
-    if elicit and not reviewer_key:
-        raise typer.BadParameter("--elicit needs --reviewer-key (or HANDRAIL_REVIEWER_KEY)")
-    client = Handrail(url, api_key)
-    reviewer = Handrail(url, reviewer_key) if reviewer_key else None
-    try:
-        server = build_server(
-            client, url, reviewer=reviewer, elicit=elicit, host=host, port=port, path=path
-        )
-        server.run("stdio" if transport is McpTransport.STDIO else "streamable-http")
-    finally:
-        client.close()
-        if reviewer is not None:
-            reviewer.close()
 
 
 @app.command("migrate")

@@ -21,9 +21,11 @@ import contextlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 import httpx
+import typer
 from mcp.server.fastmcp import Context, FastMCP
 from mcp.types import ClientCapabilities, ElicitationCapability, ToolAnnotations
 from pydantic import BaseModel, Field
@@ -41,9 +43,9 @@ from handrail import (
 from handrail import Money as _Money
 from handrail.client import decision_of
 
-from .compat.humanops import proof_schema
+from .proofs import proof_schema
 
-__all__ = ["ReviewForm", "build_server"]
+__all__ = ["TOOLS", "ReviewForm", "app", "build_server"]
 
 INSTRUCTIONS = (
     "Handrail routes what an agent must not do alone to a person and returns a verified "
@@ -461,3 +463,57 @@ def build_server(
     for name, hints in TOOLS.items():
         server.add_tool(getattr(tools, name), name=name, annotations=hints)
     return server
+
+
+# ---------------------------------------------------------------- the command
+
+
+class Transport(StrEnum):
+    STDIO = "stdio"
+    HTTP = "http"
+
+
+app = typer.Typer(add_completion=False, no_args_is_help=True)
+
+
+@app.callback()
+def _commands() -> None:
+    """Handrail over MCP."""
+
+
+@app.command()
+def mcp(
+    url: Annotated[
+        str,
+        typer.Option(envvar="HANDRAIL_URL", help="the Handrail server, e.g. http://127.0.0.1:8000"),
+    ],
+    api_key: Annotated[str, typer.Option(envvar="HANDRAIL_API_KEY", help="the agent's key")],
+    transport: Annotated[
+        Transport, typer.Option(help="stdio (the MCP client starts it) or http (streamable HTTP)")
+    ] = Transport.STDIO,
+    host: Annotated[str, typer.Option(envvar="HANDRAIL_MCP_HOST")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="HANDRAIL_MCP_PORT")] = 8765,
+    path: Annotated[str, typer.Option(help="where streamable HTTP listens")] = "/mcp",
+    reviewer_key: Annotated[
+        str | None,
+        typer.Option(envvar="HANDRAIL_REVIEWER_KEY", help="a reviewer's key, for --elicit"),
+    ] = None,
+    elicit: Annotated[
+        bool,
+        typer.Option(help="request_review also asks the MCP client's user (one-person setups)"),
+    ] = False,
+) -> None:
+    """Serve Handrail's tools to agents over MCP, through the Handrail server at --url."""
+    if elicit and not reviewer_key:
+        raise typer.BadParameter("--elicit needs --reviewer-key (or HANDRAIL_REVIEWER_KEY)")
+    client = Handrail(url, api_key)
+    reviewer = Handrail(url, reviewer_key) if reviewer_key else None
+    try:
+        server = build_server(
+            client, url, reviewer=reviewer, elicit=elicit, host=host, port=port, path=path
+        )
+        server.run("stdio" if transport is Transport.STDIO else "streamable-http")
+    finally:
+        client.close()
+        if reviewer is not None:
+            reviewer.close()

@@ -85,9 +85,10 @@ class Live:
         return self.server.url
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    """One server process for the module, on SQLite, with organisations acme and rival."""
+    """One server process for these tests, on SQLite, with organisations acme and rival
+    (each test makes keys of its own)."""
     workdir = tmp_path_factory.mktemp("compat-live")
     database = f"sqlite:///{workdir / 'compat.db'}"
 

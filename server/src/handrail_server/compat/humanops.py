@@ -3,10 +3,11 @@
 A HumanOps task is a Handrail judgment task whose answer is the proof (``photos``,
 ``notes``, ``confirmation_text``, ``reference_url``, ``encrypted_credential``), checked by
 Handrail's verification pipeline (HumanOps' "AI Guardian"). Live tasks want an estimate
-first (an operator accepts with one, the agent approves it); sandbox tasks do not, so the
-simulated operator takes and answers them at once. Agents send ``X-API-Key``; operators
-send their reviewer key in ``X-API-Key``, ``Authorization: Bearer`` or ``X-Operator-Id``.
-Amounts are US dollars; the escrow is the ledger's hold (reward + platform fee).
+first (an operator accepts with one, the agent approves it). Sandbox tasks do not: the
+simulated operator takes and answers them at once, and, as in HumanOps, they escrow
+nothing. Agents send ``X-API-Key``; operators send their reviewer key in ``X-API-Key``,
+``Authorization: Bearer`` or ``X-Operator-Id``. Amounts are US dollars; a live task's
+escrow is the ledger's hold (reward + platform fee).
 
 ====================  ==================
 Handrail status       HumanOps status
@@ -49,6 +50,7 @@ from ..deps import HubDep, PrincipalDep
 from ..hub import Hub
 from ..keys import create_key
 from ..problems import ApiProblem
+from ..proofs import ProofType, proof_schema
 from ..schemas import TaskId
 from ..webhooks import Outbound
 from ._dialect import Failure, close_router, dialect_router
@@ -113,7 +115,6 @@ TaskType = Literal[
     "PHONE_VERIFICATION",
     "SUBSCRIPTION_SETUP",
 ]
-ProofType = Literal["PHOTO", "SCREENSHOT", "CONFIRMATION", "ARTIFACT"]
 SANDBOX_NOTICE = (
     "This is a simulated task. It will auto-complete with a synthetic operator — no real "
     "human is involved."
@@ -151,7 +152,7 @@ router = dialect_router(PREFIX, "compat: HumanOps", render)
 # ---------------------------------------------------------------- proof
 
 
-def _proof_type(task_type: str, given: str | None) -> str:
+def _proof_type(task_type: str, given: ProofType | None) -> ProofType:
     if given:
         return given
     if task_type in CREDENTIAL:
@@ -161,44 +162,6 @@ def _proof_type(task_type: str, given: str | None) -> str:
     if task_type in DIGITAL:
         return "CONFIRMATION"
     return "PHOTO"
-
-
-_TEXT = {"type": "string", "minLength": 1, "maxLength": 10_000}
-_URL = {"type": "string", "minLength": 1, "maxLength": 2048}
-_CREDENTIAL = {
-    "type": "object",
-    "required": ["ciphertext", "iv", "ephemeralPublicKey"],
-    "properties": {
-        "ciphertext": {"type": "string", "minLength": 1},
-        "iv": {"type": "string", "minLength": 1},
-        "ephemeralPublicKey": {"type": "string", "minLength": 1},
-        "algorithm": {"type": "string"},
-        "createdAt": {"type": "string"},
-    },
-}
-_REQUIRED = {
-    "PHOTO": ["photos"],
-    "SCREENSHOT": ["photos"],
-    "CONFIRMATION": ["confirmation_text"],
-    "ARTIFACT": ["encrypted_credential"],
-}
-
-
-def proof_schema(proof_type: str) -> dict[str, Any]:
-    """What an operator's proof must look like: photos (or screenshots), a confirmation,
-    or an encrypted credential, with notes."""
-    return {
-        "type": "object",
-        "required": _REQUIRED[proof_type],
-        "properties": {
-            "photos": {"type": "array", "items": _URL, "minItems": 1, "maxItems": 50},
-            "notes": _TEXT,
-            "confirmation_text": _TEXT,
-            "reference_url": _URL,
-            "encrypted_credential": _CREDENTIAL,
-        },
-        "additionalProperties": False,
-    }
 
 
 # ---------------------------------------------------------------- tasks as HumanOps shows them
@@ -230,13 +193,21 @@ def _proof(task: Task) -> dict[str, Any] | None:
     return {**answer.output, "submittedAt": _when(answer.submitted_at)}
 
 
+def reward_of(task: Task) -> float | int:
+    """The reward: held in escrow, or for a sandbox task (which holds nothing) as posted."""
+    if task.payout is not None:
+        return amount(task.payout)
+    nominal = task.payload.get("reward_usd")
+    return nominal if isinstance(nominal, int | float) else 0
+
+
 def summary_of(task: Task) -> dict[str, Any]:
     return {
         "task_id": task.id,
         "title": task.title,
         "status": status_of(task),
         "task_type": task.task_type,
-        "reward_usd": amount(task.payout),
+        "reward_usd": reward_of(task),
         "operator": _operator(task),
         "created_at": _when(task.created_at),
         "deadline": _when(task.expires_at),
@@ -289,7 +260,13 @@ async def _task(hub: Hub, principal: Principal, task_id: str) -> Task:
 
 # ---------------------------------------------------------------- agents
 
-_REGISTRATIONS = RateLimiter(rate=20 / 3600, burst=20)  # per client address
+def _registrations(request: Request) -> RateLimiter:
+    """Registrations per client address: 20 an hour (HumanOps' limit), per server."""
+    state = request.app.state
+    if not hasattr(state, "humanops_registrations"):
+        state.humanops_registrations = RateLimiter(rate=20 / 3600, burst=20)
+    limiter: RateLimiter = state.humanops_registrations
+    return limiter
 
 
 class RegisterIn(BaseModel):
@@ -306,7 +283,7 @@ async def register_agent(request: Request, body: RegisterIn, hub: HubDep) -> dic
     if not hub.settings.compat_open_registration:
         raise ApiProblem(403, "forbidden", "registration is closed here: ask for a key")
     address = request.client.host if request.client else "unknown"
-    wait = _REGISTRATIONS.take(address)
+    wait = _registrations(request).take(address)
     if wait:
         raise ApiProblem(
             429, "rate_limited", "too many registrations", {"Retry-After": str(math.ceil(wait))}
@@ -448,7 +425,8 @@ class TaskIn(BaseModel):
 
 
 def _sla(deadline: datetime, now: datetime) -> int:
-    seconds = math.floor((utc(deadline) - now).total_seconds())
+    # a second short: the task is made a moment after ``now``, and must end by the deadline
+    seconds = math.floor((utc(deadline) - now).total_seconds()) - 1
     if seconds < 60:
         raise ValidationError.at("$.deadline", "must be at least a minute from now")
     if seconds > MAX_SLA_SECONDS:
@@ -464,6 +442,7 @@ def _spec(body: TaskIn, principal: Principal, key: str, now: datetime) -> dict[s
         raise ValidationError.at("$.agent_public_key", "a credential task needs it")
     proof = _proof_type(body.task_type, body.proof_type)
     location = body.location.model_dump(exclude_none=True) if body.location else None
+    reward = money(body.reward_usd, USD, "$.reward_usd")
     payload: dict[str, JsonValue] = {
         "location": location or {"address": "Remote/Digital"},
         "proof_requirements": list(body.proof_requirements),
@@ -472,6 +451,8 @@ def _spec(body: TaskIn, principal: Principal, key: str, now: datetime) -> dict[s
         "digital_instructions": body.digital_instructions,
         "agent_public_key": body.agent_public_key,
     }
+    if principal.sandbox:  # HumanOps' sandbox escrows nothing: no money moves at all
+        payload["reward_usd"] = amount(reward)
     return {
         "kind": Kind.JUDGMENT,
         "task_type": body.task_type,
@@ -480,7 +461,7 @@ def _spec(body: TaskIn, principal: Principal, key: str, now: datetime) -> dict[s
         "payload": payload,
         "output_schema": proof_schema(proof),
         "sla_seconds": _sla(body.deadline, now),
-        "payout": money(body.reward_usd, USD, "$.reward_usd"),
+        "payout": None if principal.sandbox else reward,
         # live tasks go to an operator who offers an estimate; the simulated one just answers
         "require_estimate": not principal.sandbox,
         "callback_url": body.callback_url,
@@ -509,7 +490,7 @@ async def create(
     shown: dict[str, Any] = {
         "task_id": task.id,
         "status": status_of(task),
-        "reward_usd": amount(task.payout),
+        "reward_usd": reward_of(task),
         "platform_fee": amount(hold.fee) if hold else 0,
         "total_escrow": amount(hold.amount) if hold else 0,
         "deadline": _when(task.expires_at),
@@ -733,7 +714,7 @@ async def browse(
             "description": t.instructions,
             "task_type": t.task_type,
             "location": t.payload.get("location"),
-            "reward_usd": amount(t.payout),
+            "reward_usd": reward_of(t),
             "deadline": _when(t.expires_at),
             "proof_requirements": t.payload.get("proof_requirements", []),
             "proof_type": t.payload.get("proof_type"),
@@ -843,7 +824,7 @@ async def _recent(hub: Hub, operator: Principal, count: int = 10) -> list[dict[s
             {
                 "task_id": task.id,
                 "title": task.title,
-                "reward_usd": amount(task.payout),
+                "reward_usd": reward_of(task),
                 "status": status_of(task),
                 "completed_at": _when(task.reached_at.get(Status.VERIFIED)),
             }
