@@ -477,6 +477,11 @@ async def test_pages_and_errors(server: Server) -> None:
     assert (await c.get(f"{PREFIX}/reviews/nope/decision", headers=key)).status_code == 404
     anonymous = await c.get(f"{PREFIX}/reviews")
     assert anonymous.status_code == 401 and "detail" in anonymous.json()
+    garbled = await c.get(f"{PREFIX}/reviews", headers={"Authorization": "Basic !!not base64"})
+    assert garbled.status_code == 401
+    token = key["Authorization"].removeprefix("Bearer ")
+    basic = await c.get(f"{PREFIX}/reviews", auth=(token, ""))  # the key as the user name
+    assert basic.status_code == 200 and basic.json()["total"] == 5
     rating = await c.post(f"{PREFIX}/reviews/{ids[0]}/feedback", json={"rating": 6}, headers=key)
     assert rating.status_code == 422
     unknown = await c.get(f"{PREFIX}/nothing-here", headers=key)

@@ -10,7 +10,7 @@ import hmac
 import json
 import shlex
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -208,16 +208,6 @@ async def manual(tmp_path: Path) -> AsyncIterator[tuple[Server, ManualClock]]:
     clock = ManualClock(datetime.now(UTC))
     async with running(make_settings(tmp_path), clock) as started:
         yield started, clock
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    started = Receiver()
-    started.start()
-    try:
-        yield started
-    finally:
-        started.stop()
 
 
 async def delivered(server: Server, receiver: Receiver, count: int) -> list[Any]:

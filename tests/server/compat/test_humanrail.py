@@ -240,6 +240,14 @@ def test_the_test_webhook_reaches_the_receiver_signed(
     )
     assert missing.status_code == 422
     assert missing.json()["error"]["details"]["callbackUrl"].startswith("is required")
+    for unusable in ("http://[::1", f"http://{'x' * 70}.example/"):  # not a URL; not a name
+        refused = httpx.post(
+            f"{live.url}{PREFIX}/webhooks/test",
+            json={"eventType": "task.verified", "callbackUrl": unusable},
+            headers=bearer(agent),
+        )
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["error"]["details"]["callbackUrl"]
     only_admins = httpx.get(f"{live.url}{PREFIX}/webhooks/secret", headers=bearer(agent))
     assert only_admins.status_code == 403
     assert only_admins.json()["error"]["type"] == "authorization_error"

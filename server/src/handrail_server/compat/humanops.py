@@ -260,6 +260,7 @@ async def _task(hub: Hub, principal: Principal, task_id: str) -> Task:
 
 # ---------------------------------------------------------------- agents
 
+
 def _registrations(request: Request) -> RateLimiter:
     """Registrations per client address: 20 an hour (HumanOps' limit), per server."""
     state = request.app.state

@@ -410,7 +410,7 @@ async def test_webhook(body: TestEvent, hub: HubDep, principal: PrincipalDep) ->
         status = answer.status_code
     except UnsafeTarget as exc:
         raise ValidationError.at("callbackUrl", str(exc)) from None
-    except (httpx.HTTPError, OSError) as exc:
+    except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
         error = f"{type(exc).__name__}: {exc}"
     return {
         "eventId": event_id,

@@ -178,7 +178,7 @@ class DeliveryWorker:
                 error = f"HTTP {status}"
                 with contextlib.suppress(ValueError):
                     retry_after = float(response.headers.get("retry-after", ""))
-        except (httpx.HTTPError, UnsafeTarget, OSError) as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, UnsafeTarget, OSError) as exc:
             error = f"{type(exc).__name__}: {exc}"
         elapsed = (time.perf_counter() - started) * 1000
         now = self.clock.now()
