@@ -280,6 +280,26 @@ class TestEstimates:
         done = await engine.submit(BOB, task.id, {"eligible": True, "reason_code": "approved"})
         assert done.status is Status.VERIFIED
 
+    async def test_a_worker_withdraws_its_own_estimate(self, engine: Engine) -> None:
+        task = await engine.create(AGENT, {**JUDGMENT, "require_estimate": True})
+        with pytest.raises(InvalidTransition):
+            await engine.withdraw_estimate(ALICE, task.id)  # nothing offered yet
+        await engine.offer_estimate(ALICE, task.id, eta_seconds=600)
+        with pytest.raises(PermissionDenied, match="not theirs"):
+            await engine.withdraw_estimate(BOB, task.id)
+        with pytest.raises(PermissionDenied):
+            await engine.withdraw_estimate(AGENT, task.id)
+        reopened = await engine.withdraw_estimate(ALICE, task.id, "cannot make it")
+        assert (reopened.status, reopened.estimate) == (Status.POSTED, None)
+        last = (await engine.history(AGENT, task.id))[-1]
+        assert (last.event, last.actor, last.reason) == (
+            Event.WITHDRAW_ESTIMATE,
+            "alice",
+            "cannot make it",
+        )
+        await engine.offer_estimate(BOB, task.id, eta_seconds=60)  # open to offers again
+        assert (await engine.approve_estimate(AGENT, task.id)).status is Status.ASSIGNED
+
     async def test_no_estimate_wanted(self, engine: Engine) -> None:
         task = await engine.create(AGENT, JUDGMENT)
         with pytest.raises(InvalidTransition, match="no estimate wanted"):

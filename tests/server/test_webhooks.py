@@ -62,17 +62,21 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 status, extra = receiver.replies.pop(0) if receiver.replies else (204, {})
+                # recorded before the answer: once the sender has its answer, it is here
+                receiver.got.put(Received(self.path, headers, body))
                 self.send_response(status)
                 for name, value in extra.items():
                     self.send_header(name, value)
                 self.send_header("content-length", "0")
                 self.end_headers()
-                receiver.got.put(Received(self.path, headers, body))
 
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 128  # deliveries arrive together: the default 5 drops some
+
+        self._server = Server(("127.0.0.1", 0), Handler)
         threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         ).start()

@@ -6,12 +6,14 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from handrail.clock import Clock
 
+from . import compat
+from .guards import refuse_nul
 from .hub import open_hub
 from .problems import RequestIdMiddleware, install
 from .routes import admin, money, system, tasks, waiting, work
@@ -53,7 +55,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.hub = await open_hub(settings, clock=clock)
+        app.state.hub = await open_hub(settings, clock=clock, schemes=compat.SCHEMES)
         try:
             yield
         finally:
@@ -65,10 +67,12 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         description="Verified human decisions for AI agents: ask, wait, and get back what a "
         "person decided.",
         lifespan=lifespan,
+        dependencies=[Depends(refuse_nul)],
     )
     install(app)
     for module in (tasks, waiting, work, money, admin, system):
         app.include_router(module.router)
+    compat.install(app)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import math
 import threading
 import time
@@ -15,7 +16,7 @@ from handrail.store.sql import SqlStore
 from .keys import KeyInfo, lookup
 from .problems import ApiProblem
 
-__all__ = ["Authenticator", "RateLimiter", "require"]
+__all__ = ["Authenticator", "RateLimiter", "presented_key", "require"]
 
 
 @dataclass
@@ -49,9 +50,34 @@ class RateLimiter:
             return (1 - bucket.tokens) / self.rate
 
 
+def _basic(value: str) -> str:
+    """The API key in HTTP Basic credentials: the password, or the user name when the
+    password is empty (``curl -u hr_live_...:``, ``http://name:hr_live_...@host/``)."""
+    try:
+        user, _, password = base64.b64decode(value, validate=True).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    return (password or user).strip()
+
+
+def presented_key(request: Request) -> str:
+    """The API key a request carries: ``Authorization: Bearer <key>``, ``X-API-Key``, or
+    HTTP Basic credentials; empty when none."""
+    header = request.headers.get("authorization", "").strip()
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer":
+        token = value.strip()
+    elif scheme.lower() == "basic":
+        token = _basic(value.strip())
+    else:
+        token = ""
+    return token or request.headers.get("x-api-key", "").strip()
+
+
 class Authenticator:
-    """Resolves ``Authorization: Bearer <key>`` (or ``X-API-Key``) to a principal. Known
-    keys are remembered for ``ttl`` seconds, so a revoked key stops working within that."""
+    """Resolves ``Authorization: Bearer <key>`` (or ``X-API-Key``, or HTTP Basic with the
+    key as password) to a principal. Known keys are remembered for ``ttl`` seconds, so a
+    revoked key stops working within that."""
 
     def __init__(self, store: SqlStore, limiter: RateLimiter, ttl: float = 5.0) -> None:
         self.store = store
@@ -60,9 +86,11 @@ class Authenticator:
         self._known: dict[str, tuple[KeyInfo | None, float]] = {}
 
     async def key(self, request: Request) -> KeyInfo:
-        header = request.headers.get("authorization", "")
-        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
-        token = token or request.headers.get("x-api-key", "").strip()
+        return await self.check(presented_key(request))
+
+    async def check(self, token: str) -> KeyInfo:
+        """The live key ``token`` stands for, once the rate limit lets it through; 401 when
+        it is missing, unknown or revoked, 429 when it is over its limit."""
         if not token:
             raise ApiProblem(
                 401,

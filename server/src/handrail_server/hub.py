@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +29,8 @@ from .blobs import BlobStore, LocalBlobStore
 from .migrate import migrate
 from .settings import Settings
 from .tables import api_keys
-from .webhooks import DeliveryWorker, OutboxHook
+from .webhooks import DeliveryWorker, OutboxHook, Scheme
+from .webhooks import schemes as webhook_schemes
 
 __all__ = ["Hub", "open_hub"]
 
@@ -87,7 +89,11 @@ class Hub:
         await self.engine.aclose()
 
 
-async def open_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
+async def open_hub(
+    settings: Settings, *, clock: Clock | None = None, schemes: Sequence[Scheme] = ()
+) -> Hub:
+    """Everything a server holds; ``schemes`` are webhook schemes besides Standard Webhooks
+    (the peers' dialects' callbacks)."""
     store = await SqlStore.open(settings.database_url, create=False)
     try:
         await migrate(store)
@@ -101,13 +107,14 @@ async def open_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
         raise
     clock = clock or SystemClock()
     ledger = Ledger(store, clock=clock)
-    delivery = DeliveryWorker(store, settings, clock)
+    signers = webhook_schemes(*schemes)
+    delivery = DeliveryWorker(store, settings, clock, signers)
     engine = Engine(
         store,
         notifier=notifier,
         clock=clock,
         escrow=LedgerEscrow(ledger),
-        hooks=[OutboxHook()],
+        hooks=[OutboxHook(signers)],
         wait_backstop=settings.wait_backstop,
     )
     hub = Hub(

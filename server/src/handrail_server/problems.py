@@ -42,6 +42,7 @@ __all__ = [
     "install",
     "problem",
     "problem_body",
+    "request_issues",
     "status_of",
 ]
 
@@ -140,6 +141,26 @@ def status_of(exc: HandrailError) -> int:
     return 400
 
 
+def request_issues(exc: RequestValidationError) -> list[dict[str, str]]:
+    """A request's validation errors, each with where (``$.payout.amount`` in the body,
+    ``query:limit``, ``header:idempotency-key``) and what."""
+    errors = []
+    for err in exc.errors():
+        loc = tuple(err.get("loc", ()))
+        where, rest = (loc[0], loc[1:]) if loc else ("body", ())
+        if err.get("type") == "json_invalid":  # loc holds a character offset, not a path
+            why = (err.get("ctx") or {}).get("error", "JSON decode error")
+            at = f" at character {rest[0]}" if rest else ""
+            errors.append({"path": "$", "message": f"not valid JSON: {why}{at}"})
+            continue
+        path = json_path("$", tuple(p for p in rest if isinstance(p, str | int)))
+        if where != "body":  # query:limit, header:idempotency-key, path:task_id
+            path = f"{where}:{path.removeprefix('$').removeprefix('.')}"
+        message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        errors.append({"path": path, "message": message})
+    return errors
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(HandrailError)
     async def _handrail(request: Request, exc: HandrailError) -> JSONResponse:
@@ -154,20 +175,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = []
-        for err in exc.errors():
-            loc = tuple(err.get("loc", ()))
-            where, rest = (loc[0], loc[1:]) if loc else ("body", ())
-            if err.get("type") == "json_invalid":  # loc holds a character offset, not a path
-                why = (err.get("ctx") or {}).get("error", "JSON decode error")
-                at = f" at character {rest[0]}" if rest else ""
-                errors.append({"path": "$", "message": f"not valid JSON: {why}{at}"})
-                continue
-            path = json_path("$", tuple(p for p in rest if isinstance(p, str | int)))
-            if where != "body":  # query:limit, header:idempotency-key, path:task_id
-                path = f"{where}:{path.removeprefix('$').removeprefix('.')}"
-            message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
-            errors.append({"path": path, "message": message})
+        errors = request_issues(exc)
         detail = "; ".join(f"{e['path']}: {e['message']}" for e in errors) or "invalid request"
         return problem(request, 422, "validation_error", detail, errors=errors)
 

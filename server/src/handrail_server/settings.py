@@ -50,3 +50,8 @@ class Settings(BaseSettings):
     run_background: bool = Field(
         default=True, description="run the SLA sweep, webhook delivery and sandbox reviewers"
     )
+    compat_open_registration: bool = Field(
+        default=True,
+        description="let anyone register a HumanOps agent: a new organisation with a "
+        "sandbox key (simulated operators, sandbox credit)",
+    )

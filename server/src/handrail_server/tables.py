@@ -22,6 +22,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 __all__ = [
     "api_keys",
+    "compat_secrets",
+    "feedback",
     "idempotency",
     "metadata",
     "orgs",
@@ -92,7 +94,12 @@ webhook_endpoints = Table(
     Column("enabled", Boolean, nullable=False),
     Column("description", Text),
     Column("created_at", Stamp, nullable=False),
+    # how deliveries look and are signed (see handrail_server.webhooks.Scheme)
+    Column("scheme", String(32), nullable=False, server_default="standard"),
+    # set: only the events of the task with this idempotency key (a per-task callback)
+    Column("task_key", String(256)),
     Index("ix_webhook_endpoints_org", "org_id", "enabled"),
+    Index("ix_webhook_endpoints_task", "org_id", "task_key", unique=True),
 )
 
 webhook_outbox = Table(
@@ -143,4 +150,27 @@ uploads = Table(
     Column("created_at", Stamp, nullable=False),
     CheckConstraint("size >= 0", name="size"),
     UniqueConstraint("org_id", "id", name="uq_uploads_org_id"),
+)
+
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("org_id", String(200), nullable=False),
+    Column("task_id", String(36), nullable=False),
+    Column("rating", Integer),
+    Column("comment", Text),
+    Column("created_by", String(200), nullable=False),
+    Column("created_at", Stamp, nullable=False),
+    CheckConstraint("rating IS NULL OR (rating >= 1 AND rating <= 5)", name="rating"),
+    Index("ix_feedback_task", "org_id", "task_id"),
+)
+
+compat_secrets = Table(
+    "compat_secrets",
+    metadata,
+    Column("org_id", String(200), primary_key=True),
+    Column("dialect", String(32), primary_key=True),
+    Column("secret", String(200), nullable=False),
+    Column("created_at", Stamp, nullable=False),
 )

@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="handrail",
         description=__doc__,
-        epilog="with handrail-server installed: serve, keys, migrate",
+        epilog="with handrail-server installed: serve, keys, migrate, mcp",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 

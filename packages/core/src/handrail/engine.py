@@ -494,6 +494,30 @@ class Engine:
 
         return await self._mutate(principal, task_id, Event.OFFER_ESTIMATE, op, Role.REVIEWER)
 
+    async def withdraw_estimate(
+        self, principal: Principal, task_id: str, reason: str | None = None
+    ) -> Task:
+        """Take back one's own pending estimate: the task is open to offers again."""
+        self._require(principal, Role.REVIEWER, "withdraw estimates")
+
+        async def op(step: Step, tx: Transaction) -> None:
+            task = step.task
+            offer = task.estimate
+            if task.status is not Status.ESTIMATE_PENDING or offer is None:
+                raise InvalidTransition(task.id, task.status.value, Event.WITHDRAW_ESTIMATE.value)
+            if offer.worker_id != principal.id:
+                raise PermissionDenied(
+                    principal.id, f"withdraw the estimate on task {task.id}", "it is not theirs"
+                )
+            step.move(
+                Event.WITHDRAW_ESTIMATE,
+                reason=reason,
+                estimate=None,
+                data={"estimate": offer.model_dump(mode="json")},
+            )
+
+        return await self._mutate(principal, task_id, Event.WITHDRAW_ESTIMATE, op, Role.REVIEWER)
+
     async def submit(self, principal: Principal, task_id: str, output: Any) -> Task:
         """Answer a judgment task the worker holds. The answer must fit ``output_schema``.
 

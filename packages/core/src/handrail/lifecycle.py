@@ -52,6 +52,7 @@ class Event(StrEnum):
     OFFER_ESTIMATE = "offer_estimate"
     APPROVE_ESTIMATE = "approve_estimate"
     REJECT_ESTIMATE = "reject_estimate"
+    WITHDRAW_ESTIMATE = "withdraw_estimate"
     RELEASE = "release"
     SUBMIT = "submit"
     VERIFY = "verify"
@@ -82,6 +83,7 @@ TRANSITIONS: tuple[Edge, ...] = (
     Edge(S.POSTED, E.OFFER_ESTIMATE, S.ESTIMATE_PENDING, "a worker offers an estimate"),
     Edge(S.ESTIMATE_PENDING, E.APPROVE_ESTIMATE, S.ASSIGNED, "the requester accepts it"),
     Edge(S.ESTIMATE_PENDING, E.REJECT_ESTIMATE, S.POSTED, "the requester declines it"),
+    Edge(S.ESTIMATE_PENDING, E.WITHDRAW_ESTIMATE, S.POSTED, "the worker withdraws its offer"),
     Edge(S.ASSIGNED, E.CLAIM, S.ASSIGNED, "another worker takes a free slot"),
     Edge(S.ASSIGNED, E.SUBMIT, S.ASSIGNED, "an answer is in; more are wanted"),
     Edge(S.ASSIGNED, E.SUBMIT, S.SUBMITTED, "the last wanted answer is in"),

@@ -3,14 +3,20 @@
 from ._delivery import SCHEDULE, DeliveryWorker
 from ._guard import UnsafeTarget, check_target
 from ._outbox import EVENT_TYPES, OutboxHook, new_secret, queue_event
+from ._schemes import STANDARD, Outbound, Scheme, StandardWebhooks, schemes
 
 __all__ = [
     "EVENT_TYPES",
     "SCHEDULE",
+    "STANDARD",
     "DeliveryWorker",
+    "Outbound",
     "OutboxHook",
+    "Scheme",
+    "StandardWebhooks",
     "UnsafeTarget",
     "check_target",
     "new_secret",
     "queue_event",
+    "schemes",
 ]

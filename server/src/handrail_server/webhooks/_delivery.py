@@ -15,12 +15,12 @@ import json
 import logging
 import random
 import time
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 from sqlalchemy import Connection, and_, insert, or_, select, update
-from standardwebhooks import Webhook
 
 from handrail._ids import new_id
 from handrail.clock import Clock, utc
@@ -29,6 +29,7 @@ from handrail.store.sql import SqlStore
 from ..settings import Settings
 from ..tables import webhook_deliveries, webhook_endpoints, webhook_outbox
 from ._guard import UnsafeTarget, check_target
+from ._schemes import STANDARD, Scheme
 
 __all__ = ["SCHEDULE", "DeliveryWorker"]
 
@@ -44,6 +45,7 @@ def _lease_due(conn: Connection, now: datetime, limit: int) -> list[dict[str, An
             webhook_endpoints.c.url,
             webhook_endpoints.c.secret,
             webhook_endpoints.c.enabled,
+            webhook_endpoints.c.scheme,
         )
         .join(webhook_endpoints, webhook_endpoints.c.id == webhook_outbox.c.endpoint_id)
         .where(
@@ -114,10 +116,20 @@ def _record(
 
 
 class DeliveryWorker:
-    def __init__(self, store: SqlStore, settings: Settings, clock: Clock) -> None:
+    """Sends due outbox rows, each signed by its endpoint's scheme (``schemes``, by name;
+    Standard Webhooks when not given)."""
+
+    def __init__(
+        self,
+        store: SqlStore,
+        settings: Settings,
+        clock: Clock,
+        schemes: Mapping[str, Scheme] | None = None,
+    ) -> None:
         self.store = store
         self.settings = settings
         self.clock = clock
+        self.schemes = dict(schemes or {STANDARD.name: STANDARD})
         self._wake = asyncio.Event()
         self._client = httpx.AsyncClient(
             timeout=settings.webhook_timeout, follow_redirects=False, trust_env=False
@@ -157,30 +169,34 @@ class DeliveryWorker:
         try:
             if not row["enabled"]:
                 raise UnsafeTarget("the endpoint is disabled")
-            await check_target(row["url"], allow_private=self.settings.allow_private_webhooks)
-            sent_at = utc(self.clock.now())
-            signature = Webhook(row["secret"]).sign(row["id"], sent_at, body)
-            response = await self._client.post(
-                row["url"],
-                content=body,
-                headers={
-                    "content-type": "application/json",
-                    "webhook-id": row["id"],
-                    "webhook-timestamp": str(int(sent_at.timestamp())),
-                    "webhook-signature": signature,
-                    "user-agent": "handrail-webhooks/1",
-                },
-            )
+            scheme = self.schemes.get(row["scheme"])
+            if scheme is None:
+                raise UnsafeTarget(f"unknown webhook scheme {row['scheme']!r}")
+            response = await self.post(scheme, row["url"], row["secret"], row["id"], body)
             status = response.status_code
             if not 200 <= status < 300:
                 error = f"HTTP {status}"
                 with contextlib.suppress(ValueError):
                     retry_after = float(response.headers.get("retry-after", ""))
-        except (httpx.HTTPError, UnsafeTarget, OSError) as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, UnsafeTarget, OSError) as exc:
             error = f"{type(exc).__name__}: {exc}"
         elapsed = (time.perf_counter() - started) * 1000
         now = self.clock.now()
         await self.store.run(lambda c: _record(c, row, now, status, error, elapsed, retry_after))
+
+    async def post(
+        self, scheme: Scheme, url: str, secret: str, event_id: str, body: str
+    ) -> httpx.Response:
+        """Send one signed body to ``url`` (checked against the SSRF guard first); raises
+        ``UnsafeTarget`` or ``httpx.HTTPError`` when it cannot be sent."""
+        await check_target(url, allow_private=self.settings.allow_private_webhooks)
+        sent_at = utc(self.clock.now())
+        headers = {
+            "content-type": "application/json",
+            "user-agent": "handrail-webhooks/1",
+            **scheme.headers(secret, event_id, sent_at, body),
+        }
+        return await self._client.post(url, content=body, headers=headers)
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -18,7 +18,10 @@ class UnsafeTarget(ValueError):
 async def check_target(url: str, *, allow_private: bool) -> None:
     """Raise ``UnsafeTarget`` unless ``url`` is http(s) to a public address. The host is
     resolved here, and again right before each delivery."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # an unclosed IPv6 bracket, say
+        raise UnsafeTarget(f"not a URL: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UnsafeTarget("a webhook URL is http:// or https:// with a host")
     if parts.username or parts.password:
@@ -31,7 +34,7 @@ async def check_target(url: str, *, allow_private: bool) -> None:
         found = await asyncio.get_running_loop().getaddrinfo(
             parts.hostname, port, type=socket.SOCK_STREAM
         )
-    except OSError as exc:
+    except (OSError, UnicodeError) as exc:  # a name IDNA cannot encode is a UnicodeError
         raise UnsafeTarget(f"cannot resolve {parts.hostname!r}: {exc}") from None
     if allow_private:
         return

@@ -4,11 +4,13 @@ causes them, so a change and its notification commit (or vanish) together."""
 from __future__ import annotations
 
 import base64
+import logging
 import secrets
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, insert, or_, select
 
 from handrail import Event, Status, Task
 from handrail._ids import new_id
@@ -16,8 +18,11 @@ from handrail.store import Transaction
 from handrail.store.sql import SqlTransaction
 
 from ..tables import webhook_endpoints, webhook_outbox
+from ._schemes import STANDARD, Outbound, Scheme
 
 __all__ = ["EVENT_TYPES", "OutboxHook", "new_secret", "queue_event"]
+
+log = logging.getLogger(__name__)
 
 _BY_STATUS = {
     Status.ASSIGNED: "task.assigned",
@@ -30,6 +35,7 @@ _BY_STATUS = {
     Status.DISPUTED: "task.disputed",
 }
 EVENT_TYPES: tuple[str, ...] = ("task.posted", *_BY_STATUS.values())
+_STANDARD_ONLY: Mapping[str, Scheme] = {STANDARD.name: STANDARD}
 
 
 def new_secret() -> str:
@@ -46,27 +52,41 @@ def queue_event(
     endpoint_id: str | None = None,
     *,
     everyone: bool = False,
+    task: Task | None = None,
+    schemes: Mapping[str, Scheme] = _STANDARD_ONLY,
 ) -> int:
     """Queue ``event_type`` for every enabled endpoint of the organisation that wants it
-    (``everyone``: whatever they want; ``endpoint_id``: that one only). Returns how many
-    deliveries were queued."""
+    (``everyone``: whatever they want; ``endpoint_id``: that one only), each in its own
+    scheme's form. Endpoints bound to a task (per-task callbacks) get only that task's
+    events. Returns how many deliveries were queued."""
     query = select(webhook_endpoints).where(
         webhook_endpoints.c.org_id == org_id, webhook_endpoints.c.enabled
     )
     if endpoint_id is not None:
         query = query.where(webhook_endpoints.c.id == endpoint_id)
+    key = task.idempotency_key if task is not None else None
+    bound = webhook_endpoints.c.task_key
+    query = query.where(or_(bound.is_(None), bound == key) if key is not None else bound.is_(None))
     rows = []
     for endpoint in conn.execute(query).all():
         wanted = endpoint.events or []
         if not everyone and event_type not in wanted and "*" not in wanted:
             continue
+        scheme = schemes.get(endpoint.scheme)
+        if scheme is None:
+            log.error("webhook endpoint %s has an unknown scheme %r", endpoint.id, endpoint.scheme)
+            continue
+        row_id = new_id()
+        payload = scheme.payload(Outbound(row_id, event_type, now, data, task))
+        if payload is None:
+            continue  # the scheme has no such event
         rows.append(
             {
-                "id": new_id(),
+                "id": row_id,
                 "org_id": org_id,
                 "endpoint_id": endpoint.id,
                 "event_type": event_type,
-                "payload": {"type": event_type, "timestamp": now.isoformat(), "data": data},
+                "payload": payload,
                 "state": "pending",
                 "attempts": 0,
                 "next_attempt_at": now,
@@ -84,15 +104,23 @@ def _shown(task: Task) -> dict[str, Any]:
 
 class OutboxHook:
     """A lifecycle hook: each status change an organisation subscribed to becomes outbox
-    rows, in the change's own transaction."""
+    rows, in the change's own transaction (each endpoint's in the form of its scheme)."""
+
+    def __init__(self, schemes: Mapping[str, Scheme] = _STANDARD_ONLY) -> None:
+        self.schemes = schemes
 
     async def on_create(self, tx: Transaction, task: Task) -> None:
         if isinstance(tx, SqlTransaction):
-            await tx.run(queue_event, task.org_id, "task.posted", _shown(task), task.created_at)
+            await tx.run(self._queue, task, "task.posted", task.created_at)
 
     async def on_transition(self, tx: Transaction, before: Task, after: Task, event: Event) -> None:
         if before.status is after.status or not isinstance(tx, SqlTransaction):
             return
         event_type = _BY_STATUS.get(after.status)
         if event_type is not None:
-            await tx.run(queue_event, after.org_id, event_type, _shown(after), after.updated_at)
+            await tx.run(self._queue, after, event_type, after.updated_at)
+
+    def _queue(self, conn: Connection, task: Task, event_type: str, now: datetime) -> int:
+        return queue_event(
+            conn, task.org_id, event_type, _shown(task), now, task=task, schemes=self.schemes
+        )
