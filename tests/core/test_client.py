@@ -310,3 +310,23 @@ class TestEvents:
             made = await hr.tasks.acreate(kind="review", action={"name": "pay"})
             event = await asyncio.wait_for(anext(stream), 5)
         assert (event.task_id, event.to_status) == (made.id, Status.POSTED)
+
+    async def test_a_reader_that_gives_up_loses_nothing(self, hr: Handrail) -> None:
+        async with hr.tasks.aevents() as stream:
+            with pytest.raises(TimeoutError):  # nothing happens: the reader gives up
+                await asyncio.wait_for(anext(stream), 0.05)
+            made = await hr.tasks.acreate(kind="review", action={"name": "pay"})
+            event = await asyncio.wait_for(anext(stream), 5)  # the read it left goes on
+        assert event.task_id == made.id
+        await stream.aclose()  # closing twice is harmless
+
+    def test_closing_a_stream_ends_a_read_in_flight(self, hr: Handrail) -> None:
+        got: list[Any] = []
+        stream = hr.tasks.events()
+        reader = threading.Thread(target=lambda: got.extend(stream))
+        reader.start()
+        reader.join(timeout=0.05)
+        assert reader.is_alive()  # blocked: nothing has happened
+        stream.close()
+        reader.join(timeout=5)
+        assert not reader.is_alive() and got == []

@@ -284,6 +284,6 @@ def running(resumer: HandrailResumer) -> Iterator[threading.Thread]:
         assert resumer.connected.wait(20), "the resumer did not connect"
         yield worker
     finally:
-        while worker.is_alive():
-            resumer.stop()
-            worker.join(timeout=0.5)
+        resumer.stop()
+        worker.join(timeout=30)
+        assert not worker.is_alive(), "the resumer did not stop"

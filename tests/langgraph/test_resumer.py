@@ -3,11 +3,13 @@ webhooks, after a restart, when an event never came, and with resumes racing."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,6 +17,7 @@ import psycopg
 import pytest
 from fastapi import FastAPI
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 from standardwebhooks import Webhook
 
 from handrail import Decision, Handrail
@@ -220,6 +223,34 @@ def test_a_decision_the_stream_skips_is_found_while_connected(
     assert ledger.of("pay") == [PAYMENT["args"]]
 
 
+def test_a_thread_that_fails_to_resume_does_not_hold_up_the_others(
+    hr: Handrail, ledger: Ledger
+) -> None:
+    graph = payment_graph(hr, ledger, InMemorySaver())
+    broken_thread, broken = pause_one(graph)
+    fine_thread, fine = pause_one(graph)
+    alice = hr.as_reviewer("alice")
+    for task_id in (broken, fine):
+        alice.tasks.decide(task_id, Decision.approve())
+
+    class Failing:
+        checkpointer = graph.checkpointer
+        get_state = staticmethod(graph.get_state)
+
+        def invoke(self, command: Any, config: Any, **kwargs: Any) -> Any:
+            if config["configurable"]["thread_id"] == broken_thread:
+                raise RuntimeError("the checkpointer is down for this one")
+            return graph.invoke(command, config, **kwargs)
+
+    resumer = HandrailResumer(Failing(), hr)  # type: ignore[arg-type]
+    assert [r.thread_id for r in resumer.reconcile()] == [fine_thread]
+    assert ledger.of("pay") == [PAYMENT["args"]]
+    with pytest.raises(RuntimeError, match="down"):
+        resumer.resume_task(broken)  # still waiting: the next try (or reconcile) goes on
+    assert HandrailResumer(graph, hr).reconcile()[0].thread_id == broken_thread
+    assert len(ledger.of("pay")) == 2
+
+
 def test_events_in_flight_hold_the_cursor_back(
     hr: Handrail, ledger: Ledger, outcomes: Outcomes
 ) -> None:
@@ -250,6 +281,30 @@ def test_events_in_flight_hold_the_cursor_back(
         release.set()
         assert outcomes.until("resumed").task_id == slow
         assert cursor.wait_for(lambda seq: seq == last_seq(hr, later.id))
+    assert ledger.of("pay") == [PAYMENT["args"]]
+
+
+async def test_an_async_graph_on_an_async_saver_follows_events_on_its_loop(
+    tmp_path: Path, hr: Handrail, ledger: Ledger, outcomes: Outcomes
+) -> None:
+    """``asynchronous=True``: ``arun()`` on the caller's loop, ``ainvoke`` and an
+    ``AsyncSqliteSaver`` (whose connection belongs to that loop)."""
+    async with AsyncSqliteSaver.from_conn_string(str(tmp_path / "cp.db")) as saver:
+        graph = payment_graph(hr, ledger, saver)
+        config = thread()
+        first = await graph.ainvoke({"action": PAYMENT}, config, version="v2")
+        task_id = task_of(first.interrupts[0])
+        resumer = HandrailResumer(graph, hr, asynchronous=True, on_resumption=outcomes)
+        following = asyncio.create_task(resumer.arun())
+        assert await asyncio.to_thread(resumer.connected.wait, 20)
+        await hr.as_reviewer("alice").tasks.adecide(task_id, Decision.approve())
+        got = await asyncio.to_thread(outcomes.until, "resumed")
+        resumer.stop()
+        await asyncio.wait_for(following, 20)  # returns once stopped
+        assert got.task_id == task_id
+        assert (await graph.aget_state(config)).values["paid"] == [PAYMENT]
+        saved = await asyncio.to_thread(CheckpointCursor(saver).load)  # from a thread
+        assert saved == last_seq(hr, task_id)
     assert ledger.of("pay") == [PAYMENT["args"]]
 
 

@@ -66,8 +66,9 @@ ResumptionStatus = Literal["resumed", "not_pending", "undecided", "not_paused", 
 class Resumption:
     """What one attempt to resume came to.
 
-    ``status``: ``"resumed"`` (the thread ran on; ``interrupts`` and ``tasks`` say which
-    were answered, over every round), ``"not_pending"`` (the task is decided but its
+    ``status``: ``"resumed"`` (interrupts were answered and the thread ran again: on to
+    its next step, or to a pause for a task still open; ``interrupts`` and ``tasks`` say
+    which, over every round), ``"not_pending"`` (the task is decided but its
     thread has no pending interrupt for it: already resumed, or not this graph's),
     ``"undecided"`` (the task is still open), ``"not_paused"`` (no Handrail pause made the
     task), ``"not_found"`` (no such task)."""
@@ -177,6 +178,7 @@ class HandrailResumer:
         self.on_resumption = on_resumption
         self._config = config
         self._running: tuple[asyncio.AbstractEventLoop, asyncio.Task[None]] | None = None
+        self._stopping = threading.Event()
         self.connected = threading.Event()
         """Set while :meth:`run` follows the stream (once its reconcile on connect is
         done), cleared when the connection goes: a readiness probe."""
@@ -278,26 +280,29 @@ class HandrailResumer:
         task (a resumed thread may pause again on a task decided meanwhile)."""
         config = self.config_for(thread_id)
         rounds = _Rounds(thread_id)
+        pending = self.graph.get_state(config).interrupts
         for _ in range(self.max_rounds):
-            pending = self.graph.get_state(config).interrupts
             self._decided(pending, decided)
             answer = _answer(pending, decided)
             if not answer:
                 return rounds.outcome()
-            self.graph.invoke(Command(resume=answer), config, version="v2")
+            # what the run leaves pending is what it raised: the tasks it did not finish
+            # all ran again (and we hold the thread), so its result is the thread's state
+            pending = self.graph.invoke(Command(resume=answer), config, version="v2").interrupts
             rounds.note(answer)
         return rounds.outcome(stopped=self.max_rounds)
 
     async def _aresume_thread(self, thread_id: str, decided: dict[str, Task]) -> Resumption:
         config = self.config_for(thread_id)
         rounds = _Rounds(thread_id)
+        pending = (await self.graph.aget_state(config)).interrupts
         for _ in range(self.max_rounds):
-            pending = (await self.graph.aget_state(config)).interrupts
             await self._adecided(pending, decided)
             answer = _answer(pending, decided)
             if not answer:
                 return rounds.outcome()
-            await self.graph.ainvoke(Command(resume=answer), config, version="v2")
+            done = await self.graph.ainvoke(Command(resume=answer), config, version="v2")
+            pending = done.interrupts
             rounds.note(answer)
         return rounds.outcome(stopped=self.max_rounds)
 
@@ -323,16 +328,34 @@ class HandrailResumer:
     # ------------------------------------------------------------ reconciling
 
     def reconcile(self) -> list[Resumption]:
-        """Resume every thread of the checkpointer that waits on a decided task (without
-        any event: see :func:`~handrail_langgraph._scan.paused_threads` for its cost)."""
-        found = [self.resume_thread(t) for t in paused_threads(self.checkpointer)]
-        return [r for r in found if r.status == "resumed"]
+        """Resume every thread of the checkpointer that waits on a decided task, without
+        any event. It lists every checkpoint the saver holds (see ``_scan``), so it costs
+        more as the checkpointer grows. A thread that fails to resume is logged and left
+        for the next time; the others go on. Returns the resumptions made."""
+        resumed = []
+        for thread_id in paused_threads(self.checkpointer):
+            try:
+                outcome = self.resume_thread(thread_id)
+            except Exception:
+                log.exception("reconciling: resuming thread %s failed", thread_id)
+                continue
+            if outcome.status == "resumed":
+                resumed.append(outcome)
+        return resumed
 
     async def areconcile(self) -> list[Resumption]:
         if not self.asynchronous:
             return await asyncio.to_thread(self.reconcile)
-        found = [await self.aresume_thread(t) for t in await apaused_threads(self.checkpointer)]
-        return [r for r in found if r.status == "resumed"]
+        resumed = []
+        for thread_id in await apaused_threads(self.checkpointer):
+            try:
+                outcome = await self.aresume_thread(thread_id)
+            except Exception:
+                log.exception("reconciling: resuming thread %s failed", thread_id)
+                continue
+            if outcome.status == "resumed":
+                resumed.append(outcome)
+        return resumed
 
     # ------------------------------------------------------------ following the stream
 
@@ -345,17 +368,20 @@ class HandrailResumer:
     def stop(self) -> None:
         """Stop :meth:`run` / :meth:`arun` (from any thread): resumes in flight finish, the
         cursor is saved, then it returns."""
-        running = self._running
+        self._stopping.set()
+        running, self._running = self._running, None  # once: cleaning up is not cut short
         if running is not None:
             loop, task = running
             loop.call_soon_threadsafe(task.cancel)
 
     async def arun(self) -> None:
         """Follow the organisation's event stream and resume each thread whose task is
-        decided, until cancelled (or :meth:`stop`). Connection failures are retried with
-        backoff; every (re)connect reconciles first."""
+        decided, until :meth:`stop` (then it returns) or cancelled (then it raises
+        ``CancelledError``, after the same clean-up). Connection failures are retried
+        with backoff; every (re)connect reconciles first."""
         task = asyncio.current_task()
         assert task is not None
+        self._stopping.clear()
         self._running = (asyncio.get_running_loop(), task)
         progress = _Progress(await asyncio.to_thread(self.cursor.load))
         slots = asyncio.Semaphore(self.concurrency)
@@ -365,17 +391,24 @@ class HandrailResumer:
             helpers.append(asyncio.create_task(self._reconcile_now_and_then(self.reconcile_every)))
         failures = 0
         try:
-            while True:
+            while not self._stopping.is_set():
                 try:
                     await self._follow(progress, slots, handling)
-                    failures = 0  # the server closed the stream: connect again
+                    failures = 0  # the server closed the stream: connect again, soon
+                    await asyncio.sleep(random.uniform(0.05, 0.25))
                 except (asyncio.CancelledError, KeyboardInterrupt):
                     raise
                 except Exception as exc:
+                    if self._stopping.is_set():
+                        break
                     failures += 1
                     pause = min(30.0, 0.25 * 2**failures) * random.uniform(0.5, 1.0)
                     log.warning("event stream failed (%s); again in %.1f s", exc, pause)
                     await asyncio.sleep(pause)
+        except asyncio.CancelledError:
+            if not self._stopping.is_set():
+                raise  # cancelled from elsewhere: say so, once cleaned up
+            task.uncancel()  # stop() asked for it: return normally
         finally:
             for helper in helpers:
                 helper.cancel()

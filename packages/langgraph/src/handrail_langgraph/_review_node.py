@@ -20,7 +20,8 @@ from langgraph.types import Command
 
 from handrail import Action, Decision, DecisionType, Handrail, InvalidTransition, Task, WaitTimeout
 from handrail.client import decision_of
-from handrail_langchain.interrupts import NoDurableRun, apause, current_run, pause
+from handrail_langchain import allowed_decisions as allowed_decisions_of
+from handrail_langchain.interrupts import DurableRun, NoDurableRun, apause, current_run, pause
 
 __all__ = ["ReviewOutcome", "blocking_review_node", "review_node"]
 
@@ -29,14 +30,6 @@ ActionSource = str | Callable[[Any], Any]
 TaskFields = Mapping[str, Any] | Callable[[Any], Mapping[str, Any]]
 """More of the task (``title``, ``instructions``, ``payload``, ``risk_tier``,
 ``agent_reasoning``, ``metadata``...): fixed, or a function of the state."""
-
-_NAMES = {
-    "approve": DecisionType.APPROVE,
-    "reject": DecisionType.REJECT,
-    "modify": DecisionType.MODIFY,
-    "edit": DecisionType.MODIFY,
-    "respond": DecisionType.RESPOND,
-}
 
 
 class ReviewOutcome(TypedDict):
@@ -48,19 +41,6 @@ class ReviewOutcome(TypedDict):
     message: str | None
     args: dict[str, Any] | None
     reviewer_id: str | None
-
-
-def _allowed(names: Sequence[str | DecisionType]) -> tuple[DecisionType, ...]:
-    found: list[DecisionType] = []
-    for name in names:
-        kind = _NAMES.get(str(getattr(name, "value", name)))
-        if kind is None:
-            raise ValueError(f"unknown decision {name!r}: use {', '.join(sorted(_NAMES))}")
-        if kind not in found:
-            found.append(kind)
-    if not found:
-        raise ValueError("allowed_decisions must name at least one decision")
-    return tuple(found)
 
 
 def _action(value: Any) -> dict[str, Any]:
@@ -173,7 +153,7 @@ def _review(
     return _Review(
         client=client,
         action=action,
-        allowed=_allowed(allowed_decisions),
+        allowed=allowed_decisions_of(allowed_decisions),
         on_approve=on_approve,
         on_modify=on_modify or on_approve,
         on_reject=on_reject,
@@ -248,7 +228,7 @@ def review_node(
     return RunnableLambda(run, afunc=arun, name="review_node")
 
 
-def _durable() -> Any:
+def _durable() -> DurableRun:
     run = current_run()
     if run is None:
         raise NoDurableRun(
