@@ -138,7 +138,8 @@ class HandrailResumer:
       checkpointer); the async methods then run on the caller's loop. Otherwise they run
       the sync graph API in worker threads.
     - ``on_resumption``: called with each :class:`Resumption` that :meth:`run`, the
-      webhook router and :meth:`reconcile` come to (for logs and metrics).
+      webhook router and the ``resume_*`` methods come to, and with each thread that
+      reconciling resumes (for logs and metrics).
     """
 
     def __init__(
@@ -335,12 +336,13 @@ class HandrailResumer:
         resumed = []
         for thread_id in paused_threads(self.checkpointer):
             try:
-                outcome = self.resume_thread(thread_id)
+                with holding(self.lock, thread_id):
+                    outcome = self._resume_thread(thread_id, {})
             except Exception:
                 log.exception("reconciling: resuming thread %s failed", thread_id)
                 continue
-            if outcome.status == "resumed":
-                resumed.append(outcome)
+            if outcome.status == "resumed":  # threads still waiting are no news
+                resumed.append(self._tell(outcome))
         return resumed
 
     async def areconcile(self) -> list[Resumption]:
@@ -349,12 +351,13 @@ class HandrailResumer:
         resumed = []
         for thread_id in await apaused_threads(self.checkpointer):
             try:
-                outcome = await self.aresume_thread(thread_id)
+                async with self._aholding(thread_id):
+                    outcome = await self._aresume_thread(thread_id, {})
             except Exception:
                 log.exception("reconciling: resuming thread %s failed", thread_id)
                 continue
             if outcome.status == "resumed":
-                resumed.append(outcome)
+                resumed.append(self._tell(outcome))
         return resumed
 
     # ------------------------------------------------------------ following the stream

@@ -10,7 +10,7 @@ cost grows with the checkpointer; the resumer then reads each thread it found wi
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
@@ -54,8 +54,8 @@ class _Latest:
 def paused_threads(checkpointer: BaseCheckpointSaver[Any]) -> list[str]:
     """The threads whose latest checkpoint holds a Handrail interrupt."""
     latest = _Latest()
-    listing: Iterator[CheckpointTuple] = checkpointer.list(None)
-    _see_all(latest, listing)
+    for found in checkpointer.list(None):
+        latest.see(found)
     return latest.paused()
 
 
@@ -66,8 +66,3 @@ async def apaused_threads(checkpointer: BaseCheckpointSaver[Any]) -> list[str]:
     async for found in listing:
         latest.see(found)
     return latest.paused()
-
-
-def _see_all(latest: _Latest, listing: Iterable[CheckpointTuple]) -> None:
-    for found in listing:
-        latest.see(found)
