@@ -21,6 +21,7 @@ from pathlib import Path
 import bench_crewai
 import bench_http
 import bench_langchain
+import bench_langgraph
 import bench_ledger
 import bench_lifecycle
 import bench_verification
@@ -35,6 +36,7 @@ BENCHMARKS: dict[str, Bench] = {
     "verification": bench_verification.run,
     "http": bench_http.run,
     "langchain": bench_langchain.run,
+    "langgraph": bench_langgraph.run,
     "crewai": bench_crewai.run,
 }
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"

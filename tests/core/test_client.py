@@ -280,3 +280,53 @@ class TestLifetime:
             hr.review({"name": "x"}, {"a": 1})
         with pytest.raises(InvalidTransition):
             hr.tasks.verify(hr.tasks.create(kind="review", action={"name": "x"}).id)
+
+
+class TestEvents:
+    """``tasks.events``: the organisation's history as it happens, in order, resumable."""
+
+    def test_events_follow_the_org_in_order_and_resume_after_a_seq(self, hr: Handrail) -> None:
+        before = hr.tasks.create(kind="review", action={"name": "old"})
+        with hr.tasks.events() as stream:  # from now on: ``before`` is history
+            first = hr.tasks.create(kind="review", action={"name": "pay"})
+            hr.as_reviewer("alice").tasks.decide(first.id, Decision.approve())
+            seen = [next(stream)]
+            while seen[-1].to_status is not Status.VERIFIED:
+                seen.append(next(stream))
+        assert {e.task_id for e in seen} == {first.id}
+        assert seen[0].to_status is Status.POSTED
+        assert [e.to_status for e in seen] == [e.to_status for e in hr.tasks.history(first.id)]
+        seqs = [e.seq or 0 for e in seen]
+        assert seqs == sorted(set(seqs))  # in order, no repeats
+        # from a position: everything after it, the task made before the stream included
+        with hr.tasks.events(after=0) as again:
+            replay = [next(again) for _ in range(1 + len(seen))]
+        assert [e.task_id for e in replay] == [before.id] + [first.id] * len(seen)
+        assert [e.seq for e in replay[1:]] == [e.seq for e in seen]
+        assert list(again) == []  # closed
+
+    async def test_async_events_wake_at_the_change(self, hr: Handrail) -> None:
+        async with hr.tasks.aevents() as stream:  # open: the position is fixed here
+            made = await hr.tasks.acreate(kind="review", action={"name": "pay"})
+            event = await asyncio.wait_for(anext(stream), 5)
+        assert (event.task_id, event.to_status) == (made.id, Status.POSTED)
+
+    async def test_a_reader_that_gives_up_loses_nothing(self, hr: Handrail) -> None:
+        async with hr.tasks.aevents() as stream:
+            with pytest.raises(TimeoutError):  # nothing happens: the reader gives up
+                await asyncio.wait_for(anext(stream), 0.05)
+            made = await hr.tasks.acreate(kind="review", action={"name": "pay"})
+            event = await asyncio.wait_for(anext(stream), 5)  # the read it left goes on
+        assert event.task_id == made.id
+        await stream.aclose()  # closing twice is harmless
+
+    def test_closing_a_stream_ends_a_read_in_flight(self, hr: Handrail) -> None:
+        got: list[Any] = []
+        stream = hr.tasks.events()
+        reader = threading.Thread(target=lambda: got.extend(stream))
+        reader.start()
+        reader.join(timeout=0.05)
+        assert reader.is_alive()  # blocked: nothing has happened
+        stream.close()
+        reader.join(timeout=5)
+        assert not reader.is_alive() and got == []

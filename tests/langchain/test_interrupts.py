@@ -28,9 +28,12 @@ from handrail_langchain import HandrailMiddleware, ask_human_tool, require_appro
 from handrail_langchain.interrupts import (
     DurableRun,
     NoDurableRun,
+    PausePoint,
     ResumeSignal,
     current_run,
     pause,
+    pause_all,
+    paused_thread,
     task_id_of,
     task_key,
 )
@@ -445,3 +448,45 @@ def test_two_pauses_in_one_node_are_two_tasks(hr: Handrail) -> None:
     done = look_again(graph, config, second)
     assert done.value["outcomes"] == ["approve", "reject"]
     assert ran == [10] and len(hr.tasks.list().items) == 2
+
+
+def test_pause_all_pauses_for_every_open_task_at_once(hr: Handrail) -> None:
+    """:func:`pause_all`: every task created first, one interrupt per open task (distinct
+    ids), any resume reads them all again; each task names the thread it pauses."""
+
+    def both(state: _State) -> _State:
+        run = current_run()
+        assert run is not None
+        points = [
+            PausePoint(
+                {"kind": "review", "action": {"name": "refund", "args": {"amount": a}}},
+                task_key(run.thread_id, run.checkpoint_ns, "refund", i),
+            )
+            for i, a in enumerate(state["amounts"])
+        ]
+        return {"outcomes": [decision_of(t).type.value for t in pause_all(hr, points)]}
+
+    builder: StateGraph[_State] = StateGraph(_State)
+    builder.add_node("both", both)
+    builder.add_edge(START, "both")
+    builder.add_edge("both", END)
+    graph = builder.compile(checkpointer=InMemorySaver())
+    config = thread()
+    first = graph.invoke({"amounts": [10, 20, 30]}, config, version="v2")
+    assert len({i.id for i in first.interrupts}) == 3
+    tasks = [hr.tasks.get(i) for i in task_ids(first).values()]
+    assert {paused_thread(t) for t in tasks} == {config["configurable"]["thread_id"]}
+    assert paused_thread(hr.tasks.create(kind="review", action={"name": "x"})) is None
+    alice = hr.as_reviewer("alice")
+    by_amount = {t.action.args["amount"]: t for t in tasks if t.action is not None}
+    alice.tasks.decide(by_amount[20].id, Decision.approve())  # one of the side interrupts
+    (side,) = [i for i in first.interrupts if i.value["handrail"]["task_id"] == by_amount[20].id]
+    partial = graph.invoke(
+        Command(resume={side.id: {"task_id": by_amount[20].id}}), config, version="v2"
+    )
+    assert sorted(i.value["args"]["amount"] for i in partial.interrupts) == [10, 30]
+    alice.tasks.decide(by_amount[10].id, Decision.reject("no"))
+    alice.tasks.decide(by_amount[30].id, Decision.approve())
+    done = look_again(graph, config, partial)
+    assert done.value["outcomes"] == ["reject", "approve", "approve"]
+    assert len([t for t in hr.tasks.list().items if t.task_type == "refund"]) == 3

@@ -577,3 +577,27 @@ def test_backoff_is_full_jitter_under_the_cap() -> None:
     assert max(policy.backoff(0) for _ in range(50)) <= 0.2
     with pytest.raises(ValueError):
         RetryPolicy(max_attempts=0)
+
+
+def test_the_event_stream_over_http_resumes_after_a_seq(live: Live) -> None:
+    with live.client("requester") as hr, live.client("reviewer") as rv:
+        task = hr.tasks.create(**REVIEW)
+        rv.tasks.decide(task.id, Decision.reject("no"))
+        history = hr.tasks.history(task.id)
+        with hr.tasks.events(after=0) as stream:
+            seen = [next(stream) for _ in history]
+        assert [e.model_dump() for e in seen] == [e.model_dump() for e in history]
+        assert seen[-1].to_status is Status.VERIFIED
+        later = hr.tasks.create(**REVIEW)
+        with hr.tasks.events(after=seen[-1].seq) as resumed:
+            event = next(resumed)
+        assert event.task_id == later.id and (event.seq or 0) > (seen[-1].seq or 0)
+
+
+async def test_the_async_event_stream_over_http_starts_now(live: Live) -> None:
+    async with live.client("requester") as hr:
+        await hr.tasks.acreate(**REVIEW)  # before the stream: not in it
+        async with hr.tasks.aevents() as stream:
+            made = await hr.tasks.acreate(**REVIEW)
+            event = await asyncio.wait_for(anext(stream), 10)
+    assert (event.task_id, event.to_status) == (made.id, Status.POSTED)

@@ -22,7 +22,7 @@ human-in-the-loop middleware.
 
 from . import interrupts
 from ._ask import AskHumanTool, HumanQuestion, ask_human_tool
-from ._gate import Mode
+from ._gate import Mode, allowed_decisions
 from ._messages import DO_NOT_RETRY, EDIT_NOTICE
 from ._middleware import HandrailMiddleware
 from ._tool import GatedTool, OnReject, require_approval
@@ -36,6 +36,7 @@ __all__ = [
     "HumanQuestion",
     "Mode",
     "OnReject",
+    "allowed_decisions",
     "ask_human_tool",
     "interrupts",
     "require_approval",

@@ -111,7 +111,7 @@ class HandrailMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
     def wrap_tool_call(
         self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], Result]
     ) -> Result:
-        review = self._review(request)
+        review = self.review_of(request)
         if review is None:
             return handler(request)
         try:
@@ -134,7 +134,7 @@ class HandrailMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
         request: ToolCallRequest,
         handler: Callable[[ToolCallRequest], Awaitable[Result]],
     ) -> Result:
-        review = self._review(request)
+        review = self.review_of(request)
         if review is None:
             return await handler(request)
         try:
@@ -154,9 +154,11 @@ class HandrailMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
 
     # ------------------------------------------------------------ steps
 
-    def _review(self, request: ToolCallRequest) -> ToolReview | None:
+    def review_of(self, request: ToolCallRequest) -> ToolReview | None:
         """The review for a gated call, or None when this call runs without asking (or
-        names no tool the agent has: then nothing can run, and the tool node says so)."""
+        names no tool the agent has: then nothing can run, and the tool node says so).
+        The same request always gives the same review (the LangGraph adapter's tool node
+        creates the tasks of a turn's calls up front from these)."""
         call, tool = request.tool_call, request.tool
         rule = self.interrupt_on.get(call["name"])
         if rule is None or tool is None or (rule.when is not None and not rule.when(request)):

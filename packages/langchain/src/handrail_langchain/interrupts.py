@@ -26,7 +26,18 @@ pausing; this module does the rest, the same way for every Handrail adapter:
    ``tool_call_id``, ``name``, ``args``, ``description``), and Agent Inbox's
    ``HumanInterrupt`` (``action_request``, ``config``, ``description``).
 
-4. **The resume value only says "look again".** :class:`ResumeSignal` is the
+4. **Several tasks at once.** :func:`pause_all` waits for a list of tasks (the gated calls
+   of one model turn in one ``ToolNode``): it creates them all first, so reviewers see
+   them together, and while any is open raises one interrupt per open task together, each
+   with an id of its own, so a client can answer them with one ``{interrupt_id: ...}``
+   map. The first is LangGraph's own ``interrupt()``; the others carry a stable id made
+   from the task. Any resume makes it read every task again.
+
+5. **A thread a resumer can find.** Every task made here records where it paused in its
+   ``metadata["langgraph"]`` (``thread_id``, ``checkpoint_ns``): :func:`paused_thread`
+   reads it back, so a resumer that hears of a decision knows which thread to resume.
+
+6. **The resume value only says "look again".** :class:`ResumeSignal` is the
    ``response_schema`` of the interrupt: LangGraph refuses a resume that does not fit it
    (a bare string, a number, an unknown decision type) and leaves the interrupt
    answerable. A valid resume value is *not* the decision. :func:`pause` re-reads the
@@ -34,9 +45,9 @@ pausing; this module does the rest, the same way for every Handrail adapter:
    resume that claims an approval nobody gave, or came too early) it interrupts again, so
    the action cannot run. Only a recorded approve or modify lets it through.
 
-The API is :func:`pause` / :func:`apause` (the whole loop) and the pieces they are made
-of, for adapters that need them separately (the LangGraph adapter's review node and
-resumer)::
+The API is :func:`pause` / :func:`apause` (the whole loop), :func:`pause_all` /
+:func:`apause_all` (for several tasks) and the pieces they are made of, for adapters that
+need them separately (the LangGraph adapter's review node, tool node and resumer)::
 
     from handrail.client import decision_of
     from handrail_langchain.interrupts import current_run, pause
@@ -48,8 +59,10 @@ resumer)::
         decision = decision_of(task)  # a recorded decision; anything else is a reject
         ...
 
-A resumer (issue 7) resumes with ``Command(resume={interrupt.id: {"task_id": ...}})`` once
-the task is decided; what it sends is only checked against :class:`ResumeSignal`.
+A resumer (``handrail_langgraph.HandrailResumer``) finds the thread with
+:func:`paused_thread` and resumes it with ``Command(resume={interrupt.id: {"task_id":
+...}})`` once the task is decided; what it sends is only checked against
+:class:`ResumeSignal`.
 """
 
 from __future__ import annotations
@@ -59,12 +72,13 @@ import json
 import logging
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from langgraph.config import get_config
-from langgraph.types import interrupt
+from langgraph.errors import GraphInterrupt
+from langgraph.types import Interrupt, interrupt
 from pydantic import BaseModel, ConfigDict
 
 from handrail import DecisionType, Handrail, Kind, Task
@@ -73,12 +87,16 @@ __all__ = [
     "LANGCHAIN_DECISION",
     "DurableRun",
     "NoDurableRun",
+    "PausePoint",
     "ResumeSignal",
     "apause",
+    "apause_all",
     "current_run",
     "graph_task_scope",
     "interrupt_payload",
     "pause",
+    "pause_all",
+    "paused_thread",
     "task_id_of",
     "task_key",
 ]
@@ -259,6 +277,15 @@ def task_id_of(value: Any) -> str | None:
     return None
 
 
+def paused_thread(task: Task) -> str | None:
+    """The LangGraph thread paused on ``task`` (from its ``metadata["langgraph"]``), or
+    None for a task no pause made."""
+    where = task.metadata.get("langgraph")
+    if isinstance(where, Mapping) and isinstance(where.get("thread_id"), str):
+        return str(where["thread_id"])
+    return None
+
+
 # ---------------------------------------------------------------- the resume value
 
 ResumeType = Literal[
@@ -283,21 +310,21 @@ class ResumeSignal(BaseModel):
     decisions: list[dict[str, Any]] | None = None
 
 
-def _looked_again(task: Task, signal: Any) -> None:
-    """Note a resume that does not match what Handrail recorded (it changes nothing)."""
-    if not isinstance(signal, ResumeSignal):
+def _looked_again(tasks: list[Task], signal: Any) -> None:
+    """Note a resume that claims a decision Handrail has not recorded (it changes
+    nothing: the tasks are read again and the graph pauses again while one is open)."""
+    if not isinstance(signal, ResumeSignal) or signal.type is None:
         return
-    if signal.task_id is not None and signal.task_id != task.id:
-        # normal when one task pauses twice: the answer to the first reaches the second
-        log.info("a resume naming task %s reached the pause for task %s", signal.task_id, task.id)
-        return
-    if not task.terminal and signal.type is not None:
-        log.warning(
-            "a resume claiming %r reached task %s, which no one has decided (%s): pausing again",
-            signal.type,
-            task.id,
-            task.status.value,
-        )
+    named = [t for t in tasks if signal.task_id in (None, t.id)]
+    for task in named:
+        if not task.terminal:
+            log.warning(
+                "a resume claiming %r reached task %s, which no one has decided (%s): "
+                "pausing again",
+                signal.type,
+                task.id,
+                task.status.value,
+            )
 
 
 class NoDurableRun(RuntimeError):
@@ -305,8 +332,27 @@ class NoDurableRun(RuntimeError):
     raised rather than answered (nothing runs)."""
 
 
-def _keyed(spec: Mapping[str, Any], key: str) -> dict[str, Any]:
-    return {**spec, "idempotency_key": key}
+@dataclass(frozen=True)
+class PausePoint:
+    """One task to pause for: what to create (``spec``, without its idempotency key), the
+    key (see :meth:`DurableRun.next_key` and :func:`task_key`), and for the payload, a
+    description and the tool call it gates."""
+
+    spec: Mapping[str, Any]
+    key: str
+    description: str | None = None
+    tool_call_id: str | None = None
+
+    def payload(self, task: Task) -> dict[str, Any]:
+        return interrupt_payload(task, description=self.description, tool_call_id=self.tool_call_id)
+
+
+def _spec(point: PausePoint, run: DurableRun) -> dict[str, Any]:
+    """The task to create: ``point.spec`` with its key, and where it pauses noted in its
+    metadata (the same on every run of the task, as the key requires)."""
+    metadata = dict(point.spec.get("metadata") or {})
+    metadata["langgraph"] = {"thread_id": run.thread_id, "checkpoint_ns": run.checkpoint_ns}
+    return {**point.spec, "idempotency_key": point.key, "metadata": metadata}
 
 
 def _run_or_fail(run: DurableRun | None) -> DurableRun:
@@ -317,6 +363,70 @@ def _run_or_fail(run: DurableRun | None) -> DurableRun:
             "(compile the graph with checkpointer=...); outside one, wait by blocking"
         )
     return run
+
+
+_SCHEMA = ResumeSignal.model_json_schema()
+
+
+def _side_id(checkpoint_ns: str, task_id: str) -> str:
+    """A stable interrupt id for a task paused beside the first (32 hex, as LangGraph's)."""
+    material = f"{checkpoint_ns}|handrail|{task_id}".encode()
+    return hashlib.blake2b(material, digest_size=16).hexdigest()
+
+
+def _interrupt(run: DurableRun, waiting: list[tuple[PausePoint, Task]]) -> Any:
+    """Pause for every open task at once; the resume value when resumed.
+
+    The first task's interrupt is ``interrupt()``'s own (its resume value is checked
+    against :class:`ResumeSignal`); the others ride along in the same ``GraphInterrupt``
+    with ids of their own. Resuming any of them runs the code again, which reads every
+    task again: the resume value is never the decision."""
+    (point, task), *beside = waiting
+    try:
+        return interrupt(point.payload(task), response_schema=ResumeSignal)
+    except GraphInterrupt as paused:
+        if not beside:
+            raise
+        others = tuple(
+            Interrupt(
+                value=p.payload(t), id=_side_id(run.checkpoint_ns, t.id), response_schema=_SCHEMA
+            )
+            for p, t in beside
+        )
+        raise GraphInterrupt((*paused.args[0], *others)) from None
+
+
+def _open(points: Sequence[PausePoint], tasks: list[Task]) -> list[tuple[PausePoint, Task]]:
+    return [(p, t) for p, t in zip(points, tasks, strict=True) if not t.terminal]
+
+
+def pause_all(
+    client: Handrail, points: Sequence[PausePoint], *, run: DurableRun | None = None
+) -> list[Task]:
+    """Get or create the task of every point, and return them, in order, once all are
+    terminal. While any is open, pause the graph with one interrupt per open task (raised
+    together; let LangGraph's ``GraphInterrupt`` propagate); each resume reads every task
+    again. Raises :class:`NoDurableRun` outside a LangGraph run with a checkpointer."""
+    run = _run_or_fail(run)
+    tasks = [client.tasks.create(_spec(point, run)) for point in points]
+    while waiting := _open(points, tasks):
+        signal = _interrupt(run, waiting)
+        tasks = [t if t.terminal else client.tasks.get(t.id) for t in tasks]
+        _looked_again(tasks, signal)
+    return tasks
+
+
+async def apause_all(
+    client: Handrail, points: Sequence[PausePoint], *, run: DurableRun | None = None
+) -> list[Task]:
+    """:func:`pause_all` for async code."""
+    run = _run_or_fail(run)
+    tasks = [await client.tasks.acreate(_spec(point, run)) for point in points]
+    while waiting := _open(points, tasks):
+        signal = _interrupt(run, waiting)
+        tasks = [t if t.terminal else await client.tasks.aget(t.id) for t in tasks]
+        _looked_again(tasks, signal)
+    return tasks
 
 
 def pause(
@@ -340,12 +450,8 @@ def pause(
     ``handrail.client.decision_of(task)``: anything but a recorded approve or modify is
     a reject. Raises :class:`NoDurableRun` outside a LangGraph run with a checkpointer."""
     run = _run_or_fail(run)
-    task = client.tasks.create(_keyed(spec, run.next_key(identity)))
-    while not task.terminal:
-        payload = interrupt_payload(task, description=description, tool_call_id=tool_call_id)
-        signal = interrupt(payload, response_schema=ResumeSignal)
-        task = client.tasks.get(task.id)
-        _looked_again(task, signal)
+    point = PausePoint(spec, run.next_key(identity), description, tool_call_id)
+    (task,) = pause_all(client, [point], run=run)
     return task
 
 
@@ -360,10 +466,6 @@ async def apause(
 ) -> Task:
     """:func:`pause` for async code."""
     run = _run_or_fail(run)
-    task = await client.tasks.acreate(_keyed(spec, run.next_key(identity)))
-    while not task.terminal:
-        payload = interrupt_payload(task, description=description, tool_call_id=tool_call_id)
-        signal = interrupt(payload, response_schema=ResumeSignal)
-        task = await client.tasks.aget(task.id)
-        _looked_again(task, signal)
+    point = PausePoint(spec, run.next_key(identity), description, tool_call_id)
+    (task,) = await apause_all(client, [point], run=run)
     return task

@@ -2,11 +2,14 @@
 (``Handrail.local``) or over HTTP (``Handrail(url, api_key)``)."""
 
 from ._backend import Backend, LocalBackend
+from ._events import AsyncEventStream, EventStream
 from ._handrail import Handrail, LedgerOps, OnTimeout, Tasks, decision_of
 from ._http import HttpBackend, RetryPolicy
 
 __all__ = [
+    "AsyncEventStream",
     "Backend",
+    "EventStream",
     "Handrail",
     "HttpBackend",
     "LedgerOps",

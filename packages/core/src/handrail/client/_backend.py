@@ -8,16 +8,31 @@ holding a ``Handrail`` never cares which one it has.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Collection, Mapping
-from typing import Any, Protocol
+from collections.abc import AsyncGenerator, Collection, Mapping
+from typing import Any, Final, Protocol, cast
 
 from ..engine import Engine
 from ..ledger import Account, Balance, Earnings, EntryPage, Ledger, PayoutRecord, Posting
 from ..lifecycle import Status
 from ..models import Decision, Kind, Page, Principal, RiskTier, Role, Task, TaskEvent, TaskSpec
 from ..money import Currency, Money
+from ..notify import org_channel
 
-__all__ = ["Backend", "LocalBackend"]
+__all__ = ["Backend", "LocalBackend", "opened"]
+
+EVENT_BATCH: Final = 200
+"""Events read at a time from the store by an event stream."""
+EVENT_BACKSTOP: Final = 5.0
+"""How long an event stream trusts notifications alone before it reads again anyway."""
+
+
+async def opened(
+    stream: AsyncGenerator[TaskEvent | None, None],
+) -> AsyncGenerator[TaskEvent, None]:
+    """``stream`` run up to its first ``yield None`` (which says it is open, its position
+    fixed), ready to give events."""
+    await anext(stream)
+    return cast("AsyncGenerator[TaskEvent, None]", stream)
 
 
 class Backend(Protocol):
@@ -39,6 +54,7 @@ class Backend(Protocol):
         newest_first: bool = False,
     ) -> Page: ...
     async def history(self, task_id: str) -> builtins.list[TaskEvent]: ...
+    async def open_events(self, after: int | None = None) -> AsyncGenerator[TaskEvent, None]: ...
     async def cancel(self, task_id: str, reason: str | None = None) -> Task: ...
     async def wait(self, task_id: str, timeout: float | None = None) -> Task: ...
     async def approve_estimate(self, task_id: str) -> Task: ...
@@ -143,6 +159,26 @@ class LocalBackend:
 
     async def history(self, task_id: str) -> builtins.list[TaskEvent]:
         return await self.engine.history(self.principal, task_id)
+
+    async def open_events(self, after: int | None = None) -> AsyncGenerator[TaskEvent, None]:
+        """Every history entry of the organisation's tasks after sequence number ``after``
+        (None: from now on), in order, as they are committed; it never ends. The position
+        is fixed when this returns."""
+        return await opened(self._events(after))
+
+    async def _events(self, after: int | None) -> AsyncGenerator[TaskEvent | None, None]:
+        engine, org = self.engine, self.principal.org_id
+        async with engine.notifier.subscribe([org_channel(org)]) as sub:
+            position = await engine.store.last_seq() if after is None else after
+            yield None  # open: subscribed, and the position fixed
+            while True:
+                async with engine.store.transaction(readonly=True) as tx:
+                    found = await tx.org_events(org, position, EVENT_BATCH)
+                for event in found:
+                    position = event.seq or position
+                    yield event
+                if not found:
+                    await sub.wait(EVENT_BACKSTOP)
 
     async def cancel(self, task_id: str, reason: str | None = None) -> Task:
         return await self.engine.cancel(self.principal, task_id, reason)

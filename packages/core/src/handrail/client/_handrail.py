@@ -53,6 +53,7 @@ from ..sandbox import SandboxReviewer
 from ..sla import SlaScheduler
 from ..verification import Verifier
 from ._backend import Backend, LocalBackend
+from ._events import AsyncEventStream, EventStream
 from ._http import HttpBackend, RetryPolicy
 from ._portal import Portal
 
@@ -119,6 +120,19 @@ class Tasks:
 
     async def ahistory(self, task_id: str) -> builtins.list[TaskEvent]:
         return await self._async(self._backend.history(task_id))
+
+    def events(self, after: int | None = None) -> EventStream:
+        """The organisation's task history as it happens: every entry after sequence number
+        ``after`` (None: from now on, from this call), in order. In-process it never ends;
+        over HTTP it is the server's event stream (SSE) and ends with the connection (a
+        broken one raises ``HandrailError``): open another after the last event's ``seq``
+        to go on without a gap. Close it (``with hr.tasks.events() as events: ...``)."""
+        return EventStream(self._portal, lambda: self._backend.open_events(after))
+
+    def aevents(self, after: int | None = None) -> AsyncEventStream:
+        """:meth:`events` for async code: ``async with hr.tasks.aevents() as events:
+        async for event in events: ...`` (the position is fixed on entering)."""
+        return AsyncEventStream(self._portal, lambda: self._backend.open_events(after))
 
     def cancel(self, task_id: str, reason: str | None = None) -> Task:
         return self._sync(self._backend.cancel(task_id, reason))

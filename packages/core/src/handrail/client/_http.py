@@ -28,7 +28,7 @@ import email.utils
 import math
 import random
 import uuid
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
@@ -68,6 +68,7 @@ from ..ledger import (
 from ..lifecycle import Status
 from ..models import Decision, Kind, Page, RiskTier, Task, TaskEvent, TaskSpec
 from ..money import Currency, Money
+from ._backend import opened
 
 __all__ = ["HttpBackend", "RetryPolicy", "problem_error"]
 
@@ -512,6 +513,42 @@ class HttpBackend:
             yield changes
         finally:
             await changes.aclose()
+
+    async def open_events(self, after: int | None = None) -> AsyncGenerator[TaskEvent, None]:
+        """The organisation's event stream (``GET /v1/events``, SSE) after sequence number
+        ``after`` (None: from now on, fixed when this returns), one ``TaskEvent`` per
+        history entry, in order.
+
+        It ends when the connection does: a dropped connection raises ``HandrailError``
+        (``code == "connection_error"``), a stream the server closes just ends. Continue
+        from the last event's ``seq`` to resume without a gap."""
+        return await opened(self._events(after))
+
+    async def _events(self, after: int | None) -> AsyncGenerator[TaskEvent | None, None]:
+        response = await self._send(
+            "GET",
+            "/v1/events",
+            params={} if after is None else {"after": after},
+            stream=True,
+            read_timeout=max(self.timeout, 60.0),  # a keepalive comes every 15 s
+        )
+        try:
+            yield None  # open: the server has fixed the position
+            data: list[str] = []
+            async for line in response.aiter_lines():
+                if line.startswith("data:"):
+                    data.append(line[5:].removeprefix(" "))
+                elif not line and data:  # a blank line ends a frame
+                    yield TaskEvent.model_validate_json("\n".join(data))
+                    data = []
+        except _TRANSIENT as exc:
+            error = HandrailError(
+                f"the event stream from {self.url} broke off: {type(exc).__name__}: {exc}"
+            )
+            error.code = "connection_error"
+            raise error from exc
+        finally:
+            await response.aclose()
 
     async def whoami(self) -> tuple[str, str]:
         """The organisation and principal the API key acts as (asked once)."""
