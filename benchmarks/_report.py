@@ -21,12 +21,12 @@ from _common import Row, format_ratio, format_value
 
 # Titles of the charts rows may name; any other name is its own title.
 TITLES = {
-    "wakeup": "Decision → waiting agent: push against polling (ms, log scale)",
+    "wakeup": "Decision → waiting agent: pushed (in-process, long-poll, SSE) against polling",
     "http-create": "POST /v1/tasks over HTTP against the no-op FastAPI ceiling",
     "http-lifecycle": "Task lifecycle over HTTP (create → long-poll → decision → answered)",
     "lifecycle": "Lifecycle create → verified, in-process",
     "ledger": "Ledger operations",
-    "routing": "Assignment latency, 10,000 workers (ms, log scale)",
+    "routing": "Assignment latency, 10,000 workers",
 }
 LOG_SPAN = 30.0  # a chart whose bars span more than this factor gets a log scale
 
@@ -121,7 +121,8 @@ def draw(chart: Chart, path: Path) -> None:
             ax.set_xscale("log")
         low, high = ax.get_xlim()
         ax.set_xlim(low, high * (4 if chart.log else 1.25))  # room for the value labels
-        ax.set_xlabel(" / ".join(chart.units), fontsize=8)
+        scale = " (log scale)" if chart.log else ""
+        ax.set_xlabel(" / ".join(chart.units) + scale, fontsize=8)
         ax.tick_params(axis="x", labelsize=8)
         ax.set_title(chart.title, fontsize=10)
         ax.grid(axis="x", alpha=0.3, which="both" if chart.log else "major")
@@ -179,8 +180,9 @@ def page(
         out += [f"![{c.title}]({images}/{c.file})\n" for c in named]
     for bench in dict.fromkeys(r["bench"] for r in rows):
         text = about.get(bench, "").strip()
-        head, _, body = text.partition("\n")
-        out += [f"## {bench}" + (f": {head.rstrip('.')}" if head else ""), ""]
+        head, _, body = text.partition("\n\n")
+        head = " ".join(head.split()).rstrip(".")
+        out += [f"## {bench}" + (f": {head}" if head else ""), ""]
         if body.strip():
             out += [textwrap.dedent(body).strip(), ""]
         out += [f"![{c.title}]({images}/{c.file})\n" for c in by_bench.get(bench, ())]

@@ -91,6 +91,11 @@ LIFECYCLE_REQUESTS = 3  # create, wait, decision
 MiB = 1024 * 1024
 Store = Literal["SQLite file", "PostgreSQL"]
 How = Literal["long-poll", "SSE", "long-poll across 2 processes"]
+FIGURES: dict[How, str] = {  # what each wake-up figure runs from and to
+    "long-poll": "decision → long-poll answer",
+    "SSE": "decision → SSE frame",
+    "long-poll across 2 processes": "decision on process B → long-poll answer on A",
+}
 
 
 @dataclass(frozen=True)
@@ -384,7 +389,7 @@ def _spread(spread: Sequence[int]) -> str:
 
 
 def wakeup_rows(store: Store, how: How, n: int, w: Wakeup | None) -> list[Row]:
-    head = f"{store}: decision → {how} answer"
+    head = f"{store}: {FIGURES[how]}"
     if w is None:
         return [row(BENCH, f"{head} p50, {n:,} waiting", None, "ms", note=NO_POSTGRES)]
     return [

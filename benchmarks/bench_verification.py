@@ -155,6 +155,17 @@ async def run(quick: bool) -> list[Row]:
                     series=f"p{q}",
                 )
             )
+    rows.append(
+        row(
+            BENCH,
+            "HumanRail's advertised assignment time (a published figure, not measured here)",
+            HUMANRAIL_ASSIGN_MS,
+            "ms",
+            chart="routing",
+            label="HumanRail, as advertised",
+            series="published",
+        )
+    )
 
     span = 0.75 if quick else 4.0
     plain = await lifecycles(Engine(MemoryStore(), verifier=PassThroughVerifier()), span)

@@ -1,12 +1,13 @@
 """Run every benchmark and print one table: figure, value, anchor, ratio.
 
-    uv run --frozen --no-sync python benchmarks/run.py [--quick] [--only NAME] [--docs|--no-docs]
+    uv run --frozen --no-sync python benchmarks/run.py [--quick] [--only NAME] [--no-docs]
 
 ``--quick`` uses smaller runs (under two minutes in all, for CI smoke runs). Figures are
 printed, never asserted; each ratio compares two figures measured in this same run, so a
 busy machine shifts both. The rows are also written to ``benchmarks/results/latest.json``
 (git-ignored); a full run of every benchmark also writes ``docs/benchmarks.md`` and its
-charts (``docs/img/bench-*.png``), which ``--docs`` or ``--no-docs`` decide otherwise.
+charts (``docs/img/bench-*.png``), which ``--docs`` or ``--no-docs`` decide otherwise;
+``--redraw`` writes them again from the last run's results, measuring nothing.
 
 A benchmark is a module with ``async def run(quick: bool) -> list[Row]`` registered in
 ``BENCHMARKS``; its docstring describes it on the docs page, and its rows are tabled and
@@ -74,7 +75,17 @@ def main() -> None:
         action=argparse.BooleanOptionalAction,
         help=f"write {DOCS.name} and its charts (default: on a full run of every benchmark)",
     )
+    parser.add_argument(
+        "--redraw", action="store_true", help=f"only write the docs again from {RESULTS.name}"
+    )
     args = parser.parse_args()
+    if args.redraw:
+        last = json.loads(RESULTS.read_text())
+        names = list(dict.fromkeys(r["bench"] for r in last["rows"]))
+        about_them = about([n for n in names if n in BENCHMARKS])
+        for path in write_docs(last["rows"], last, about_them, DOCS, IMAGES):
+            print(f"wrote {path}")
+        return
     names = [name for name in BENCHMARKS if not args.only or name in args.only]
     docs = args.docs if args.docs is not None else not args.quick and not args.only
 
