@@ -9,15 +9,15 @@ once (their imports take seconds); each is then measured in turn while the other
 The clients are raw asyncio HTTP/1.1 connections with keep-alive (``_http.py``), so that
 they cost far less than the server.
 
-- **Wake-up**: N review tasks (1,000; ``--quick`` 50), each with a waiter parked on it, N
-  connections open at once: a long-poll (``GET /v1/tasks/{id}/wait``), or a server-sent
-  event stream (``GET /v1/tasks/{id}/events``, parked once its first frame came). Then some
-  of the tasks (300; quick 25) are decided one at a time over HTTP, and each figure runs
-  from sending the decision to its waiter's answer (the long-poll's response, the stream's
-  ``verified`` frame): p50 and p99, anchored to the decision request's own latency. The
-  remaining tasks are then decided in bulk and every waiter must answer. On PostgreSQL
-  the same is done **across two server processes**: the waiters on one, the decisions sent
-  to the other (the wake-up travels by ``LISTEN/NOTIFY``).
+- **Wake-up**: 1,000 waiters (``--quick`` 50) parked at once, each on its own connection,
+  spread over 300 review tasks (quick 20): each a long-poll (``GET /v1/tasks/{id}/wait``),
+  or a server-sent event stream (``GET /v1/tasks/{id}/events``, parked once its first frame
+  came). Then the tasks are decided one at a time over HTTP, each decision answering its
+  three or four waiters; every waiter must answer, and each figure runs from sending a
+  decision to one of its waiters' answer (the long-poll's response, the stream's
+  ``verified`` frame): p50 and p99 over all the waiters, anchored to the decision request's
+  own latency. On PostgreSQL the same is done **across two server processes**: the waiters
+  on one, the decisions sent to the other (the wake-up travels by ``LISTEN/NOTIFY``).
 - **Polling, on the same server**: clients that read their task (``GET /v1/tasks/{id}``)
   every 1 s (as Humancheck's server does), 2 s (HumanRail's SDK default) and 3 s
   (HumanLayer's SDK), 40 per interval (quick 8), each starting at a random phase; once
@@ -101,15 +101,15 @@ FIGURES: dict[How, str] = {  # what each wake-up figure runs from and to
 @dataclass(frozen=True)
 class Plan:
     crowd: int  # waiters parked at once
-    timed: int  # of them, decided one at a time and timed
+    tasks: int  # the tasks they wait on, decided one at a time
     pollers: int  # polling clients per interval
     seconds: float  # per throughput figure
     memory: int  # waiters for the memory figure
     workers: tuple[int, ...]  # worker processes per server, for the throughput figures
 
 
-QUICK = Plan(crowd=50, timed=25, pollers=8, seconds=1.0, memory=1_000, workers=(1,))
-FULL = Plan(crowd=1_000, timed=300, pollers=40, seconds=5.0, memory=10_000, workers=(1, 2))
+QUICK = Plan(crowd=50, tasks=20, pollers=8, seconds=1.0, memory=1_000, workers=(1,))
+FULL = Plan(crowd=1_000, tasks=300, pollers=40, seconds=5.0, memory=10_000, workers=(1, 2))
 QUICK_SKIPS = "not run with --quick"
 
 
@@ -134,37 +134,25 @@ async def _stream(conn: Http, key: str, task_id: str, opened: asyncio.Future[Non
     raise RuntimeError(f"the stream of {task_id} ended before it was verified")
 
 
-async def decide_all(port: int, key: str, ids: Sequence[str], clients: int = 4) -> None:
-    """Decide every task, from a few connections at once (untimed; more than a few make
-    PostgreSQL slower, not faster)."""
-    left = list(ids)
-    conns = [await Http.open(port) for _ in range(min(clients, len(left)))]
-
-    async def loop(conn: Http) -> None:
-        while left:
-            await decide(conn, left.pop(), key)
-
-    await asyncio.gather(*(loop(c) for c in conns))
-    close_all(conns)
-
-
 async def wakeup(waiting: Server, deciding: Server, keys: Keys, plan: Plan, sse: bool) -> Wakeup:
-    """Park ``plan.crowd`` waiters on ``waiting``, decide ``plan.timed`` of their tasks one
-    at a time on ``deciding``, then the rest at once; every waiter must answer."""
+    """Park ``plan.crowd`` waiters on ``waiting``, spread over ``plan.tasks`` tasks (so each
+    decision answers several), then decide the tasks one at a time on ``deciding``; every
+    waiter must answer, and each answer is a sample."""
     baseline = await idle_latency(waiting.port)
-    ids = await create_tasks(waiting.port, keys.requester, plan.crowd)
+    ids = await create_tasks(waiting.port, keys.requester, plan.tasks)
     conns = await open_many(waiting.port, plan.crowd)
+    on = [ids[i % len(ids)] for i in range(plan.crowd)]  # the task each waiter waits on
     if sse:
         loop = asyncio.get_running_loop()
-        opened = [loop.create_future() for _ in ids]
+        opened = [loop.create_future() for _ in conns]
         waiters = [
             asyncio.create_task(_stream(c, keys.requester, i, o))
-            for c, i, o in zip(conns, ids, opened, strict=True)
+            for c, i, o in zip(conns, on, opened, strict=True)
         ]
         await asyncio.wait_for(asyncio.gather(*opened), 120)
     else:
         waiters = [
-            asyncio.create_task(park(c, keys.requester, i)) for c, i in zip(conns, ids, strict=True)
+            asyncio.create_task(park(c, keys.requester, i)) for c, i in zip(conns, on, strict=True)
         ]
     await quiet(waiting.port, baseline, least=0.5 + plan.crowd / 2000)
     if any(w.done() for w in waiters):
@@ -172,14 +160,15 @@ async def wakeup(waiting: Server, deciding: Server, keys: Keys, plan: Plan, sse:
     decider = await Http.open(deciding.port)
     woken: list[float] = []
     calls: list[float] = []
-    for task_id, waiter in zip(ids[: plan.timed], waiters, strict=False):
+    for n, task_id in enumerate(ids):
         started = time.perf_counter()
         await decide(decider, task_id, keys.reviewer)
         calls.append(time.perf_counter() - started)
-        woken.append(await waiter - started)
+        answered = await asyncio.wait_for(asyncio.gather(*waiters[n :: len(ids)]), 120)
+        woken += [at - started for at in answered]
     decider.close()
-    await decide_all(deciding.port, keys.reviewer, ids[plan.timed :])
-    await asyncio.wait_for(asyncio.gather(*waiters), 120)
+    if len(woken) != plan.crowd:
+        raise RuntimeError(f"{len(woken)} of {plan.crowd} waiters answered")
     close_all(conns)
     return Wakeup(woken, calls)
 
@@ -395,7 +384,7 @@ def wakeup_rows(store: Store, how: How, n: int, w: Wakeup | None) -> list[Row]:
     return [
         row(
             BENCH,
-            f"{head} p{q}, {n:,} waiting ({len(w.woken)} timed)",
+            f"{head} p{q}, {n:,} waiting on {len(w.calls)} tasks",
             _ms(w.woken, q),
             "ms",
             anchor=f"the decision POST itself, p{q} ({_ms(w.calls, q):.1f} ms)",
