@@ -3,7 +3,7 @@
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 RUN := $(UV) run --frozen --no-sync
 
-.PHONY: help setup run demo test pytest lint typecheck fmt bench docs
+.PHONY: help setup run demo test pytest lint typecheck fmt bench drills docs
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -35,8 +35,11 @@ fmt: setup ## format and fix what ruff can
 	$(RUN) ruff format .
 	$(RUN) ruff check --fix .
 
-bench: setup ## run the benchmarks and print their figures
+bench: setup ## run the benchmarks, print one table, write docs/benchmarks.md and its charts
 	$(RUN) python benchmarks/run.py
+
+drills: setup ## fault drills (kill -9, PostgreSQL restart, webhooks, flood, bad input); docs/reliability.md
+	$(RUN) python -m drills
 
 docs: setup ## regenerate docs/lifecycle.md from the transition table
 	$(RUN) python scripts/render_lifecycle.py

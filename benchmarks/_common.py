@@ -16,7 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 import asyncpg
 
@@ -43,7 +43,12 @@ def reviewer(name: str = "reviewer") -> Principal:
 
 
 class Row(TypedDict):
-    """One printed figure. ``ratio`` is ``value`` over the anchor's value, same run."""
+    """One printed figure. ``ratio`` is ``value`` over the anchor's value, same run.
+
+    ``chart``, ``label`` and ``series`` place the figure in a picture (``_report.py``):
+    the rows sharing a ``chart`` are drawn together, one bar per ``label`` and ``series``
+    (p50 and p99, say, or 1 and 2 workers). Rows without them are drawn by benchmark and
+    unit. They are optional, so a benchmark may leave them out altogether."""
 
     bench: str
     figure: str
@@ -52,6 +57,9 @@ class Row(TypedDict):
     anchor: str
     ratio: float | None
     note: str
+    chart: NotRequired[str]
+    label: NotRequired[str]
+    series: NotRequired[str]
 
 
 def row(
@@ -63,10 +71,16 @@ def row(
     anchor: str = "",
     ratio: float | None = None,
     note: str = "",
+    chart: str = "",
+    label: str = "",
+    series: str = "",
 ) -> Row:
-    return Row(
+    made = Row(
         bench=bench, figure=figure, value=value, unit=unit, anchor=anchor, ratio=ratio, note=note
     )
+    if chart:
+        made.update(chart=chart, label=label or figure, series=series)
+    return made
 
 
 def percentile(samples: Sequence[float], q: float) -> float:

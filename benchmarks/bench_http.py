@@ -1,27 +1,43 @@
-"""The server over real HTTP: long-poll wake-up, create throughput, memory per waiter.
+"""The server over real HTTP: wake-up against polling, throughput against the no-op ceiling,
+memory per waiter.
 
 Real server processes (``python -m uvicorn handrail_server.main:create_app --factory``,
-one worker, access log off), on a SQLite file in a temporary directory and on a fresh
-PostgreSQL database (``CREATE DATABASE``, dropped afterwards; the rows read "skipped (no
-PostgreSQL)" without a server at ``HANDRAIL_BENCH_POSTGRES_URL``). The clients are raw
-asyncio HTTP/1.1 connections with keep-alive, so that they cost far less than the server.
+access log off), on SQLite files in a temporary directory and on fresh PostgreSQL databases
+(``CREATE DATABASE``, dropped afterwards; the PostgreSQL rows read "skipped (no
+PostgreSQL)" without a server at ``HANDRAIL_BENCH_POSTGRES_URL``). Every process starts at
+once (their imports take seconds); each is then measured in turn while the others idle.
+The clients are raw asyncio HTTP/1.1 connections with keep-alive (``_http.py``), so that
+they cost far less than the server.
 
-- **Wake-up**: N review tasks, one long-poll per task (``GET /v1/tasks/{id}/wait``, N
-  connections open at once), then the tasks are decided one at a time over HTTP; the
-  figure is from sending a decision to its waiter's answer arriving, p50 and p99,
-  anchored to the decision request's own latency. Beside it, what clients polling every
-  2 s (HumanRail SDK's default) and 3 s (HumanLayer SDK's) would see on the same server: a
-  decision lands at a uniformly random point of the interval, so the q-th percentile is
-  q × interval plus one ``GET /v1/tasks/{id}`` (measured in the same run, its mean).
-- **Throughput**: 16 connections each sending ``POST /v1/tasks`` back to back for a fixed
-  time; anchored to a no-op FastAPI endpoint (``noop_app.py``) served with the same uvicorn
-  settings and measured the same way.
-- **Memory**: 10,000 long-polls (quick: 2,000) waiting at once on one SQLite server
-  process of their own: its RSS once they are all accepted and it has settled, less its
-  RSS before (after a small warm-up round of waiters), per waiter; and the process's CPU
-  while they wait. Deciding one task then answers its share of the crowd, to show they
-  were all really waiting; the process is killed afterwards (a graceful stop would wait
-  for the rest).
+- **Wake-up**: 1,000 waiters (``--quick`` 50) parked at once, each on its own connection,
+  spread over 300 review tasks (quick 20): each a long-poll (``GET /v1/tasks/{id}/wait``),
+  or a server-sent event stream (``GET /v1/tasks/{id}/events``, parked once its first frame
+  came). Then the tasks are decided one at a time over HTTP, each decision answering its
+  three or four waiters; every waiter must answer, and each figure runs from sending a
+  decision to one of its waiters' answer (the long-poll's response, the stream's
+  ``verified`` frame): p50 and p99 over all the waiters, anchored to the decision request's
+  own latency. On PostgreSQL the same is done **across two server processes**: the waiters
+  on one, the decisions sent to the other (the wake-up travels by ``LISTEN/NOTIFY``).
+- **Polling, on the same server**: clients that read their task (``GET /v1/tasks/{id}``)
+  every 1 s (as Humancheck's server does), 2 s (HumanRail's SDK default) and 3 s
+  (HumanLayer's SDK), 40 per interval (quick 8), each starting at a random phase; once
+  all are polling, their tasks are decided one at a time in random order, and each figure
+  runs from sending the decision to the poller seeing it. Anchored to the long-poll figure.
+- **Throughput**, with 1 and with 2 uvicorn worker processes (quick: 1 only): 16
+  connections sending ``POST /v1/tasks`` back to back for a fixed time (5 s; quick 1 s),
+  anchored to a no-op FastAPI endpoint (``noop_app.py``) served with the same uvicorn
+  settings and worker count, measured the same way; and the **full lifecycle** over HTTP,
+  16 clients each
+  creating a task, sending a long-poll on it, deciding it on a second connection and
+  reading the long-poll's answer, anchored to the no-op ceiling divided by the lifecycle's
+  three requests. With two workers the kernel hands each new connection to whichever
+  worker accepts it first (often the same one), so connections are opened until they are
+  spread evenly, as a load balancer would spread them; the figure names the spread.
+- **Memory**: 10,000 long-polls (quick 1,000) waiting at once on one SQLite server process
+  of their own: its RSS once they are all accepted and it has settled, less its RSS before
+  (after a small warm-up round of waiters), per waiter; and the process's CPU while they
+  wait. Deciding one task then answers its share of the crowd, to show they were all
+  really waiting; the process is killed afterwards (a graceful stop would wait for the rest).
 
 The server's fallback re-read stays at its default (``HANDRAIL_WAIT_BACKSTOP``, 120 s,
 beyond the 60 s a long-poll lasts in production: a parked long-poll reads nothing until a
@@ -34,368 +50,225 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import resource
-import socket
-import statistics
-import subprocess
+import random
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
-import asyncpg
 import psutil
-from sqlalchemy.engine import make_url
 
-from _common import (
-    NO_POSTGRES,
-    POSTGRES_URL,
-    Row,
-    percentile,
-    postgres_available,
-    ratio,
-    row,
-    table,
+from _common import NO_POSTGRES, Row, percentile, postgres_available, ratio, row, table
+from _http import (
+    REVIEW,
+    Http,
+    Keys,
+    Server,
+    close_all,
+    create_tasks,
+    decide,
+    fresh_database,
+    idle_latency,
+    open_many,
+    park,
+    prepare,
+    quiet,
+    raise_fd_limit,
+    request,
+    start_handrail,
+    start_noop,
 )
 
 BENCH = "http"
-HERE = Path(__file__).resolve().parent
-HOST = "127.0.0.1"
-ORG = "bench"
-# the same settings for every server process, the no-op app included
-UVICORN = ("--host", HOST, "--log-level", "warning", "--no-access-log", "--backlog", "4096")
-REVIEW = {"kind": "review", "action": {"name": "send_email", "args": {"to": "a@b.c"}}}
-SDK_POLLS = ((2.0, "HumanRail SDK"), (3.0, "HumanLayer SDK"))
+_T0 = [0.0]
+POLLERS = ((1.0, "Humancheck server"), (2.0, "HumanRail SDK"), (3.0, "HumanLayer SDK"))
 CLIENTS = 16
-BATCH = 250  # connections opened at once
-WAIT = 300  # seconds a long-poll may wait (the server is told it may wait that long)
+WORKERS = (1, 2)
+LIFECYCLE_REQUESTS = 3  # create, wait, decision
 MiB = 1024 * 1024
+Store = Literal["SQLite file", "PostgreSQL"]
+How = Literal["long-poll", "SSE", "long-poll across 2 processes"]
+FIGURES: dict[How, str] = {  # what each wake-up figure runs from and to
+    "long-poll": "decision → long-poll answer",
+    "SSE": "decision → SSE frame",
+    "long-poll across 2 processes": "decision on process B → long-poll answer on A",
+}
 
 
-# ---------------------------------------------------------------- raw HTTP/1.1
+@dataclass(frozen=True)
+class Plan:
+    crowd: int  # waiters parked at once
+    tasks: int  # the tasks they wait on, decided one at a time
+    pollers: int  # polling clients per interval
+    seconds: float  # per throughput figure
+    memory: int  # waiters for the memory figure
+    workers: tuple[int, ...]  # worker processes per server, for the throughput figures
 
 
-def request(method: str, path: str, key: str | None = None, body: Any = None) -> bytes:
-    lines = [f"{method} {path} HTTP/1.1", f"Host: {HOST}"]
-    if key is not None:
-        lines.append(f"Authorization: Bearer {key}")
-    data = b""
-    if body is not None:
-        data = json.dumps(body, separators=(",", ":")).encode()
-        lines += ["Content-Type: application/json", f"Content-Length: {len(data)}"]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + data
+QUICK = Plan(crowd=50, tasks=20, pollers=8, seconds=1.0, memory=1_000, workers=(1,))
+FULL = Plan(crowd=1_000, tasks=300, pollers=40, seconds=5.0, memory=10_000, workers=(1, 2))
+QUICK_SKIPS = "not run with --quick"
 
 
-class Http:
-    """One keep-alive HTTP/1.1 connection, written and read by hand."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-
-    @classmethod
-    async def open(cls, port: int) -> Http:
-        reader, writer = await asyncio.open_connection(HOST, port)
-        return cls(reader, writer)
-
-    async def send(self, raw: bytes) -> None:
-        self.writer.write(raw)
-        await self.writer.drain()
-
-    async def answer(self) -> tuple[int, bytes]:
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(head[9:12])
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-            elif name.strip().lower() == b"transfer-encoding":
-                raise RuntimeError("chunked answers are not expected here")
-        return status, await self.reader.readexactly(length) if length else b""
-
-    async def call(self, raw: bytes) -> tuple[int, bytes]:
-        await self.send(raw)
-        return await self.answer()
-
-    def close(self) -> None:
-        self.writer.close()
-
-
-async def open_many(port: int, n: int) -> list[Http]:
-    conns: list[Http] = []
-    while len(conns) < n:
-        conns += await asyncio.gather(*(Http.open(port) for _ in range(min(BATCH, n - len(conns)))))
-    return conns
-
-
-def close_all(conns: Sequence[Http]) -> None:
-    for conn in conns:
-        conn.close()
-
-
-# ---------------------------------------------------------------- server processes
-
-
-@dataclass
-class Server:
-    process: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def rss(self) -> int:
-        return int(psutil.Process(self.pid).memory_info().rss)
-
-    async def ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log.read_text(errors='replace')}")
-            with contextlib.suppress(OSError):
-                conn = await Http.open(self.port)
-                try:
-                    status, _ = await conn.call(request("GET", "/healthz"))
-                finally:
-                    conn.close()
-                if status == 200:
-                    return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"server did not start: {self.log.read_text(errors='replace')}")
-            await asyncio.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def start(app: Sequence[str], workdir: Path, env: dict[str, str] | None = None) -> Server:
-    port = free_port()
-    log = workdir / f"server-{port}.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", *app, *UVICORN, "--port", str(port)],
-            env={**os.environ, **(env or {})},
-            cwd=workdir,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    return Server(process, port, log)
-
-
-def start_handrail(database_url: str, workdir: Path) -> Server:
-    return start(
-        ("handrail_server.main:create_app", "--factory"),
-        workdir,
-        {
-            "HANDRAIL_DATABASE_URL": database_url,
-            "HANDRAIL_UPLOAD_DIR": str(workdir / "uploads"),
-            "HANDRAIL_RATE_LIMIT_PER_SECOND": "1000000000",
-            "HANDRAIL_RATE_LIMIT_BURST": "1000000000",
-            "HANDRAIL_WAIT_MAX_SECONDS": str(WAIT),
-        },
-    )
-
-
-def start_noop(workdir: Path) -> Server:
-    return start(("noop_app:app", "--app-dir", str(HERE)), workdir)
-
-
-@dataclass
-class Keys:
-    requester: str
-    reviewer: str
-
-
-async def prepare(database_url: str) -> Keys:
-    """Migrate the database and make the keys (before any server starts on it)."""
-    from handrail import Role
-    from handrail.clock import SystemClock
-    from handrail.store.sql import SqlStore
-    from handrail_server.keys import create_key
-    from handrail_server.migrate import migrate
-
-    store = await SqlStore.open(database_url, create=False)
-    try:
-        await migrate(store)
-        now = SystemClock().now()
-        made = [
-            await store.run(
-                lambda c, role=role: create_key(
-                    c, org_id=ORG, role=role, now=now, principal=role.value
-                )
-            )
-            for role in (Role.REQUESTER, Role.REVIEWER)
-        ]
-    finally:
-        await store.close()
-    return Keys(made[0].key, made[1].key)
-
-
-@asynccontextmanager
-async def fresh_database() -> AsyncIterator[str]:
-    """A new PostgreSQL database, dropped afterwards."""
-    name = f"handrail_b_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(POSTGRES_URL)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-        finally:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
-def raise_fd_limit() -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = hard if hard != resource.RLIM_INFINITY else 1 << 20
-    if soft < wanted:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-# ---------------------------------------------------------------- the measures
-
-
-async def create_tasks(port: int, key: str, n: int) -> list[str]:
-    conns = [await Http.open(port) for _ in range(min(CLIENTS, n))]
-    ids: list[str] = []
-    raw = request("POST", "/v1/tasks", key, REVIEW)
-
-    async def make(conn: Http) -> None:
-        while len(ids) < n:
-            status, body = await conn.call(raw)
-            if status != 201:
-                raise RuntimeError(f"create: {status} {body[:300]!r}")
-            ids.append(json.loads(body)["id"])
-
-    await asyncio.gather(*(make(c) for c in conns))
-    close_all(conns)
-    return ids[:n]
-
-
-async def quiet(port: int, baseline: float, least: float, limit: float = 60.0) -> None:
-    """Until the server has taken in what was sent: after ``least`` seconds, three
-    ``/healthz`` in a row answered within about its idle latency (``baseline``)."""
-    await asyncio.sleep(least)
-    probe = await Http.open(port)
-    raw = request("GET", "/healthz")
-    calm, deadline = 0, time.monotonic() + limit
-    try:
-        while calm < 3 and time.monotonic() < deadline:
-            started = time.perf_counter()
-            await probe.call(raw)
-            calm = calm + 1 if time.perf_counter() - started < 3 * baseline + 0.005 else 0
-            await asyncio.sleep(0.05)
-    finally:
-        probe.close()
-
-
-async def idle_latency(port: int, n: int = 50) -> float:
-    probe = await Http.open(port)
-    raw = request("GET", "/healthz")
-    samples = []
-    for _ in range(n):
-        started = time.perf_counter()
-        await probe.call(raw)
-        samples.append(time.perf_counter() - started)
-    probe.close()
-    return statistics.median(samples)
-
-
-async def park(conn: Http, key: str, task_id: str) -> float:
-    """Long-poll until the task is verified; when the answer arrived."""
-    raw = request("GET", f"/v1/tasks/{task_id}/wait?timeout={WAIT}", key)
-    while True:
-        status, body = await conn.call(raw)
-        if status != 200:
-            raise RuntimeError(f"wait: {status} {body[:300]!r}")
-        if json.loads(body)["status"] == "verified":
-            return time.perf_counter()
+# ---------------------------------------------------------------- wake-up
 
 
 @dataclass
 class Wakeup:
     woken: list[float]  # decision sent → waiter answered, seconds
     calls: list[float]  # the decision request itself
-    read: float  # one GET /v1/tasks/{id}, mean
 
 
-async def wakeup(server: Server, keys: Keys, n: int) -> Wakeup:
-    baseline = await idle_latency(server.port)
-    ids = await create_tasks(server.port, keys.requester, n)
-    conns = await open_many(server.port, n)
-    waiters = [
-        asyncio.create_task(park(c, keys.requester, i)) for c, i in zip(conns, ids, strict=True)
-    ]
-    await quiet(server.port, baseline, least=0.5 + n / 2000)
+async def _stream(conn: Http, key: str, task_id: str, opened: asyncio.Future[None]) -> float:
+    """Follow the task's event stream until a frame says it is verified; when it came.
+    ``opened`` is set at the first frame (the stream is subscribed by then)."""
+    await conn.send(request("GET", f"/v1/tasks/{task_id}/events", key))
+    async for _, data in conn.events():
+        if not opened.done():
+            opened.set_result(None)
+        if data.get("status") == "verified":
+            return time.perf_counter()
+    raise RuntimeError(f"the stream of {task_id} ended before it was verified")
+
+
+async def wakeup(waiting: Server, deciding: Server, keys: Keys, plan: Plan, sse: bool) -> Wakeup:
+    """Park ``plan.crowd`` waiters on ``waiting``, spread over ``plan.tasks`` tasks (so each
+    decision answers several), then decide the tasks one at a time on ``deciding``; every
+    waiter must answer, and each answer is a sample."""
+    baseline = await idle_latency(waiting.port)
+    ids = await create_tasks(waiting.port, keys.requester, plan.tasks)
+    conns = await open_many(waiting.port, plan.crowd)
+    on = [ids[i % len(ids)] for i in range(plan.crowd)]  # the task each waiter waits on
+    if sse:
+        loop = asyncio.get_running_loop()
+        opened = [loop.create_future() for _ in conns]
+        waiters = [
+            asyncio.create_task(_stream(c, keys.requester, i, o))
+            for c, i, o in zip(conns, on, opened, strict=True)
+        ]
+        await asyncio.wait_for(asyncio.gather(*opened), 120)
+    else:
+        waiters = [
+            asyncio.create_task(park(c, keys.requester, i)) for c, i in zip(conns, on, strict=True)
+        ]
+    await quiet(waiting.port, baseline, least=0.5 + plan.crowd / 2000)
     if any(w.done() for w in waiters):
         raise RuntimeError("a waiter answered before any decision")
-    decider = await Http.open(server.port)
+    decider = await Http.open(deciding.port)
     woken: list[float] = []
     calls: list[float] = []
-    for task_id, waiter in zip(ids, waiters, strict=True):
+    for n, task_id in enumerate(ids):
         started = time.perf_counter()
-        status, body = await decider.call(
-            request("POST", f"/v1/tasks/{task_id}/decision", keys.reviewer, {"type": "approve"})
-        )
+        await decide(decider, task_id, keys.reviewer)
         calls.append(time.perf_counter() - started)
-        if status != 200:
-            raise RuntimeError(f"decision: {status} {body[:300]!r}")
-        woken.append(await waiter - started)
-    close_all(conns)
-    # a polling client's read, on the same server once the waiters are gone
-    raw = request("GET", f"/v1/tasks/{ids[0]}", keys.requester)
-    reads = 200
-    started = time.perf_counter()
-    for _ in range(reads):
-        status, _ = await decider.call(raw)
-    read = (time.perf_counter() - started) / reads
+        answered = await asyncio.wait_for(asyncio.gather(*waiters[n :: len(ids)]), 120)
+        woken += [at - started for at in answered]
     decider.close()
-    return Wakeup(woken, calls, read)
+    if len(woken) != plan.crowd:
+        raise RuntimeError(f"{len(woken)} of {plan.crowd} waiters answered")
+    close_all(conns)
+    return Wakeup(woken, calls)
 
 
-async def throughput(port: int, raw: bytes, seconds: float, warmup: float = 0.3) -> float:
-    """Answers per second with ``CLIENTS`` connections sending ``raw`` back to back."""
-    conns = [await Http.open(port) for _ in range(CLIENTS)]
+async def polling(server: Server, keys: Keys, per: int) -> dict[float, list[float]]:
+    """decision sent → seen, in seconds, for clients polling at each of ``POLLERS``."""
+    rng = random.Random(7)
+    plan = [interval for _ in range(per) for interval, _ in POLLERS]
+    ids = await create_tasks(server.port, keys.requester, len(plan))
+    conns = await open_many(server.port, len(plan))
 
-    async def loop(conn: Http, until: float) -> int:
+    async def poll(conn: Http, task_id: str, interval: float) -> float:
+        await asyncio.sleep(rng.uniform(0, interval))
+        raw = request("GET", f"/v1/tasks/{task_id}", keys.requester)
+        while True:
+            status, body = await conn.call(raw)
+            if status != 200:
+                raise RuntimeError(f"poll: {status} {body[:300]!r}")
+            if json.loads(body)["status"] == "verified":
+                return time.perf_counter()
+            await asyncio.sleep(interval)
+
+    pollers = [
+        asyncio.create_task(poll(c, i, interval))
+        for c, i, interval in zip(conns, ids, plan, strict=True)
+    ]
+    await asyncio.sleep(max(plan))  # every poller is in its loop
+    order = list(range(len(ids)))
+    rng.shuffle(order)
+    decider = await Http.open(server.port)
+    sent: dict[int, float] = {}
+    for i in order:
+        sent[i] = time.perf_counter()
+        await decide(decider, ids[i], keys.reviewer)
+    decider.close()
+    seen = await asyncio.wait_for(asyncio.gather(*pollers), 60)
+    close_all(conns)
+    out: dict[float, list[float]] = {interval: [] for interval, _ in POLLERS}
+    for i, interval in enumerate(plan):
+        out[interval].append(seen[i] - sent[i])
+    return out
+
+
+# ---------------------------------------------------------------- throughput
+
+
+async def rate(
+    server: Server, clients: int, one: Callable[[Http, Http], Awaitable[None]], seconds: float
+) -> tuple[float, list[int]]:
+    """``one`` per second, ``clients`` looping it at once (each with two connections), after
+    a short warm-up; and how the clients' first connections fell among the workers."""
+    agents, others = await server.connections(clients), await server.connections(clients)
+    pairs = list(zip(agents, others, strict=True))
+    spread = server.spread(agents)
+
+    async def loop(a: Http, b: Http, until: float) -> int:
         count = 0
         while time.perf_counter() < until:
-            status, body = await conn.call(raw)
-            if status != 201:
-                raise RuntimeError(f"{status} {body[:300]!r}")
+            await one(a, b)
             count += 1
         return count
 
-    await asyncio.gather(*(loop(c, time.perf_counter() + warmup) for c in conns))
+    await asyncio.gather(*(loop(a, b, time.perf_counter() + 0.3) for a, b in pairs))
     started = time.perf_counter()
-    counts = await asyncio.gather(*(loop(c, started + seconds) for c in conns))
-    rate = sum(counts) / (time.perf_counter() - started)
-    close_all(conns)
-    return rate
+    counts = await asyncio.gather(*(loop(a, b, started + seconds) for a, b in pairs))
+    done = sum(counts) / (time.perf_counter() - started)
+    close_all([c for pair in pairs for c in pair])
+    return done, spread
+
+
+def creating(key: str | None) -> Callable[[Http, Http], Awaitable[None]]:
+    raw = request("POST", "/v1/tasks", key, REVIEW)
+
+    async def one(conn: Http, _: Http) -> None:
+        status, body = await conn.call(raw)
+        if status != 201:
+            raise RuntimeError(f"{status} {body[:300]!r}")
+
+    return one
+
+
+def lifecycle(keys: Keys) -> Callable[[Http, Http], Awaitable[None]]:
+    """Create a task, long-poll it, decide it on the other connection, read the answer."""
+    create = request("POST", "/v1/tasks", keys.requester, REVIEW)
+
+    async def one(agent: Http, reviewer: Http) -> None:
+        status, body = await agent.call(create)
+        if status != 201:
+            raise RuntimeError(f"create: {status} {body[:300]!r}")
+        task_id = json.loads(body)["id"]
+        await agent.send(request("GET", f"/v1/tasks/{task_id}/wait?timeout=60", keys.requester))
+        await decide(reviewer, task_id, keys.reviewer)
+        status, body = await agent.answer()
+        if status != 200 or json.loads(body)["status"] != "verified":
+            raise RuntimeError(f"wait: {status} {body[:300]!r}")
+
+    return one
+
+
+# ---------------------------------------------------------------- memory
 
 
 @dataclass
@@ -454,22 +327,17 @@ async def memory(server: Server, keys: Keys, n: int, spread: int = 50) -> Memory
             for i, c in enumerate(conns)
         ]
 
-    async def decide(ids: list[str]) -> None:
+    async def decide_each(ids: list[str]) -> None:
         conn = await Http.open(server.port)
         for task_id in ids:
-            raw = request(
-                "POST", f"/v1/tasks/{task_id}/decision", keys.reviewer, {"type": "approve"}
-            )
-            status, body = await conn.call(raw)
-            if status != 200:
-                raise RuntimeError(f"decision: {status} {body[:300]!r}")
+            await decide(conn, task_id, keys.reviewer)
         conn.close()
 
     # warm-up: a few waiters park and are answered, so the code paths are loaded (few, so
     # that little freed memory is left over for the crowd to reuse)
     conns, waiters = await crowd(warm, 20)
     await quiet(server.port, baseline, least=0.3)
-    await decide(warm)
+    await decide_each(warm)
     await asyncio.gather(*waiters)
     close_all(conns)
     await quiet(server.port, baseline, least=0.3)
@@ -483,7 +351,7 @@ async def memory(server: Server, keys: Keys, n: int, spread: int = 50) -> Memory
     if any(w.done() for w in waiters):
         raise RuntimeError("a waiter answered before any decision")
     # they were really waiting: one task's decision answers its share of the crowd
-    await decide(tasks[:1])
+    await decide_each(tasks[:1])
     await asyncio.wait_for(asyncio.gather(*waiters[::spread]), 60)
     if sum(w.done() for w in waiters) != len(waiters[::spread]):
         raise RuntimeError("waiters of undecided tasks answered")
@@ -501,49 +369,119 @@ def _ms(samples: Sequence[float], q: float) -> float:
     return percentile(samples, q) * 1000
 
 
-def wakeup_rows(store: str, n: int, w: Wakeup | None) -> list[Row]:
-    head = f"{store}: decision → long-poll answer"
+def _workers(n: int) -> str:
+    return f"{n} worker{'s' if n > 1 else ''}"
+
+
+def _spread(spread: Sequence[int]) -> str:
+    return "" if len(spread) < 2 else f" (connections {'/'.join(map(str, spread))})"
+
+
+def wakeup_rows(store: Store, how: How, n: int, w: Wakeup | None) -> list[Row]:
+    head = f"{store}: {FIGURES[how]}"
     if w is None:
-        return [row(BENCH, f"{head} p50, {n:,} waiters", None, "ms", note=NO_POSTGRES)]
-    rows = [
+        return [row(BENCH, f"{head} p50, {n:,} waiting", None, "ms", note=NO_POSTGRES)]
+    return [
         row(
             BENCH,
-            f"{head} p{q}, {n:,} waiters",
+            f"{head} p{q}, {n:,} waiting on {len(w.calls)} tasks",
             _ms(w.woken, q),
             "ms",
             anchor=f"the decision POST itself, p{q} ({_ms(w.calls, q):.1f} ms)",
             ratio=ratio(_ms(w.woken, q), _ms(w.calls, q)),
+            chart="wakeup",
+            label=f"{how}, {store}",
+            series=f"p{q}",
         )
         for q in (50, 99)
     ]
-    for interval, who in SDK_POLLS:
+
+
+def polling_rows(
+    store: Store, per: int, polled: dict[float, list[float]] | None, pushed: Wakeup | None
+) -> list[Row]:
+    rows: list[Row] = []
+    for interval, who in POLLERS:
+        head = f"{store}: polling every {interval:g} s ({who}), decision → seen"
+        if polled is None or pushed is None:
+            rows.append(row(BENCH, f"{head} p50", None, "ms", note=NO_POSTGRES))
+            continue
         for q in (50, 99):
-            seen = (q / 100 * interval + w.read) * 1000
+            seen, anchor = _ms(polled[interval], q), _ms(pushed.woken, q)
             rows.append(
                 row(
                     BENCH,
-                    f"{store}: polling every {interval:g} s ({who}), p{q} = "
-                    f"{q / 100 * interval:g} s + one GET ({w.read * 1000:.1f} ms)",
+                    f"{head} p{q}, {per} clients",
                     seen,
                     "ms",
-                    anchor=f"long-poll p{q}",
-                    ratio=ratio(seen, _ms(w.woken, q)),
+                    anchor=f"long-poll p{q} ({anchor:.1f} ms)",
+                    ratio=ratio(seen, anchor),
+                    chart="wakeup",
+                    label=f"polling every {interval:g} s ({who}), {store}",
+                    series=f"p{q}",
                 )
             )
     return rows
 
 
-def throughput_row(store: str, rate: float | None, noop: float) -> Row:
-    figure = f"{store}: POST /v1/tasks throughput, {CLIENTS} connections"
-    if rate is None:
-        return row(BENCH, figure, None, "req/s", note=NO_POSTGRES)
+def noop_row(workers: int, value: float | None, spread: Sequence[int]) -> Row:
+    if value is None:
+        figure = f"no-op FastAPI: POST /v1/tasks, {_workers(workers)}"
+        return row(BENCH, figure, None, "req/s", note=QUICK_SKIPS)
     return row(
         BENCH,
-        figure,
-        rate,
+        f"no-op FastAPI: POST /v1/tasks, {_workers(workers)}, {CLIENTS} connections"
+        + _spread(spread),
+        value,
         "req/s",
-        anchor=f"no-op FastAPI POST, same uvicorn ({noop:,.0f} req/s)",
-        ratio=ratio(rate, noop),
+        anchor="the ceiling for the rows below",
+        chart="http-create",
+        label="no-op FastAPI (ceiling)",
+        series=_workers(workers),
+    )
+
+
+Got = tuple[float, list[int]] | None  # per second, and the connections' spread
+
+
+def create_row(store: Store, workers: int, got: Got, noop: float, why: str) -> Row:
+    figure = f"{store}: POST /v1/tasks, {_workers(workers)}, {CLIENTS} connections"
+    if got is None:
+        return row(BENCH, figure, None, "req/s", note=why)
+    value, spread = got
+    return row(
+        BENCH,
+        figure + _spread(spread),
+        value,
+        "req/s",
+        anchor=f"no-op FastAPI POST, {_workers(workers)} ({noop:,.0f} req/s)",
+        ratio=ratio(value, noop),
+        chart="http-create",
+        label=store,
+        series=_workers(workers),
+    )
+
+
+def lifecycle_row(store: Store, workers: int, got: Got, noop: float, why: str) -> Row:
+    figure = (
+        f"{store}: lifecycle over HTTP (create → long-poll → decision → answered), "
+        f"{_workers(workers)}, {CLIENTS} clients"
+    )
+    if got is None:
+        return row(BENCH, figure, None, "tasks/s", note=why)
+    value, spread = got
+    ceiling = noop / LIFECYCLE_REQUESTS
+    return row(
+        BENCH,
+        figure + _spread(spread),
+        value,
+        "tasks/s",
+        anchor=f"no-op ceiling ÷ {LIFECYCLE_REQUESTS} requests, {_workers(workers)} "
+        f"({ceiling:,.0f}/s)",
+        ratio=ratio(value, ceiling),
+        chart="http-lifecycle",
+        label=store,
+        series=_workers(workers),
     )
 
 
@@ -571,46 +509,97 @@ def memory_rows(m: Memory) -> list[Row]:
 
 
 async def run(quick: bool) -> list[Row]:
-    waiters, crowd, seconds = (200, 2_000, 1.0) if quick else (1_000, 10_000, 5.0)
+    plan = QUICK if quick else FULL
     limit = raise_fd_limit()  # before any server starts: they inherit it
-    if limit < crowd + 1_000:
-        crowd = max(100, limit - 1_000)
-    body = request("POST", "/v1/tasks", None, REVIEW)
+    crowd = min(plan.memory, max(100, limit - 1_000))
     have_postgres = await postgres_available()
+    stores: tuple[Store, ...] = ("SQLite file", "PostgreSQL") if have_postgres else ("SQLite file",)
     with tempfile.TemporaryDirectory(prefix="handrail-bench-http-") as tmp:
         workdir = Path(tmp)
         async with contextlib.AsyncExitStack() as stack:
-            urls = {
-                "SQLite file": f"sqlite:///{workdir / 'bench.db'}",
-                "memory": f"sqlite:///{workdir / 'memory.db'}",
-            }
-            if have_postgres:
-                urls["PostgreSQL"] = await stack.enter_async_context(fresh_database())
+            urls: dict[str, str] = {"memory": f"sqlite:///{workdir / 'memory.db'}"}
+            for workers in plan.workers:
+                urls[f"SQLite file/{workers}"] = f"sqlite:///{workdir / f'bench-{workers}.db'}"
+                if have_postgres:
+                    urls[f"PostgreSQL/{workers}"] = await stack.enter_async_context(
+                        fresh_database()
+                    )
             keys = {name: await prepare(url) for name, url in urls.items()}
-            # every process starts at once (their imports take seconds), then each is
-            # measured in turn while the others idle
-            servers = {name: start_handrail(url, workdir) for name, url in urls.items()}
-            servers["noop"] = start_noop(workdir)
+            servers = {
+                name: start_handrail(url, workdir, int(name.rsplit("/", 1)[-1]))
+                for name, url in urls.items()
+                if name != "memory"
+            }
+            servers["memory"] = start_handrail(urls["memory"], workdir)
+            if have_postgres:  # a second process on the first database: across processes
+                servers["PostgreSQL/1b"] = start_handrail(urls["PostgreSQL/1"], workdir)
+            for workers in plan.workers:
+                servers[f"noop/{workers}"] = start_noop(workdir, workers)
             try:
+                _T0[0] = time.perf_counter()
                 await asyncio.gather(*(s.ready() for s in servers.values()))
-                noop = await throughput(servers["noop"].port, body, seconds)
-                rows: list[Row] = []
-                through: list[Row] = []
-                for store in ("SQLite file", "PostgreSQL"):
-                    if store not in servers:
-                        rows += wakeup_rows(store, waiters, None)
-                        through.append(throughput_row(store, None, noop))
-                        continue
-                    server, key = servers[store], keys[store]
-                    rows += wakeup_rows(store, waiters, await wakeup(server, key, waiters))
-                    raw = request("POST", "/v1/tasks", key.requester, REVIEW)
-                    rate = await throughput(server.port, raw, seconds)
-                    through.append(throughput_row(store, rate, noop))
-                rows += through
+                _progress(f"{len(servers)} servers ready")
+                rows = await _measure(servers, keys, stores, plan)
                 rows += memory_rows(await memory(servers["memory"], keys["memory"], crowd))
+                _progress("memory")
             finally:
                 for server in servers.values():
                     server.stop()
+    return rows
+
+
+def _progress(what: str) -> None:
+    """A line per step on the way, with the seconds since the previous one."""
+    now = time.perf_counter()
+    print(f"  http: {what} ({now - _T0[0]:.1f} s)", flush=True)
+    _T0[0] = now
+
+
+async def _measure(
+    servers: dict[str, Server], keys: dict[str, Keys], stores: tuple[Store, ...], plan: Plan
+) -> list[Row]:
+    rows: list[Row] = []
+    for store in ("SQLite file", "PostgreSQL"):
+        name = f"{store}/1"
+        if store not in stores:
+            for how in ("long-poll", "SSE", "long-poll across 2 processes"):
+                rows += wakeup_rows(store, how, plan.crowd, None)
+            rows += polling_rows(store, plan.pollers, None, None)
+            continue
+        server, key = servers[name], keys[name]
+        pushed = await wakeup(server, server, key, plan, sse=False)
+        rows += wakeup_rows(store, "long-poll", plan.crowd, pushed)
+        _progress(f"{store}: long-poll wake-up")
+        sse = await wakeup(server, server, key, plan, sse=True)
+        rows += wakeup_rows(store, "SSE", plan.crowd, sse)
+        _progress(f"{store}: SSE wake-up")
+        if store == "PostgreSQL":
+            across = await wakeup(server, servers[f"{name}b"], key, plan, sse=False)
+            rows += wakeup_rows(store, "long-poll across 2 processes", plan.crowd, across)
+            _progress(f"{store}: wake-up across processes")
+        rows += polling_rows(store, plan.pollers, await polling(server, key, plan.pollers), pushed)
+        _progress(f"{store}: polling clients")
+
+    for workers in WORKERS:
+        if workers not in plan.workers:
+            rows.append(noop_row(workers, None, ()))
+            for store in ("SQLite file", "PostgreSQL"):
+                rows.append(create_row(store, workers, None, 0, QUICK_SKIPS))
+                rows.append(lifecycle_row(store, workers, None, 0, QUICK_SKIPS))
+            continue
+        noop = servers[f"noop/{workers}"]
+        ceiling, spread = await rate(noop, CLIENTS, creating(None), plan.seconds)
+        rows.append(noop_row(workers, ceiling, spread))
+        for store in ("SQLite file", "PostgreSQL"):
+            name = f"{store}/{workers}"
+            made = lived = None
+            if store in stores:
+                server, key = servers[name], keys[name]
+                made = await rate(server, CLIENTS, creating(key.requester), plan.seconds)
+                lived = await rate(server, CLIENTS, lifecycle(key), plan.seconds)
+            rows.append(create_row(store, workers, made, ceiling, NO_POSTGRES))
+            rows.append(lifecycle_row(store, workers, lived, ceiling, NO_POSTGRES))
+        _progress(f"throughput, {_workers(workers)}")
     return rows
 
 

@@ -9,7 +9,7 @@ time, from one coroutine and from 16 at once:
   claim it and submit the answer (``resolve``: the reward → the worker, the fee → the
   platform), each coroutine with its own reviewer.
 
-The figure is operations per second, the median of three turns (two with ``--quick``),
+The figure is operations per second, the median of three turns (one with ``--quick``),
 each counted over a window that opens after a short lead-in; the anchor is MemoryStore
 for the same operation and mode, measured in the same run (for MemoryStore itself,
 concurrent is compared with sequential). After the runs every store's books must balance.
@@ -171,7 +171,7 @@ def _anchor(kind: StoreKind, name: str, n: int, memory: Rates) -> tuple[str, flo
 
 async def run(quick: bool) -> list[Row]:
     # seconds counted per store, operation and mode, split over the rounds
-    seconds, rounds = (0.8, 2) if quick else (4.5, 3)
+    seconds, rounds = (0.8, 1) if quick else (4.5, 3)
     kinds = STORES if await postgres_available() else tuple(k for k in STORES if k != "postgres")
     rates = await measure(kinds, seconds, rounds)
     rows: list[Row] = []
@@ -184,7 +184,19 @@ async def run(quick: bool) -> list[Row]:
                     continue
                 anchor, base = _anchor(kind, name, n, rates["memory"])
                 rate = rates[kind][(name, n)]
-                rows.append(row(BENCH, figure, rate, unit, anchor=anchor, ratio=ratio(rate, base)))
+                rows.append(
+                    row(
+                        BENCH,
+                        figure,
+                        rate,
+                        unit,
+                        anchor=anchor,
+                        ratio=ratio(rate, base),
+                        chart="ledger",
+                        label=f"{STORE_LABELS[kind]}: {what}",
+                        series=_mode(n),
+                    )
+                )
     return rows
 
 

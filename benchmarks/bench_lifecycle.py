@@ -109,7 +109,7 @@ def _mode(n: int) -> str:
 
 
 async def run(quick: bool) -> list[Row]:
-    seconds = 1.5 if quick else 6.0  # per store and mode, split over the rounds
+    seconds = 0.9 if quick else 6.0  # per store and mode, split over the rounds
     kinds = STORES if await postgres_available() else tuple(k for k in STORES if k != "postgres")
     rates = await measure(kinds, seconds)
     rows: list[Row] = []
@@ -121,7 +121,19 @@ async def run(quick: bool) -> list[Row]:
                 continue
             anchor, base = _anchor(kind, n, rates["memory"])
             rate = rates[kind][n]
-            rows.append(row(BENCH, figure, rate, "tasks/s", anchor=anchor, ratio=ratio(rate, base)))
+            rows.append(
+                row(
+                    BENCH,
+                    figure,
+                    rate,
+                    "tasks/s",
+                    anchor=anchor,
+                    ratio=ratio(rate, base),
+                    chart="lifecycle",
+                    label=STORE_LABELS[kind],
+                    series=_mode(n),
+                )
+            )
     return rows
 
 

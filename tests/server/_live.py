@@ -62,6 +62,34 @@ def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
+async def long_poll(
+    client: httpx.AsyncClient, key: str, task_id: str, timeout: float = 30
+) -> tuple[dict[str, Any], float]:
+    """``GET /v1/tasks/{id}/wait`` once: the task as answered, and when the answer came."""
+    got = await client.get(f"/v1/tasks/{task_id}/wait?timeout={timeout:g}", headers=bearer(key))
+    woke = time.perf_counter()
+    assert got.status_code == 200, got.text
+    task: dict[str, Any] = got.json()
+    return task, woke
+
+
+async def all_items(
+    client: httpx.AsyncClient, key: str, path: str, **params: Any
+) -> list[dict[str, Any]]:
+    """Every item of a paginated list (``data``, ``has_more``, ``next_cursor``)."""
+    items: list[dict[str, Any]] = []
+    after = None
+    while True:
+        query = {**params, "limit": 500, **({"after": after} if after is not None else {})}
+        page = await client.get(path, params=query, headers=bearer(key))
+        assert page.status_code == 200, page.text
+        body = page.json()
+        items += body["data"]
+        if not body["has_more"]:
+            return items
+        after = body["next_cursor"]
+
+
 async def api_key(client: httpx.AsyncClient, admin: str, role: str, principal: str) -> str:
     """Another key in the admin's organisation, made over HTTP (faster than the CLI)."""
     made = await client.post(
@@ -179,13 +207,19 @@ class Received:
 
 class Receiver:
     """A webhook endpoint on loopback (a thread): answers 200 to every POST and keeps
-    each request. ``identify(client_port)`` may name the process behind a connection."""
+    each request. ``identify(client_port)`` may name the process behind a connection;
+    ``respond(request)`` may choose another status, or None to hang up without answering
+    (after the request was kept: a receiver that did the work but whose answer was lost)."""
 
     def __init__(
-        self, port: int | None = None, identify: Callable[[int], str | None] | None = None
+        self,
+        port: int | None = None,
+        identify: Callable[[int], str | None] | None = None,
+        respond: Callable[[Received], int | None] | None = None,
     ) -> None:
         self.port = port or free_port()
         self.identify = identify
+        self.respond = respond
         self.received: list[Received] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -210,11 +244,14 @@ class Receiver:
                 port = self.client_address[1]
                 sender = owner.identify(port) if owner.identify else None
                 headers = {k.lower(): v for k, v in self.headers.items()}
+                got = Received(headers.get("webhook-id", ""), headers, body, port, sender)
                 with owner._lock:
-                    owner.received.append(
-                        Received(headers.get("webhook-id", ""), headers, body, port, sender)
-                    )
-                self.send_response(200)
+                    owner.received.append(got)
+                status = owner.respond(got) if owner.respond else 200
+                if status is None:
+                    self.close_connection = True
+                    return
+                self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 

@@ -46,7 +46,16 @@ import sqlalchemy as sa
 from standardwebhooks import Webhook
 
 from handrail_server.tables import webhook_outbox
-from tests.server._live import REVIEW, LiveServer, Receiver, api_key, bearer, cli_key
+from tests.server._live import (
+    REVIEW,
+    LiveServer,
+    Receiver,
+    all_items,
+    api_key,
+    bearer,
+    cli_key,
+    long_poll,
+)
 
 REWARD = {"currency": "USD", "amount": "1.00"}
 PER_TASK = 110  # minor units held per paid task: the $1.00 reward + the $0.10 minimum fee
@@ -123,13 +132,6 @@ async def _depositor(c: httpx.AsyncClient, admin: str, load: Load) -> None:
         await asyncio.sleep(0.02)
 
 
-async def _long_poll(c: httpx.AsyncClient, key: str, task_id: str) -> tuple[dict[str, Any], float]:
-    got = await c.get(f"/v1/tasks/{task_id}/wait?timeout=30", headers=bearer(key))
-    woke = time.perf_counter()
-    assert got.status_code == 200, got.text
-    return got.json(), woke
-
-
 def _outbox(url: str, endpoint: str) -> list[dict[str, Any]]:
     engine = sa.create_engine(url)
     try:
@@ -160,21 +162,6 @@ def _utc(value: datetime) -> datetime:
 
 def _minor(money: dict[str, str]) -> int:
     return round(float(money["amount"]) * 100)
-
-
-async def _all(c: httpx.AsyncClient, key: str, path: str, **params: Any) -> list[dict[str, Any]]:
-    """Every item of a paginated list."""
-    items: list[dict[str, Any]] = []
-    after = None
-    while True:
-        query = {**params, "limit": 500, **({"after": after} if after is not None else {})}
-        page = await c.get(path, params=query, headers=bearer(key))
-        assert page.status_code == 200, page.text
-        body = page.json()
-        items += body["data"]
-        if not body["has_more"]:
-            return items
-        after = body["next_cursor"]
 
 
 def _events(task_id: str, decided: bool, posted: bool = True) -> set[tuple[str, str]]:
@@ -217,7 +204,7 @@ async def test_kill_9_under_load_loses_nothing_acknowledged(tmp_path: Path) -> N
                 )
                 assert task.status_code == 201, task.text
                 waited.append(task.json()["id"])
-            polls = [asyncio.create_task(_long_poll(c, requester, i)) for i in waited]
+            polls = [asyncio.create_task(long_poll(c, requester, i)) for i in waited]
 
             made = await c.post("/v1/webhooks", json={"url": receiver.url}, headers=bearer(admin))
             assert made.status_code == 201, made.text
@@ -294,7 +281,7 @@ async def test_kill_9_under_load_loses_nothing_acknowledged(tmp_path: Path) -> N
             base_url=second.url, trust_env=False, timeout=20, limits=limits
         ) as c:
             # long-polls asked again: decided before the crash → at once
-            again = [asyncio.create_task(_long_poll(c, requester, i)) for i in waited]
+            again = [asyncio.create_task(long_poll(c, requester, i)) for i in waited]
             await asyncio.sleep(0.5)
             for task_id, poll in zip(waited, again, strict=True):
                 if task_id in early:
@@ -321,7 +308,7 @@ async def test_kill_9_under_load_loses_nothing_acknowledged(tmp_path: Path) -> N
             assert max(late) < WAKE_BOUND, late
 
             # -- tasks and decisions
-            tasks = {t["id"]: t for t in await _all(c, requester, "/v1/tasks")}
+            tasks = {t["id"]: t for t in await all_items(c, requester, "/v1/tasks")}
             for task_id in load.created.values():
                 assert task_id in tasks, f"acknowledged task {task_id} is gone"
             for task_id, kind in load.decided.items():
@@ -339,7 +326,7 @@ async def test_kill_9_under_load_loses_nothing_acknowledged(tmp_path: Path) -> N
             found_unacked = loaded - set(load.created.values())
 
             # -- the ledger
-            entries = await _all(c, admin, "/v1/ledger/entries", account="org")
+            entries = await all_items(c, admin, "/v1/ledger/entries", account="org")
             deposit_keys = {
                 e["posting_id"].rsplit(":", 1)[1] for e in entries if e["kind"] == "deposit"
             }

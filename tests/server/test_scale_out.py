@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import json
 import time
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -28,11 +27,10 @@ import httpx
 import psutil
 import pytest
 import pytest_asyncio
-from sqlalchemy.engine import make_url
 from standardwebhooks import Webhook
 
-from tests.postgres import asyncpg_dsn
-from tests.server._live import REVIEW, LiveServer, Receiver, api_key, bearer, cli_key
+from tests.postgres import asyncpg_dsn, fresh_database
+from tests.server._live import REVIEW, LiveServer, Receiver, api_key, bearer, cli_key, long_poll
 
 # one database and one pair of processes for the module's tests (they start slowly)
 pytestmark = [pytest.mark.postgres, pytest.mark.asyncio(loop_scope="module")]
@@ -48,16 +46,8 @@ EVENTS = ("task.posted", "task.assigned", "task.submitted", "task.verified")
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def database(postgres_url: str) -> AsyncIterator[str]:
     """A fresh PostgreSQL database (dropped WITH (FORCE) afterwards)."""
-    name = f"handrail_t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(asyncpg_dsn(postgres_url))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
-        finally:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with fresh_database(postgres_url) as url:
+        yield url
 
 
 @dataclass
@@ -112,13 +102,6 @@ async def _create(client: httpx.AsyncClient, key: str, **more: object) -> str:
     return task_id
 
 
-async def _long_poll(client: httpx.AsyncClient, key: str, task_id: str) -> tuple[dict, float]:
-    got = await client.get(f"/v1/tasks/{task_id}/wait?timeout=30", headers=bearer(key))
-    woke = time.perf_counter()
-    assert got.status_code == 200, got.text
-    return got.json(), woke
-
-
 async def test_a_decision_on_one_process_wakes_a_waiter_on_the_other(cluster: Cluster) -> None:
     c = cluster
     lines = []
@@ -126,7 +109,7 @@ async def test_a_decision_on_one_process_wakes_a_waiter_on_the_other(cluster: Cl
         for waiter_side, decider_side, route in ((c.ca, c.cb, "A←B"), (c.cb, c.ca, "B←A")):
             ids = [await _create(waiter_side, c.requester) for _ in range(PER_ROUND)]
             sent = time.perf_counter()
-            waits = [asyncio.create_task(_long_poll(waiter_side, c.requester, i)) for i in ids]
+            waits = [asyncio.create_task(long_poll(waiter_side, c.requester, i)) for i in ids]
             await asyncio.sleep(0.5)  # the waits reach the server and park
             assert not any(w.done() for w in waits), [w.result() for w in waits if w.done()]
             for task_id, waiting in zip(ids, waits, strict=True):
