@@ -72,7 +72,7 @@ class Answer:
     status: int
     refuse: bool
     changed: bool  # the database differs after it
-    problem: bool  # application/problem+json with a code
+    problem: bool  # a clear refusal: problem+json with a code (a peer's own format on /compat)
     from_app: bool  # carries X-Request-Id (so it came through the app, not uvicorn)
 
 
@@ -345,16 +345,44 @@ def _headers(target: _Target, who: str, extra: dict[str, str]) -> dict[str, str]
     return {**auth, **extra}
 
 
+# The peers' dialects answer errors in their own documented formats (docs/compat.md):
+# what each must hold for a refusal to count as a clear one.
+_DIALECT_ERRORS: dict[str, Any] = {
+    "/compat/humanrail/": lambda b: bool((b.get("error") or {}).get("code")) and "requestId" in b,
+    "/compat/humanops/": lambda b: bool(b.get("error")),
+    "/compat/humancheck/": lambda b: bool(b.get("detail")),
+}
+
+
+def _clear_refusal(path: str, headers: Any, body: bytes) -> bool:
+    """The refusal is in the API's documented error format, with a code or a message:
+    problem details with a ``code`` on the native API, the peer's own shape under
+    ``/compat``."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return False
+    if not isinstance(parsed, dict):
+        return False
+    for prefix, clear in _DIALECT_ERRORS.items():
+        if path.startswith(prefix):
+            return bool(clear(parsed))
+    kind = headers.get("content-type", "")
+    return kind.startswith("application/problem+json") and bool(parsed.get("code"))
+
+
 def _answer(
-    name: str, refuse: bool, status: int, headers: Any, body: bytes, before: str, after: str
+    name: str,
+    path: str,
+    refuse: bool,
+    status: int,
+    headers: Any,
+    body: bytes,
+    before: str,
+    after: str,
 ) -> Answer:
-    problem = False
-    if headers.get("content-type", "").startswith("application/problem+json"):
-        try:
-            problem = bool(json.loads(body).get("code"))
-        except ValueError:
-            problem = False
-    return Answer(name, status, refuse, before != after, problem, "x-request-id" in headers)
+    clear = _clear_refusal(path, headers, body)
+    return Answer(name, status, refuse, before != after, clear, "x-request-id" in headers)
 
 
 def _hand(target: _Target, ids: dict[str, str]) -> list[Answer]:
@@ -380,7 +408,9 @@ def _hand(target: _Target, ids: dict[str, str]) -> list[Answer]:
                 status, got, body = 0, httpx.Headers(), b""
                 case.name += f" ({type(exc).__name__})"
             after = target.digest()
-            answers.append(_answer(case.name, case.refuse, status, got, body, before, after))
+            answers.append(
+                _answer(case.name, case.path, case.refuse, status, got, body, before, after)
+            )
     return answers
 
 
@@ -433,6 +463,7 @@ def _fuzz(target: _Target, out: StoreOutcome) -> None:
                 body_text = "" if case.body is None else f" {str(case.body)[:120]}"
                 answer = _answer(
                     f"{case.method} {case.formatted_path}{query}{body_text} ({mode.value})",
+                    case.formatted_path,
                     False,
                     status,
                     got,
@@ -601,7 +632,7 @@ def checks(o: HostileOutcome) -> list[Check]:
                 else ", ".join(f"{k}: {m} requests" for k, (_, m) in counts.items()),
             ),
             check(
-                "refusals are problem details with a code",
+                "refusals are problem details with a code (the peer's own format under /compat)",
                 not unclear,
                 f"plain refusals: {missing(unclear, 8)}" if unclear else "all problem+json",
             ),

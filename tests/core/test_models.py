@@ -136,6 +136,11 @@ class TestTaskSpec:
             ({"kind": "review", "action": {"name": "x"}, "redundancy": 26}, "less than or equal"),
             ({"kind": "review", "action": {"name": "x"}, "callback_url": "ftp://x"}, "pattern"),
             ({"kind": "review", "action": {"name": "x"}, "payload": {"f": object()}}, "JSON"),
+            (
+                {"kind": "review", "action": {"name": "x", "args": {"n": float("nan")}}},
+                "finite number",
+            ),
+            ({"kind": "judgment", "output_schema": {}, "payload": {"n": float("inf")}}, "finite"),
         ],
     )
     def test_invalid_specs(self, data: dict[str, object], message: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from drills._crash import EVENTS, CrashOutcome, Delivery
 from drills._docs import page
 from drills._drill import Check, Result, check, nothing_lost
 from drills.flood import FloodOutcome
-from drills.hostile_input import Answer, HostileOutcome, StoreOutcome
+from drills.hostile_input import Answer, HostileOutcome, StoreOutcome, _clear_refusal
 from drills.postgres_restart import RestartOutcome
 from drills.webhook_outage import OutageOutcome, Seen
 
@@ -572,3 +573,30 @@ def test_the_hand_written_list() -> None:
             "Bearer"
         )
         assert c.json is None or c.content is None
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type", "body", "clear"),
+    [
+        ("/v1/tasks", "application/problem+json", {"code": "validation_error"}, True),
+        ("/v1/tasks", "application/json", {"code": "validation_error"}, False),
+        ("/v1/tasks", "application/problem+json", {"detail": "no code"}, False),
+        (
+            "/compat/humanrail/v1/tasks",
+            "application/json",
+            {"error": {"code": "validation_error"}, "requestId": "r"},
+            True,
+        ),
+        ("/compat/humanrail/v1/tasks", "application/json", {"detail": "x"}, False),
+        ("/compat/humanops/api/v1/tasks", "application/json", {"error": "Bad"}, True),
+        ("/compat/humanops/api/v1/tasks", "application/json", {"detail": "x"}, False),
+        ("/compat/humancheck/reviews", "application/json", {"detail": "x"}, True),
+        ("/compat/humancheck/reviews", "application/json", {"error": "x"}, False),
+    ],
+)
+def test_a_clear_refusal_is_in_the_apis_own_format(
+    path: str, content_type: str, body: dict[str, object], clear: bool
+) -> None:
+    headers = {"content-type": content_type}
+    assert _clear_refusal(path, headers, json.dumps(body).encode()) is clear
+    assert _clear_refusal(path, headers, b"not json") is False

@@ -13,13 +13,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from handrail.clock import Clock
 
 from . import compat
-from .guards import refuse_nul
+from .guards import BodyLimitMiddleware, check_input
 from .hub import open_hub
 from .problems import RequestIdMiddleware, install
 from .routes import admin, money, system, tasks, waiting, work
 from .settings import Settings
 
 __all__ = ["create_app"]
+
+UPLOAD_OVERHEAD = 64 * 1024  # multipart boundaries, headers and form fields around a file
 
 REQUESTS = Counter("handrail_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram("handrail_http_request_seconds", "HTTP request latency", ["method", "route"])
@@ -67,12 +69,17 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         description="Verified human decisions for AI agents: ask, wait, and get back what a "
         "person decided.",
         lifespan=lifespan,
-        dependencies=[Depends(refuse_nul)],
+        dependencies=[Depends(check_input)],
     )
     install(app)
     for module in (tasks, waiting, work, money, admin, system):
         app.include_router(module.router)
     compat.install(app)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limit=settings.max_body_bytes,
+        upload_limit=settings.max_upload_bytes + UPLOAD_OVERHEAD,
+    )
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app

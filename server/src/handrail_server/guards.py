@@ -1,29 +1,177 @@
-"""Input no database can keep: NUL characters (PostgreSQL's text refuses them). They are
-refused at the door, as a validation error, instead of failing at the database."""
+"""Input refused at the door, before any database sees it.
+
+- :func:`check_input` (a dependency of every route): JSON that Python's parser takes but
+  JSON does not (``NaN``, ``Infinity``), text no database can keep or no client can read
+  back (NUL characters, which PostgreSQL's text refuses; lone UTF-16 surrogates, which
+  cannot be encoded as UTF-8), and nesting too deep to walk. Each is a validation error
+  (422) with the JSON path where it was found, never a 500 after the write or a 503 from
+  the database.
+- :class:`BodyLimitMiddleware`: request bodies over a size limit are refused with 413
+  before they are read in full (a multipart upload gets its own, larger limit).
+"""
 
 from __future__ import annotations
 
-import re
+import json
+from typing import Any
 
 from fastapi import Request
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from handrail._validation import json_path
 from handrail.errors import ValidationError
 
-__all__ = ["refuse_nul"]
+from .problems import PROBLEM
 
-# ``\u0000`` in JSON text, not preceded by an escaped backslash (``\\u0000`` is text)
-_ESCAPED_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+__all__ = ["BodyLimitMiddleware", "check_input"]
+
 _NO_NUL = "must not contain NUL characters"
+_NO_SURROGATE = "must be valid Unicode (a lone UTF-16 surrogate is not)"
 
 
-async def refuse_nul(request: Request) -> None:
-    """A dependency of every route: no NUL in the path, the query or a JSON body."""
+class _Refused(Exception):
+    def __init__(self, path: str, message: str) -> None:
+        self.path, self.message = path, message
+
+
+def _finite_only(name: str) -> Any:
+    raise _Refused("$", f"{name} is not a JSON number: numbers must be finite")
+
+
+def _text_problem(text: str) -> str | None:
+    if "\x00" in text:
+        return _NO_NUL
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _NO_SURROGATE
+    return None
+
+
+def _walk(value: Any, path: tuple[str | int, ...]) -> None:
+    """Every string (keys too) in a parsed JSON document, iteratively (no recursion)."""
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(value, path)]
+    while stack:
+        item, at = stack.pop()
+        if isinstance(item, str):
+            why = _text_problem(item)
+            if why:
+                raise _Refused(json_path("$", at), why)
+        elif isinstance(item, dict):
+            for key, inner in item.items():
+                why = _text_problem(key)
+                if why:
+                    raise _Refused(json_path("$", at), f"a key {why}")
+                stack.append((inner, (*at, key)))
+        elif isinstance(item, list):
+            stack.extend((inner, (*at, i)) for i, inner in enumerate(item))
+
+
+def _is_json(request: Request) -> bool:
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return kind == "application/json" or kind.endswith("+json")
+
+
+async def check_input(request: Request) -> None:
+    """A dependency of every route: the path, the query and a JSON body hold only what
+    JSON and the databases can carry."""
     if "\x00" in request.url.path:
         raise ValidationError.at("path", _NO_NUL)
     for name, value in request.query_params.multi_items():
-        if "\x00" in name or "\x00" in value:
-            raise ValidationError.at(f"query:{name.replace(chr(0), '')}", _NO_NUL)
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    json = kind == "application/json" or kind.endswith("+json")
-    if json and _ESCAPED_NUL.search(await request.body()):
-        raise ValidationError.at("$", _NO_NUL)
+        why = _text_problem(name) or _text_problem(value)
+        if why:
+            raise ValidationError.at(f"query:{name.replace(chr(0), '')}", why)
+    if not _is_json(request):
+        return
+    body = await request.body()  # kept by the request: the route reads the same bytes
+    if not body:
+        return
+    try:
+        _walk(json.loads(body, parse_constant=_finite_only), ())
+    except _Refused as refused:
+        raise ValidationError.at(refused.path, refused.message) from None
+    except RecursionError:
+        raise ValidationError.at("$", "nested too deeply") from None
+    except ValueError:
+        return  # not JSON at all (or not UTF-8): the route's own parsing says where
+
+
+class BodyLimitMiddleware:
+    """413 for a request body over ``limit`` bytes (``upload_limit`` for multipart), from
+    its ``Content-Length`` at once, or as soon as a streamed body passes the limit."""
+
+    def __init__(self, app: ASGIApp, *, limit: int, upload_limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self.upload_limit = upload_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        kind = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        limit = self.upload_limit if kind == b"multipart/form-data" else self.limit
+        declared = headers.get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > limit:
+            await _too_large(scope, send, limit)
+            return
+        seen = 0
+        started = False
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise _TooLarge(limit)
+            return message
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted, watched)
+        except _TooLarge:
+            if not started:
+                await _too_large(scope, send, limit)
+
+
+class _TooLarge(StarletteHTTPException):
+    """Raised from ``receive``: FastAPI passes HTTP exceptions from body reading through to
+    its handler (a 413 problem); one that escapes the app is answered here."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is over {limit} bytes")
+
+
+async def _too_large(scope: Scope, send: Send, limit: int) -> None:
+    body = json.dumps(
+        {
+            "type": "about:blank",
+            "title": "Content Too Large",
+            "status": 413,
+            "detail": f"the request body is over {limit} bytes",
+            "code": "too_large",
+            "limit": limit,
+            "instance": scope.get("path"),
+            "request_id": scope.get("request_id"),
+        }
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", PROBLEM.encode()),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -39,6 +39,7 @@ __all__ = [
     "ApiProblem",
     "RequestIdMiddleware",
     "handrail_problem",
+    "http_code",
     "install",
     "problem",
     "problem_body",
@@ -161,6 +162,14 @@ def request_issues(exc: RequestValidationError) -> list[dict[str, str]]:
     return errors
 
 
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+
+
+def http_code(status: int) -> str:
+    """Handrail's stable code for an HTTP error Starlette raised (routing, body limits)."""
+    return _HTTP_CODES.get(status, "http_error")
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(HandrailError)
     async def _handrail(request: Request, exc: HandrailError) -> JSONResponse:
@@ -181,7 +190,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        if isinstance(exc.__cause__, RecursionError):  # FastAPI could not parse the body
+            errors = [{"path": "$", "message": "nested too deeply"}]
+            return problem(request, 422, "validation_error", "$: nested too deeply", errors=errors)
+        code = http_code(exc.status_code)
         return problem(request, exc.status_code, code, str(exc.detail), exc.headers)
 
     @app.exception_handler(Exception)

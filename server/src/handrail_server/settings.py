@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     webhook_timeout: float = Field(default=15.0, gt=0)
     upload_dir: Path = Path("handrail-uploads")
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    max_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="request bodies other than uploads (413 over)"
+    )
     upload_types: tuple[str, ...] = (
         "image/png",
         "image/jpeg",

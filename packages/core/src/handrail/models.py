@@ -94,7 +94,10 @@ class Role(StrEnum):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
+    # allow_inf_nan: NaN and infinities are not JSON; no task, decision or answer holds one
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", use_enum_values=False, allow_inf_nan=False
+    )
 
 
 def _strip_nonempty(value: str) -> str:

@@ -21,7 +21,7 @@ from starlette.routing import Match
 from handrail import HandrailError
 from handrail.errors import StoreError
 
-from ..problems import ApiProblem, request_issues, status_of
+from ..problems import ApiProblem, http_code, request_issues, status_of
 
 __all__ = ["Failure", "Render", "dialect_router", "failure_of"]
 
@@ -60,7 +60,7 @@ def failure_of(exc: Exception) -> Failure:
         message = "; ".join(f"{e['path']}: {e['message']}" for e in errors) or "invalid request"
         return Failure(422, "validation_error", message, errors, request_error=exc)
     if isinstance(exc, HTTPException):
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        code = http_code(exc.status_code)
         return Failure(exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {}))
     log.error("unhandled error in a compat route", exc_info=exc)
     return Failure(500, "internal_error", "something went wrong on our side")
