@@ -92,7 +92,7 @@ class Step:
         )
 
 
-E = TypeVar("E", Status, Kind, RiskTier)
+E = TypeVar("E", Status, Kind, RiskTier, DecisionType)
 
 
 def enum_value(cls: type[E], value: str, path: str) -> E:
@@ -154,7 +154,8 @@ def check_decision(task: Task, decision: Decision) -> None:
     if decision.type is DecisionType.MODIFY:
         assert task.action is not None and decision.args is not None
         schema = task.action.args_schema
-        if schema is not None:
+        renamed = decision.tool is not None and decision.tool != task.action.name
+        if schema is not None and not renamed:  # the schema is the proposed tool's
             issues = validation_issues(decision.args, schema, "$.args")
             if issues:
                 raise ValidationError(issues, summary="modified args do not fit the tool's schema")

@@ -30,6 +30,12 @@ expression of at most 200 characters against text of at most 10,000.
 
 Compiling checks the syntax (``ExpressionError`` names the column); evaluating never
 raises for missing data, but a type clash (``"a" + 1``) raises ``ExpressionError``.
+
+``strict`` evaluation (what policies use) raises instead of answering false when an
+ordering comparison (``<`` ...), ``starts_with``, ``ends_with``, ``matches``, ``in`` or
+``contains`` meets a missing value or the wrong type, so a rule such as
+``args.amount > 1000`` cannot quietly fail to match a string amount: it errs, and the
+policy asks a person. Guard optional fields with ``exists(...)``.
 """
 
 from __future__ import annotations
@@ -298,23 +304,23 @@ class Expression:
     def __repr__(self) -> str:
         return f"Expression({self.source!r})"
 
-    def evaluate(self, context: Mapping[str, Any]) -> Any:
-        return self._eval(self._tree, context)
+    def evaluate(self, context: Mapping[str, Any], *, strict: bool = False) -> Any:
+        return self._eval(self._tree, context, strict)
 
-    def test(self, context: Mapping[str, Any]) -> bool:
+    def test(self, context: Mapping[str, Any], *, strict: bool = False) -> bool:
         """The expression's truth: only ``true`` is true (not 1, not "yes")."""
-        return self.evaluate(context) is True
+        return self.evaluate(context, strict=strict) is True
 
-    def _eval(self, node: Node, ctx: Mapping[str, Any]) -> Any:
+    def _eval(self, node: Node, ctx: Mapping[str, Any], strict: bool) -> Any:
         kind = node[0]
         if kind == "lit":
             return node[1]
         if kind == "var":
             return ctx.get(node[1])
         if kind == "list":
-            return [self._eval(n, ctx) for n in node[1]]
+            return [self._eval(n, ctx, strict) for n in node[1]]
         if kind == "get":
-            base, key = self._eval(node[1], ctx), self._eval(node[2], ctx)
+            base, key = self._eval(node[1], ctx, strict), self._eval(node[2], ctx, strict)
             if isinstance(base, Mapping) and isinstance(key, str):
                 return base.get(key)
             if isinstance(base, Sequence) and not isinstance(base, str) and _is_number(key):
@@ -322,26 +328,52 @@ class Expression:
                 return base[index] if -len(base) <= index < len(base) else None
             return None
         if kind == "not":
-            return self._eval(node[1], ctx) is not True
+            return self._eval(node[1], ctx, strict) is not True
         if kind == "and":
-            return self._eval(node[1], ctx) is True and self._eval(node[2], ctx) is True
+            return (
+                self._eval(node[1], ctx, strict) is True
+                and self._eval(node[2], ctx, strict) is True
+            )
         if kind == "or":
-            return self._eval(node[1], ctx) is True or self._eval(node[2], ctx) is True
+            return (
+                self._eval(node[1], ctx, strict) is True or self._eval(node[2], ctx, strict) is True
+            )
         if kind == "if":
-            branch = node[2] if self._eval(node[1], ctx) is True else node[3]
-            return self._eval(branch, ctx)
+            branch = node[2] if self._eval(node[1], ctx, strict) is True else node[3]
+            return self._eval(branch, ctx, strict)
         if kind == "neg":
-            value = self._eval(node[1], ctx)
+            value = self._eval(node[1], ctx, strict)
             if not _is_number(value):
                 raise ExpressionError(self.source, f"cannot negate {value!r}")
             return -value
         if kind == "arith":
-            return self._arith(node[1], self._eval(node[2], ctx), self._eval(node[3], ctx))
+            left, right = self._eval(node[2], ctx, strict), self._eval(node[3], ctx, strict)
+            return self._arith(node[1], left, right)
         if kind == "cmp":
-            return self._compare(node[1], self._eval(node[2], ctx), self._eval(node[3], ctx))
+            left, right = self._eval(node[2], ctx, strict), self._eval(node[3], ctx, strict)
+            if strict:
+                self._check_strict(node[1], left, right)
+            return self._compare(node[1], left, right)
         if kind == "call":
-            return _FUNCTIONS[node[1]](*(self._eval(a, ctx) for a in node[2]))
+            return _FUNCTIONS[node[1]](*(self._eval(a, ctx, strict) for a in node[2]))
         raise AssertionError(kind)  # pragma: no cover
+
+    def _check_strict(self, op: str, a: Any, b: Any) -> None:
+        """Refuse, in strict mode, a comparison that could only be false by accident."""
+        if op in ("<", "<=", ">", ">=") and not _same_kind(a, b):
+            raise ExpressionError(self.source, f"cannot order {a!r} {op} {b!r}")
+        if op in ("starts_with", "ends_with", "matches") and not (
+            isinstance(a, str) and isinstance(b, str)
+        ):
+            raise ExpressionError(self.source, f"{op} needs two strings, got {a!r} and {b!r}")
+        if op in ("in", "contains"):
+            item, container = (a, b) if op == "in" else (b, a)
+            if not isinstance(container, str | list):
+                raise ExpressionError(
+                    self.source, f"{op} needs a list or a string, got {container!r}"
+                )
+            if isinstance(container, str) and not isinstance(item, str):
+                raise ExpressionError(self.source, f"cannot look for {item!r} in a string")
 
     def _arith(self, op: str, a: Any, b: Any) -> Any:
         if op == "+" and isinstance(a, str) and isinstance(b, str):

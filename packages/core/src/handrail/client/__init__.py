@@ -2,16 +2,18 @@
 (``Handrail.local``) or over HTTP (``Handrail(url, api_key)``)."""
 
 from ._backend import Backend, LocalBackend
-from ._handrail import Handrail, LedgerOps, OnTimeout, Tasks, decision_of
+from ._handrail import AuditOps, Handrail, LedgerOps, OnTimeout, PolicyOps, Tasks, decision_of
 from ._http import HttpBackend, RetryPolicy
 
 __all__ = [
+    "AuditOps",
     "Backend",
     "Handrail",
     "HttpBackend",
     "LedgerOps",
     "LocalBackend",
     "OnTimeout",
+    "PolicyOps",
     "RetryPolicy",
     "Tasks",
     "decision_of",

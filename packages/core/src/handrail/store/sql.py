@@ -38,14 +38,16 @@ except ImportError as _missing:  # pragma: no cover - depends on the install
         "SqlStore needs the sql extra: pip install 'handrail-core[sql]'"
     ) from _missing
 
+from ..audit import AuditEntry, AuditHead, AuditRecord, event_record, posting_record
 from ..errors import ConcurrencyConflict, StoreError
 from ..ledger._accounts import AccountKind
 from ..ledger._model import EntryRecord, Hold, PayoutRecord, Posting, Settlement
 from ..models import Kind, RiskTier, Task, TaskEvent
 from ..money import Currency
+from ..policy import Policy, ReviewerGroup, StandingApproval
 from ..workers import AnswerSample, WorkerProfile, WorkerStats
 from . import _sql_queries as q
-from ._protocol import Change, Store, TaskQuery, Transaction
+from ._protocol import Change, PolicyContext, Store, TaskQuery, Transaction
 from ._sql_tables import metadata
 
 __all__ = ["SqlStore", "SqlTransaction", "normalize_url"]
@@ -268,7 +270,10 @@ class SqlStore:
     @asynccontextmanager
     async def transaction(self, *, readonly: bool = False) -> AsyncIterator[SqlTransaction]:
         async with self._runner(readonly=readonly) as run:
-            yield SqlTransaction(run)
+            tx = SqlTransaction(run)
+            yield tx
+            if tx._audit:  # the last step before commit: the chain's head is held briefly
+                await run(q.seal_audit, tx._audit)
 
     async def run(self, step: Callable[[Connection], T], *, readonly: bool = False) -> T:
         """Run ``step(connection)`` in a transaction of its own: for raw SQL (tests,
@@ -294,6 +299,7 @@ class SqlTransaction:
     def __init__(self, run: _Runner) -> None:
         self._run = run
         self._seen: q.Seen = {}
+        self._audit: list[AuditRecord] = []
 
     async def run(self, step: Step[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``step(connection, ...)`` in this unit of work: for a server's own tables
@@ -317,6 +323,7 @@ class SqlTransaction:
     async def append_events(self, events: Sequence[TaskEvent]) -> None:
         if events:
             await self._run(q.append_events, events)
+            self._audit.extend(event_record(e) for e in events)
 
     async def list_events(self, org_id: str, task_id: str) -> list[TaskEvent]:
         return await self._run(q.list_events, org_id, task_id)
@@ -339,6 +346,7 @@ class SqlTransaction:
         limit: int = 50,
         task_types: Collection[str] | None = None,
         max_risk: RiskTier | None = None,
+        groups: Collection[str] | None = None,
     ) -> list[Task]:
         return await self._run(
             q.open_tasks,
@@ -352,6 +360,7 @@ class SqlTransaction:
             limit,
             task_types,
             max_risk,
+            groups,
         )
 
     async def due_tasks(self, now: datetime, limit: int) -> list[Task]:
@@ -367,6 +376,7 @@ class SqlTransaction:
 
     async def post(self, posting: Posting) -> None:
         await self._run(q.post, posting)
+        self._audit.append(posting_record(posting))
 
     async def balances(self, account_ids: Sequence[str]) -> dict[str, int]:
         return await self._run(q.balances, account_ids)
@@ -447,6 +457,59 @@ class SqlTransaction:
 
     async def active_load(self, org_id: str, worker_id: str) -> int:
         return await self._run(q.active_load, org_id, worker_id)
+
+    # ---------------------------------------------------------------- policies, authority
+
+    async def get_policy(self, org_id: str) -> Policy | None:
+        return await self._run(q.get_policy, org_id)
+
+    async def put_policy(self, org_id: str, policy: Policy) -> None:
+        await self._run(q.put_policy, org_id, policy)
+
+    async def policy_context(self, org_id: str, tool: str, now: datetime) -> PolicyContext:
+        return await self._run(q.policy_context, org_id, tool, now)
+
+    async def list_groups(self, org_id: str) -> list[ReviewerGroup]:
+        return await self._run(q.list_groups, org_id)
+
+    async def put_group(self, group: ReviewerGroup, *, expected_version: int | None) -> None:
+        await self._run(q.put_group, group, expected_version)
+
+    async def delete_group(self, org_id: str, name: str, *, expected_version: int) -> None:
+        await self._run(q.delete_group, org_id, name, expected_version)
+
+    async def get_standing(self, org_id: str, approval_id: str) -> StandingApproval | None:
+        return await self._run(q.get_standing, org_id, approval_id)
+
+    async def list_standing(
+        self, org_id: str, *, tool: str | None = None, active_at: datetime | None = None
+    ) -> list[StandingApproval]:
+        return await self._run(q.list_standing, org_id, tool, active_at)
+
+    async def put_standing(
+        self, approval: StandingApproval, *, expected_version: int | None
+    ) -> None:
+        await self._run(q.put_standing, approval, expected_version)
+
+    async def token_spent(self, token_id: str) -> bool:
+        return await self._run(q.token_spent, token_id)
+
+    async def spend_token(self, org_id: str, token_id: str, task_id: str, at: datetime) -> None:
+        await self._run(q.spend_token, org_id, token_id, task_id, at)
+
+    # ---------------------------------------------------------------- the audit chains
+
+    async def append_audit(self, records: Sequence[AuditRecord]) -> None:
+        self._audit.extend(records)
+
+    async def audit_entries(self, org_id: str, after: int, limit: int) -> list[AuditEntry]:
+        return await self._run(q.audit_entries, org_id, after, limit)
+
+    async def audit_head(self, org_id: str) -> AuditHead | None:
+        return await self._run(q.audit_head, org_id)
+
+    async def audit_orgs(self) -> list[str]:
+        return await self._run(q.audit_orgs)
 
 
 if TYPE_CHECKING:  # the type checker proves the store keeps the whole contract
