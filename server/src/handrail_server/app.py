@@ -14,7 +14,7 @@ from handrail.clock import Clock
 
 from .hub import open_hub
 from .problems import RequestIdMiddleware, install
-from .routes import admin, money, system, tasks, waiting, work
+from .routes import admin, audit, money, policy, system, tasks, waiting, work
 from .settings import Settings
 
 __all__ = ["create_app"]
@@ -67,7 +67,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         lifespan=lifespan,
     )
     install(app)
-    for module in (tasks, waiting, work, money, admin, system):
+    for module in (tasks, waiting, work, money, policy, audit, admin, system):
         app.include_router(module.router)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)

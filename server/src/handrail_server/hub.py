@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ from handrail.ledger import Ledger, LedgerEscrow
 from handrail.sla import SlaScheduler
 from handrail.store.pg_notify import PostgresNotifier
 from handrail.store.sql import SqlStore
+from handrail.tokens import DecisionTokens
 
 from .auth import Authenticator, RateLimiter
 from .blobs import BlobStore, LocalBlobStore
@@ -101,6 +103,15 @@ async def open_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
         raise
     clock = clock or SystemClock()
     ledger = Ledger(store, clock=clock)
+    secret = settings.decision_token_secret
+    if secret is None:
+        log.warning(
+            "HANDRAIL_DECISION_TOKEN_SECRET is not set: decision links are signed with a "
+            "random secret of this process and stop working when it restarts"
+        )
+    tokens = DecisionTokens(
+        secret.get_secret_value() if secret is not None else secrets.token_bytes(32)
+    )
     delivery = DeliveryWorker(store, settings, clock)
     engine = Engine(
         store,
@@ -108,6 +119,7 @@ async def open_hub(settings: Settings, *, clock: Clock | None = None) -> Hub:
         clock=clock,
         escrow=LedgerEscrow(ledger),
         hooks=[OutboxHook()],
+        tokens=tokens,
     )
     hub = Hub(
         settings=settings,

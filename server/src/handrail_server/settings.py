@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings"]
@@ -41,4 +41,11 @@ class Settings(BaseSettings):
     sla_interval: float = Field(default=1.0, gt=0, description="seconds between SLA sweeps")
     run_background: bool = Field(
         default=True, description="run the SLA sweep, webhook delivery and sandbox reviewers"
+    )
+    decision_token_secret: SecretStr | None = Field(
+        default=None,
+        min_length=16,
+        description="signs decision tokens (email and chat links); every server process "
+        "sharing a database needs the same one. Unset: a random one per process, so links "
+        "die with it",
     )
