@@ -21,6 +21,7 @@ from pathlib import Path
 import bench_http
 import bench_ledger
 import bench_lifecycle
+import bench_policy
 import bench_verification
 import bench_wakeup
 from _common import Row, table
@@ -31,6 +32,7 @@ BENCHMARKS: dict[str, Bench] = {
     "lifecycle": bench_lifecycle.run,
     "ledger": bench_ledger.run,
     "verification": bench_verification.run,
+    "policy": bench_policy.run,
     "http": bench_http.run,
 }
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"

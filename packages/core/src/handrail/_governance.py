@@ -85,7 +85,7 @@ def with_terms(task: Task, found: Explanation) -> Task:
         }
     if terms.quorum > 1:
         update |= {"redundancy": terms.slots, "max_answers": terms.slots}
-    return Task.model_validate({**task.model_dump(), **update})
+    return task.model_copy(update=update)  # typed values, and a posted task's invariants hold
 
 
 def sealed(task: Task, decision: Decision, now: datetime) -> Decision:

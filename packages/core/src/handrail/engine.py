@@ -173,7 +173,7 @@ class Engine:
         self._max_retries = max_retries
         self._wait_backstop = wait_backstop
         self.tokens = tokens
-        self._compiled: dict[tuple[str, int, datetime | None], CompiledPolicy] = {}
+        self._compiled: dict[str, CompiledPolicy] = {}  # by organisation: its newest policy
 
     async def aclose(self) -> None:
         await self.notifier.aclose()
@@ -206,11 +206,12 @@ class Engine:
                     context: PolicyContext | None = None
                     if task.action is not None:  # a review: its organisation's policy judges it
                         context = await tx.policy_context(
-                            task.org_id, task.action.name, task.created_at
+                            task.org_id,
+                            task.action.name,
+                            task.created_at,
+                            known_version=self._known_version(task.org_id),
                         )
-                        found = self._compile(task.org_id, context.policy).evaluate(
-                            Subject.of(task)
-                        )
+                        found = self._compiled_for(task.org_id, context).evaluate(Subject.of(task))
                         task = with_terms(task, found)
                     await tx.insert_task(task)
                     await tx.append_events([self._created_event(task, principal, found)])
@@ -228,15 +229,22 @@ class Engine:
             return _shown(principal, task)
         raise ConcurrencyConflict("task", spec.idempotency_key or "new")
 
-    def _compile(self, org_id: str, policy: Policy | None) -> CompiledPolicy:
-        """The organisation's policy, compiled once per version."""
-        policy = policy or Policy()
-        key = (org_id, policy.version, policy.updated_at)  # saved versions never change
-        compiled = self._compiled.get(key)
-        if compiled is None:
-            if len(self._compiled) >= COMPILED_KEPT:
-                self._compiled.clear()
-            compiled = self._compiled[key] = CompiledPolicy(policy)
+    def _known_version(self, org_id: str) -> int | None:
+        compiled = self._compiled.get(org_id)
+        return compiled.policy.version if compiled is not None else None
+
+    def _compiled_for(self, org_id: str, context: PolicyContext) -> CompiledPolicy:
+        """The organisation's newest policy, compiled once per version (saved versions
+        never change, so the store sends the rules only when the version is new here)."""
+        held = self._compiled.get(org_id)
+        if held is not None and held.policy.version == context.version:
+            return held
+        policy = context.policy or Policy()
+        if policy.version != context.version:  # the context left out a version we lack
+            raise ConcurrencyConflict("policy", org_id)
+        if len(self._compiled) >= COMPILED_KEPT:
+            self._compiled.clear()
+        compiled = self._compiled[org_id] = CompiledPolicy(policy)
         return compiled
 
     def _new_task(self, principal: Principal, spec: TaskSpec, fingerprint: str) -> Task:
@@ -686,7 +694,7 @@ class Engine:
             await self._answer(step, tx, worker, output, used)
         if decision.remember is not None and step.task.status is Status.VERIFIED:
             final = step.task.decision
-            if final is not None and final.approved and final.reviewer_id == worker:
+            if final is not None and final.is_approval and final.reviewer_id == worker:
                 await self._grant_standing(tx, step.task, worker, decision, step.now)
 
     async def _authorize(self, tx: Transaction, task: Task, reviewer: str) -> None:
@@ -710,11 +718,15 @@ class Engine:
         action = task.action
         args = unmask_args(decision.args, action.args, task.redact)
         tool = decision.tool if decision.tool not in (None, action.name) else None
-        policy = await tx.get_policy(task.org_id)
-        if policy is not None and policy.rules:
-            found = self._compile(task.org_id, policy).evaluate(
-                Subject.of(task, tool=tool, args=args)
-            )
+        context = await tx.policy_context(
+            task.org_id,
+            tool or action.name,
+            self.clock.now(),
+            known_version=self._known_version(task.org_id),
+        )
+        compiled = self._compiled_for(task.org_id, context)
+        if compiled.policy.rules:
+            found = compiled.evaluate(Subject.of(task, tool=tool, args=args))
             terms = task.policy or ReviewPolicy()
             if found.outcome is RuleOutcome.DENY:
                 why = f"policy rule {found.rule_id} denies the edited action"
@@ -1101,7 +1113,7 @@ class Engine:
             compiled = CompiledPolicy(parse(Policy, policy, "$.policy"))
         else:
             async with self.store.transaction(readonly=True) as tx:
-                compiled = self._compile(principal.org_id, await tx.get_policy(principal.org_id))
+                compiled = CompiledPolicy(await tx.get_policy(principal.org_id) or Policy())
         return compiled.evaluate(Subject.of(spec), explain=True)
 
     # ------------------------------------------------------------------ reviewer groups

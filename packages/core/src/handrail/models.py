@@ -277,10 +277,15 @@ class Decision(_Model):
         return (now or datetime.now(self.expires_at.tzinfo)) >= self.expires_at
 
     @property
+    def is_approval(self) -> bool:
+        """True for approve and modify, however old."""
+        return self.type in (DecisionType.APPROVE, DecisionType.MODIFY)
+
+    @property
     def approved(self) -> bool:
-        """True when the action may run (as proposed or modified): an approval whose shelf
-        life is over is not one."""
-        return self.type in (DecisionType.APPROVE, DecisionType.MODIFY) and not self.expired()
+        """True when the action may run now (as proposed or modified): an approval whose
+        shelf life is over (by the system clock) is not one. See :meth:`expired`."""
+        return self.is_approval and not self.expired()
 
     @property
     def automatic(self) -> bool:
@@ -290,7 +295,7 @@ class Decision(_Model):
     @property
     def retryable(self) -> bool:
         """True for a system "no" that asking again may change (see :data:`RETRYABLE`)."""
-        return self.reason_code in RETRYABLE and not self.approved
+        return self.reason_code in RETRYABLE and not self.is_approval
 
     def content(self) -> dict[str, Any]:
         """What was decided, without who, when or why: two decisions agree when these are

@@ -32,6 +32,7 @@ __all__ = [
     "ChainVerifier",
     "averify",
     "body_of",
+    "chain",
     "event_record",
     "link",
     "posting_record",
@@ -123,16 +124,34 @@ def link(prev_hash: str, body: str) -> str:
     return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
 
 
-def seal(records: Sequence[AuditRecord], head: AuditHead | None) -> list[AuditEntry]:
-    """``records`` (all of one organisation) chained on after ``head``."""
+def chain(records: Sequence[AuditRecord], head: AuditHead | None) -> list[tuple[AuditEntry, str]]:
+    """``records`` (all of one organisation) chained on after ``head``, each with the
+    body its hash covers (what a store keeps)."""
     seq, prev = (head.seq, head.hash) if head is not None else (0, GENESIS)
     sealed = []
     for record in records:
         seq += 1
-        digest = link(prev, body_of(record, seq))
-        sealed.append(AuditEntry(**record.model_dump(), seq=seq, prev_hash=prev, hash=digest))
+        body = body_of(record, seq)
+        digest = link(prev, body)
+        entry = AuditEntry.model_construct(  # the record was validated when made
+            org_id=record.org_id,
+            at=record.at,
+            kind=record.kind,
+            actor=record.actor,
+            task_id=record.task_id,
+            data=record.data,
+            seq=seq,
+            prev_hash=prev,
+            hash=digest,
+        )
+        sealed.append((entry, body))
         prev = digest
     return sealed
+
+
+def seal(records: Sequence[AuditRecord], head: AuditHead | None) -> list[AuditEntry]:
+    """``records`` (all of one organisation) chained on after ``head``."""
+    return [entry for entry, _ in chain(records, head)]
 
 
 class ChainVerifier:
@@ -220,7 +239,7 @@ def event_record(event: TaskEvent, redact: Sequence[str] = ()) -> AuditRecord:
         "reason": event.reason,
         "data": redact_event_data(event.data, redact),
     }
-    return AuditRecord(
+    return AuditRecord.model_construct(  # from a validated event: JSON all through
         org_id=event.org_id,
         at=event.at,
         kind=f"task.{event.event.value}",

@@ -82,7 +82,7 @@ def decision_of(task: Task, now: datetime | None = None) -> Decision:
     (:class:`ReasonCode`), so an agent can tell them from a person's "no"."""
     if task.status is Status.VERIFIED and task.decision is not None:
         decision = task.decision
-        if decision.type in (DecisionType.APPROVE, DecisionType.MODIFY) and decision.expired(now):
+        if decision.is_approval and decision.expired(now):
             assert decision.expires_at is not None
             return _refused(
                 f"The approval expired at {decision.expires_at.isoformat()} before it was "

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from ..expressions import Expression, ExpressionError, compile_expression
+from ..expressions import ExpressionError, compile_expression
 from ..models import ReasonCode, ReviewPolicy, RiskTier, RuleOutcome, TaskSpec
 from ._model import Policy, PolicyRule
 
@@ -86,7 +86,8 @@ class Explanation(BaseModel):
     """The outcome of evaluating a policy against a review, and why.
 
     ``terms`` is what the review gets (the snapshot stored on the task as ``policy``);
-    ``trace`` lists, with ``explain``, each rule in order up to the one that decided.
+    ``trace`` lists, with ``explain``, each rule in order up to the one that decided, and
+    ``checked`` counts them.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -108,7 +109,8 @@ class _Rule:
     rule: PolicyRule
     tools: tuple[re.Pattern[str], ...]
     task_types: tuple[re.Pattern[str], ...]
-    when: Expression | None
+    risk_tiers: frozenset[RiskTier]
+    when: Callable[[Mapping[str, Any]], Any] | None  # the condition, compiled strict
 
 
 def _glob(pattern: str) -> re.Pattern[str]:
@@ -129,7 +131,12 @@ class CompiledPolicy:
                     rule=rule,
                     tools=tuple(_glob(t) for t in rule.tools),
                     task_types=tuple(_glob(t) for t in rule.task_types),
-                    when=compile_expression(rule.when) if rule.when is not None else None,
+                    risk_tiers=frozenset(rule.risk_tiers),
+                    when=(
+                        compile_expression(rule.when).function(strict=True)
+                        if rule.when is not None
+                        else None
+                    ),
                 )
             )
             if any(_GLOB_CHARS & set(t) for t in rule.tools):
@@ -138,6 +145,13 @@ class CompiledPolicy:
                 for name in set(rule.tools):
                     self._by_name.setdefault(name, []).append(index)
         self._candidates: dict[str, tuple[int, ...]] = {}
+        # outcomes are the same every time a rule decides: made once, shared (frozen)
+        self._default = Explanation(
+            outcome=RuleOutcome.ASK,
+            rule_id=None,
+            terms=ReviewPolicy(policy_version=policy.version),
+        )
+        self._decided: dict[int, Explanation] = {}
 
     def candidates(self, tool: str) -> tuple[int, ...]:
         """The indexes of the rules whose tools match ``tool``, in policy order."""
@@ -157,56 +171,73 @@ class CompiledPolicy:
     def evaluate(self, subject: Subject, *, explain: bool = False) -> Explanation:
         """The first matching rule's outcome; ``ask`` when none matches or one errs. With
         ``explain``, every rule up to the deciding one is traced, with the reason."""
-        trace: list[RuleTrace] = []
-        order = range(len(self._rules)) if explain else self.candidates(subject.tool)
+        if not explain:
+            return self._first(subject)
+        return self._explained(subject)
+
+    def _first(self, subject: Subject) -> Explanation:
+        """The hot path: only the tool's candidate rules, nothing traced."""
+        rules = self._rules
         context: dict[str, Any] | None = None
-        checked = 0
-        for index in order:
-            compiled = self._rules[index]
+        for index in self.candidates(subject.tool):
+            compiled = rules[index]
+            if compiled.task_types and not any(
+                p.fullmatch(subject.task_type) for p in compiled.task_types
+            ):
+                continue
+            if compiled.risk_tiers and subject.risk_tier not in compiled.risk_tiers:
+                continue
+            when = compiled.when
+            if when is not None:
+                if context is None:
+                    context = subject.context()
+                try:
+                    if when(context) is not True:
+                        continue
+                except ExpressionError as exc:
+                    why = exc.errors[0].message if exc.errors else str(exc)
+                    return self._erred(compiled.rule, why, (), 0)
+            decided = self._decided.get(index)
+            if decided is None:
+                decided = self._decided[index] = self._matched(compiled.rule, (), 0)
+            return decided
+        return self._default
+
+    def _explained(self, subject: Subject) -> Explanation:
+        """The dry run: every rule in order, each with why it did or did not decide."""
+        trace: list[RuleTrace] = []
+        context = subject.context()
+
+        def skip(rule: PolicyRule, why: str) -> None:
+            trace.append(RuleTrace(rule_id=rule.id, matched=False, reason=why))
+
+        for index, compiled in enumerate(self._rules):
             rule = compiled.rule
-            checked += 1
-            if explain and not self._tool_matches(index, subject.tool):
-                trace.append(RuleTrace(rule_id=rule.id, matched=False, reason="tool differs"))
+            if not self._tool_matches(index, subject.tool):
+                skip(rule, "tool differs")
                 continue
             if compiled.task_types and not any(
                 p.fullmatch(subject.task_type) for p in compiled.task_types
             ):
-                if explain:
-                    why = f"task type {subject.task_type!r} not in {list(rule.task_types)}"
-                    trace.append(RuleTrace(rule_id=rule.id, matched=False, reason=why))
+                skip(rule, f"task type {subject.task_type!r} not in {list(rule.task_types)}")
                 continue
-            if rule.risk_tiers and subject.risk_tier not in rule.risk_tiers:
-                if explain:
-                    why = f"risk tier {subject.risk_tier.value} not in the rule's"
-                    trace.append(RuleTrace(rule_id=rule.id, matched=False, reason=why))
+            if compiled.risk_tiers and subject.risk_tier not in compiled.risk_tiers:
+                skip(rule, f"risk tier {subject.risk_tier.value} not in the rule's")
                 continue
             if compiled.when is not None:
-                if context is None:
-                    context = subject.context()
                 try:
-                    holds = compiled.when.test(context, strict=True)
+                    holds = compiled.when(context) is True
                 except ExpressionError as exc:
                     why = exc.errors[0].message if exc.errors else str(exc)
-                    if explain:
-                        trace.append(
-                            RuleTrace(rule_id=rule.id, matched=False, reason=f"error: {why}")
-                        )
-                    return self._erred(rule, why, tuple(trace), checked)
+                    skip(rule, f"error: {why}")
+                    return self._erred(rule, why, tuple(trace), len(trace))
                 if not holds:
-                    if explain:
-                        why = f"condition is false: {rule.when}"
-                        trace.append(RuleTrace(rule_id=rule.id, matched=False, reason=why))
+                    skip(rule, f"condition is false: {rule.when}")
                     continue
-            if explain:
-                trace.append(RuleTrace(rule_id=rule.id, matched=True, reason="matched"))
-            return self._matched(rule, tuple(trace), checked)
-        return Explanation(
-            outcome=RuleOutcome.ASK,
-            rule_id=None,
-            terms=ReviewPolicy(policy_version=self.policy.version),
-            trace=tuple(trace),
-            checked=checked,
-        )
+            trace.append(RuleTrace(rule_id=rule.id, matched=True, reason="matched"))
+            return self._matched(rule, tuple(trace), len(trace))
+        checked = len(trace)
+        return self._default.model_copy(update={"trace": tuple(trace), "checked": checked})
 
     def _matched(self, rule: PolicyRule, trace: tuple[RuleTrace, ...], checked: int) -> Explanation:
         codes = {

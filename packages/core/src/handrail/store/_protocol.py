@@ -54,9 +54,12 @@ class Change:
 
 @dataclass(frozen=True, slots=True)
 class PolicyContext:
-    """What a new review is judged by, read in one step: the organisation's policy (None:
-    none saved), its reviewer groups, and the live standing approvals for the tool."""
+    """What a new review is judged by, read in one step: the organisation's newest policy
+    ``version`` (0: none saved) and that ``policy`` (None when there is none, or when the
+    caller already holds that version), its reviewer groups, and the live standing
+    approvals for the tool."""
 
+    version: int
     policy: Policy | None
     groups: list[ReviewerGroup]
     standing: list[StandingApproval]
@@ -248,8 +251,11 @@ class GovernanceTransaction(Protocol):
         the first), else ``ConcurrencyConflict``. Versions are kept, never changed."""
         ...
 
-    async def policy_context(self, org_id: str, tool: str, now: datetime) -> PolicyContext:
-        """The policy, the groups and ``tool``'s standing approvals active at ``now``."""
+    async def policy_context(
+        self, org_id: str, tool: str, now: datetime, *, known_version: int | None = None
+    ) -> PolicyContext:
+        """The policy (left out when its version is ``known_version``: the caller has it
+        compiled), the groups and ``tool``'s standing approvals active at ``now``."""
         ...
 
     async def list_groups(self, org_id: str) -> list[ReviewerGroup]:

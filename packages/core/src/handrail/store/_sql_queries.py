@@ -33,7 +33,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from ..audit import AuditEntry, AuditHead, AuditRecord, seal
+from ..audit import AuditEntry, AuditHead, AuditRecord, chain
 from ..errors import ConcurrencyConflict, InsufficientFunds
 from ..ledger._accounts import Account, AccountKind
 from ..ledger._model import (
@@ -715,13 +715,25 @@ def put_policy(conn: Connection, org_id: str, policy: Policy) -> None:
     _put(conn, policies, ("org_id", "version"), row, None, "policy")
 
 
-def list_groups(conn: Connection, org_id: str) -> list[ReviewerGroup]:
-    query = (
-        select(reviewer_groups)
-        .where(reviewer_groups.c.org_id == org_id)
-        .order_by(reviewer_groups.c.name)
+_GROUPS = (
+    select(reviewer_groups)
+    .where(reviewer_groups.c.org_id == bindparam("org_id"))
+    .order_by(reviewer_groups.c.name)
+)
+_LIVE_STANDING = (
+    select(standing_approvals)
+    .where(
+        standing_approvals.c.org_id == bindparam("org_id"),
+        standing_approvals.c.tool == bindparam("tool"),
+        standing_approvals.c.revoked_at.is_(None),
+        standing_approvals.c.expires_at > bindparam("now"),
     )
-    return [group_from(r) for r in conn.execute(query).all()]
+    .order_by(standing_approvals.c.id)
+)
+
+
+def list_groups(conn: Connection, org_id: str) -> list[ReviewerGroup]:
+    return [group_from(r) for r in conn.execute(_GROUPS, {"org_id": org_id}).all()]
 
 
 def put_group(conn: Connection, group: ReviewerGroup, expected_version: int | None) -> None:
@@ -771,11 +783,22 @@ def put_standing(
     _put(conn, standing_approvals, ("id",), row, expected_version, "standing approval")
 
 
-def policy_context(conn: Connection, org_id: str, tool: str, now: datetime) -> PolicyContext:
+_POLICY_VERSION = select(func.max(policies.c.version)).where(
+    policies.c.org_id == bindparam("org_id")
+)
+
+
+def policy_context(
+    conn: Connection, org_id: str, tool: str, now: datetime, known_version: int | None
+) -> PolicyContext:
+    version = int(conn.execute(_POLICY_VERSION, {"org_id": org_id}).scalar() or 0)
+    policy = None if version in (0, known_version) else get_policy(conn, org_id)
+    live = conn.execute(_LIVE_STANDING, {"org_id": org_id, "tool": tool, "now": now}).all()
     return PolicyContext(
-        policy=get_policy(conn, org_id),
+        version=policy.version if policy is not None else version,
+        policy=policy,
         groups=list_groups(conn, org_id),
-        standing=list_standing(conn, org_id, tool, now),
+        standing=[standing_from(r) for r in live],
     )
 
 
@@ -792,14 +815,22 @@ def spend_token(conn: Connection, org_id: str, token_id: str, task_id: str, at: 
 # ---------------------------------------------------------------- the audit chains
 
 
-def _lock_head(conn: Connection, org_id: str) -> AuditHead | None:
-    """The organisation's head, locked until the transaction ends (created when new): one
-    statement, so concurrent writers queue here and each links onto the last commit."""
-    make = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    stmt = make(audit_heads).values(org_id=org_id, seq=0, hash="")
-    stmt = stmt.on_conflict_do_update(index_elements=["org_id"], set_={"seq": audit_heads.c.seq})
-    row = conn.execute(stmt.returning(audit_heads.c.seq, audit_heads.c.hash)).one()
-    return AuditHead(org_id, int(row.seq), row.hash) if row.seq else None
+def _head_upsert(make: Any) -> Any:
+    new = make(audit_heads).values(org_id=bindparam("org_id"), seq=0, hash="")
+    return new.on_conflict_do_update(
+        index_elements=["org_id"], set_={"seq": audit_heads.c.seq}
+    ).returning(audit_heads.c.seq, audit_heads.c.hash)
+
+
+# The organisation's head, locked until the transaction ends (created when new): one
+# statement, so concurrent writers queue on it and each links onto the last commit.
+_LOCK_HEAD = {"postgresql": _head_upsert(pg_insert), "sqlite": _head_upsert(sqlite_insert)}
+_INSERT_AUDIT = insert(audit_log)
+_MOVE_HEAD = (
+    update(audit_heads)
+    .where(audit_heads.c.org_id == bindparam("where_org"))
+    .values(seq=bindparam("seq"), hash=bindparam("hash"))
+)
 
 
 def seal_audit(conn: Connection, records: Sequence[AuditRecord]) -> None:
@@ -808,11 +839,13 @@ def seal_audit(conn: Connection, records: Sequence[AuditRecord]) -> None:
     by_org: dict[str, list[AuditRecord]] = {}
     for record in records:
         by_org.setdefault(record.org_id, []).append(record)
+    lock = _LOCK_HEAD[conn.dialect.name]
     for org_id in sorted(by_org):
-        head = _lock_head(conn, org_id)
-        sealed = seal(by_org[org_id], head)
+        row = conn.execute(lock, {"org_id": org_id}).one()
+        head = AuditHead(org_id, int(row.seq), row.hash) if row.seq else None
+        sealed = chain(by_org[org_id], head)
         conn.execute(
-            insert(audit_log),
+            _INSERT_AUDIT,
             [
                 {
                     "org_id": e.org_id,
@@ -820,18 +853,15 @@ def seal_audit(conn: Connection, records: Sequence[AuditRecord]) -> None:
                     "kind": e.kind,
                     "task_id": e.task_id,
                     "at": e.at,
-                    "body": e.body(),
+                    "body": body,
                     "prev_hash": e.prev_hash,
                     "hash": e.hash,
                 }
-                for e in sealed
+                for e, body in sealed
             ],
         )
-        conn.execute(
-            update(audit_heads)
-            .where(audit_heads.c.org_id == org_id)
-            .values(seq=sealed[-1].seq, hash=sealed[-1].hash)
-        )
+        last = sealed[-1][0]
+        conn.execute(_MOVE_HEAD, {"where_org": org_id, "seq": last.seq, "hash": last.hash})
 
 
 def audit_entries(conn: Connection, org_id: str, after: int, limit: int) -> list[AuditEntry]:

@@ -620,9 +620,14 @@ class _MemoryTransaction:
         self._policy_orgs.append(org_id)
         self._policies.append(policy)
 
-    async def policy_context(self, org_id: str, tool: str, now: datetime) -> PolicyContext:
+    async def policy_context(
+        self, org_id: str, tool: str, now: datetime, *, known_version: int | None = None
+    ) -> PolicyContext:
+        policy = await self.get_policy(org_id)
+        version = policy.version if policy is not None else 0
         return PolicyContext(
-            policy=await self.get_policy(org_id),
+            version=version,
+            policy=None if version == known_version else policy,
             groups=await self.list_groups(org_id),
             standing=await self.list_standing(org_id, tool=tool, active_at=now),
         )

@@ -22,7 +22,7 @@ import contextlib
 import functools
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
@@ -31,7 +31,7 @@ try:
     from sqlalchemy import Connection, Engine, create_engine, event, func, select
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import DBAPIError
-    from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
     from sqlalchemy.pool import ConnectionPoolEntry
 except ImportError as _missing:  # pragma: no cover - depends on the install
     raise ImportError(
@@ -72,6 +72,11 @@ def normalize_url(url: str) -> str:
 
 
 class _Runner(Protocol):
+    """A transaction's steps: each call runs one; ``last`` steps run just before the commit,
+    in its own hop (what seals the audit chain, holding its head for the least time)."""
+
+    last: list[Callable[[Connection], None]]
+
     async def __call__(self, step: Step[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T: ...
 
 
@@ -85,6 +90,28 @@ class _Driver(Protocol):
     async def dispose(self) -> None: ...
 
 
+class _AsyncRun:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+        self.last: list[Callable[[Connection], None]] = []
+
+    async def __call__(self, step: Step[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._conn.run_sync(step, *args, **kwargs)
+
+
+class _ThreadRun:
+    def __init__(
+        self, conn: Connection, hop: Callable[[Callable[[], Any]], Awaitable[Any]]
+    ) -> None:
+        self._conn = conn
+        self._hop = hop
+        self.last: list[Callable[[Connection], None]] = []
+
+    async def __call__(self, step: Step[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        result: T = await self._hop(functools.partial(step, self._conn, *args, **kwargs))
+        return result
+
+
 class _AsyncDriver:
     """An async SQLAlchemy engine (asyncpg): steps run through ``run_sync``."""
 
@@ -95,11 +122,10 @@ class _AsyncDriver:
     @asynccontextmanager
     async def connection(self, *, readonly: bool) -> AsyncIterator[_Runner]:
         async with self.engine.connect() as conn, conn.begin():
-
-            async def run(step: Step[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-                return await conn.run_sync(step, *args, **kwargs)
-
+            run = _AsyncRun(conn)
             yield run
+            for step in run.last:
+                await conn.run_sync(step)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
@@ -134,16 +160,13 @@ class _ThreadDriver:
                 return await asyncio.wrap_future(future)
 
             conn = await hop(functools.partial(self._begin, mode))
-
-            async def run(step: Step[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-                return await hop(functools.partial(step, conn, *args, **kwargs))
-
+            run = _ThreadRun(conn, hop)
             try:
                 yield run
             except BaseException:
                 await self._finish(conn, pending, commit=False)
                 raise
-            await self._finish(conn, pending, commit=True)
+            await self._finish(conn, pending, commit=True, last=run.last)
 
     def _begin(self, mode: str) -> Connection:
         conn = self.engine.connect().execution_options(handrail_begin=mode)
@@ -151,12 +174,23 @@ class _ThreadDriver:
         return conn
 
     async def _finish(
-        self, conn: Connection, pending: list[concurrent.futures.Future[Any]], *, commit: bool
+        self,
+        conn: Connection,
+        pending: list[concurrent.futures.Future[Any]],
+        *,
+        commit: bool,
+        last: Sequence[Callable[[Connection], None]] = (),
     ) -> None:
         def end() -> None:
             concurrent.futures.wait(pending)  # a step left running by a cancelled caller
             try:
                 if commit:
+                    try:
+                        for step in last:
+                            step(conn)
+                    except BaseException:
+                        conn.rollback()
+                        raise
                     conn.commit()
                 else:
                     conn.rollback()
@@ -272,8 +306,8 @@ class SqlStore:
         async with self._runner(readonly=readonly) as run:
             tx = SqlTransaction(run)
             yield tx
-            if tx._audit:  # the last step before commit: the chain's head is held briefly
-                await run(q.seal_audit, tx._audit)
+            if tx._audit:  # sealed as it commits: the chain's head is held only that long
+                run.last.append(functools.partial(q.seal_audit, records=tx._audit))
 
     async def run(self, step: Callable[[Connection], T], *, readonly: bool = False) -> T:
         """Run ``step(connection)`` in a transaction of its own: for raw SQL (tests,
@@ -466,8 +500,10 @@ class SqlTransaction:
     async def put_policy(self, org_id: str, policy: Policy) -> None:
         await self._run(q.put_policy, org_id, policy)
 
-    async def policy_context(self, org_id: str, tool: str, now: datetime) -> PolicyContext:
-        return await self._run(q.policy_context, org_id, tool, now)
+    async def policy_context(
+        self, org_id: str, tool: str, now: datetime, *, known_version: int | None = None
+    ) -> PolicyContext:
+        return await self._run(q.policy_context, org_id, tool, now, known_version)
 
     async def list_groups(self, org_id: str) -> list[ReviewerGroup]:
         return await self._run(q.list_groups, org_id)

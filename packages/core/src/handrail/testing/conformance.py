@@ -62,6 +62,7 @@ from ..models import (
     ReviewPolicy,
     RiskTier,
     Role,
+    RuleOutcome,
     StageResult,
     Task,
     TaskEvent,
@@ -838,7 +839,9 @@ class StoreConformance:
     async def test_policy_versions_are_kept_and_raced(
         self, store: Store, store_factory: StoreFactory, clock: ManualClock
     ) -> None:
-        rule = PolicyRule(id="small", tools=("refund",), when="args.amount < 10", outcome="allow")
+        rule = PolicyRule(
+            id="small", tools=("refund",), when="args.amount < 10", outcome=RuleOutcome.ALLOW
+        )
         first = Policy(rules=(rule,), version=1, updated_at=clock.now(), updated_by="root")
         async with store.transaction() as tx:
             assert await tx.get_policy("org-a") is None
@@ -863,7 +866,12 @@ class StoreConformance:
             assert await tx.get_policy("org-a") == second
             assert await tx.get_policy("org-b") is None
             context = await tx.policy_context("org-a", "refund", clock.now())
-        assert context.policy == second and context.groups == [] and context.standing == []
+            known = await tx.policy_context("org-a", "refund", clock.now(), known_version=2)
+            nothing = await tx.policy_context("org-b", "refund", clock.now())
+        assert (context.version, context.policy) == (2, second)
+        assert context.groups == [] and context.standing == []
+        assert (known.version, known.policy) == (2, None)  # the caller has it already
+        assert (nothing.version, nothing.policy) == (0, None)
 
     async def test_groups_are_versioned_and_deleted(self, store: Store) -> None:
         ops = ReviewerGroup(org_id="org-a", name="ops", members=("carol", "alice", "alice"))
