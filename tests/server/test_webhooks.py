@@ -29,6 +29,11 @@ from tests.server.conftest import Server, make_settings, review, running
 SAFETY = 20.0
 
 
+class _Server(ThreadingHTTPServer):
+    # deliveries go out all at once: the default backlog of 5 refuses some of them
+    request_queue_size = 128
+
+
 @dataclass
 class Received:
     path: str
@@ -62,17 +67,18 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 status, extra = receiver.replies.pop(0) if receiver.replies else (204, {})
+                # recorded before the answer: once a delivery is done, the test can see it
+                receiver.got.put(Received(self.path, headers, body))
                 self.send_response(status)
                 for name, value in extra.items():
                     self.send_header(name, value)
                 self.send_header("content-length", "0")
                 self.end_headers()
-                receiver.got.put(Received(self.path, headers, body))
 
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         ).start()
