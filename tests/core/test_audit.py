@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, event, text
 
 from handrail import Decision, Engine, Principal, Role, StoreError
 from handrail.audit import GENESIS, AuditHead, link, verify
@@ -101,6 +101,8 @@ async def test_the_guards_refuse_changes(opener: Opener) -> None:
             "contents do not match its hash",
         ),
         ("DELETE FROM audit_log WHERE seq >= 10", 10, "the chain ends at 9"),
+        ("DELETE FROM audit_heads", 1, "entries exist but no head does"),
+        ("UPDATE audit_heads SET seq = 11", 11, "does not match the recorded head"),
     ],
 )
 async def test_tampering_is_caught(
@@ -175,3 +177,32 @@ async def test_concurrent_writers_on_postgres_never_fork_the_chain(opener: Opene
 
     total, prevs, seqs = await stores[0].run(links)
     assert total == prevs == seqs == report.head_seq  # one successor per entry: no fork
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("opener", ["postgres"], indirect=True)
+async def test_a_store_that_wrote_last_seals_in_one_statement(opener: Opener) -> None:
+    """PostgreSQL: the head this store left is a guess the database checks; right, sealing
+    is one statement; wrong (another store wrote since), it locks and reads the head."""
+    first, second = await opener(), await opener()
+    seen: list[str] = []
+
+    def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "audit" in statement:
+            seen.append(statement.split()[0])
+
+    for store in (first, second):
+        event.listen(store._driver.engine.sync_engine, "before_cursor_execute", note)  # type: ignore[attr-defined]
+    one, two = Engine(first), Engine(second)
+    spec = {"kind": "review", "action": {"name": "pay"}}
+    await one.create(AGENT, spec)  # no guess yet: lock, insert, move
+    assert seen == ["INSERT", "INSERT", "UPDATE"]
+    seen.clear()
+    await one.create(AGENT, spec)  # the guess holds: one statement
+    assert seen == ["WITH"]
+    seen.clear()
+    await two.create(AGENT, spec)
+    await one.create(AGENT, spec)  # the other store wrote since: the guess fails, then locks
+    assert seen == ["INSERT", "INSERT", "UPDATE", "WITH", "INSERT", "INSERT", "UPDATE"]
+    report = await one.verify_chain("acme")
+    assert report.ok and report.checked == 4

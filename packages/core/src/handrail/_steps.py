@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from . import lifecycle
 from ._ids import new_id
 from ._jsonschema import validation_issues
-from .errors import DecisionNotAllowed, InvalidTransition, ValidationError
+from .errors import DecisionNotAllowed, InvalidTransition, NotAssigned, ValidationError
 from .lifecycle import Event, Status
 from .models import (
     Assignment,
@@ -28,6 +28,7 @@ __all__ = [
     "Move",
     "Step",
     "already_answered",
+    "answered",
     "check_decision",
     "claim",
     "enum_value",
@@ -135,6 +136,18 @@ def claim(step: Step, worker: str, *, pushed_by: str | None = None) -> None:
         assignments=(*task.assignments, Assignment(worker_id=worker, claimed_at=step.now)),
         data={"worker_id": worker, **({"pushed_by": pushed_by} if pushed_by else {})},
     )
+
+
+def answered(task: Task, worker: str, now: datetime, output: Any) -> tuple[Assignment, ...]:
+    """The assignments with ``worker``'s active one holding its answer (``NotAssigned`` when
+    it holds none)."""
+    held = task.active_assignment(worker)
+    if held is None:
+        raise NotAssigned(task.id, worker)
+    done = held.model_copy(
+        update={"status": AssignmentStatus.SUBMITTED, "submitted_at": now, "output": output}
+    )
+    return replace(task.assignments, held, done)
 
 
 def already_answered(task: Task, worker: str, output: Any) -> bool:

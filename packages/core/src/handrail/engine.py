@@ -50,6 +50,7 @@ from ._retry import backoff, retry_conflicts
 from ._steps import (
     Step,
     already_answered,
+    answered,
     check_decision,
     claim,
     enum_value,
@@ -758,17 +759,8 @@ class Engine:
         approved or rejected (verified by the quorum), or, with no voter left and nothing
         settled, to manual review."""
         task = step.task
-        held = task.active_assignment(worker)
-        if held is None:
-            raise NotAssigned(task.id, worker)
-        answered = held.model_copy(
-            update={
-                "status": AssignmentStatus.SUBMITTED,
-                "submitted_at": step.now,
-                "output": output,
-            }
-        )
-        voted = task.model_copy(update={"assignments": replace(task.assignments, held, answered)})
+        votes = answered(task, worker, step.now, output)
+        voted = task.model_copy(update={"assignments": votes})
         count = tally(voted, step.now)
         data = {"worker_id": worker, "output": output, **used}
         if count.state == "open":
@@ -827,7 +819,7 @@ class Engine:
         await tx.put_standing(approval, expected_version=None)
         await tx.append_audit(
             [
-                AuditRecord(
+                self._note(
                     org_id=task.org_id,
                     at=now,
                     kind="standing.granted",
@@ -853,17 +845,7 @@ class Engine:
         used: dict[str, Any] | None = None,
     ) -> None:
         task = step.task
-        held = task.active_assignment(worker)
-        if held is None:
-            raise NotAssigned(task.id, worker)
-        answered = held.model_copy(
-            update={
-                "status": AssignmentStatus.SUBMITTED,
-                "submitted_at": step.now,
-                "output": output,
-            }
-        )
-        assignments = replace(task.assignments, held, answered)
+        assignments = answered(task, worker, step.now, output)
         answers = sum(1 for a in assignments if a.status is AssignmentStatus.SUBMITTED)
         complete = answers >= task.redundancy
         if complete:  # anyone still working on it (a backup) is let go
@@ -1076,9 +1058,8 @@ class Engine:
                 await tx.put_policy(principal.org_id, saved)
                 await tx.append_audit(
                     [
-                        AuditRecord(
+                        self._note(
                             org_id=principal.org_id,
-                            at=self.clock.now(),
                             kind="policy.updated",
                             actor=principal.id,
                             data={
@@ -1146,9 +1127,8 @@ class Engine:
                 await tx.put_group(stored, expected_version=current.version if current else None)
                 await tx.append_audit(
                     [
-                        AuditRecord(
+                        self._note(
                             org_id=principal.org_id,
-                            at=self.clock.now(),
                             kind="group.updated",
                             actor=principal.id,
                             data={"group": name, "members": list(stored.members)},
@@ -1176,9 +1156,8 @@ class Engine:
                 await tx.delete_group(principal.org_id, name, expected_version=current.version)
                 await tx.append_audit(
                     [
-                        AuditRecord(
+                        self._note(
                             org_id=principal.org_id,
-                            at=self.clock.now(),
                             kind="group.deleted",
                             actor=principal.id,
                             data={"group": name},
@@ -1231,7 +1210,7 @@ class Engine:
                 await tx.put_standing(revoked, expected_version=current.version)
                 await tx.append_audit(
                     [
-                        AuditRecord(
+                        self._note(
                             org_id=principal.org_id,
                             at=now,
                             kind="standing.revoked",
@@ -1289,7 +1268,7 @@ class Engine:
             )
             await tx.append_audit(
                 [
-                    AuditRecord(
+                    self._note(
                         org_id=task.org_id,
                         at=now,
                         kind="token.minted",
@@ -1380,12 +1359,16 @@ class Engine:
         """Recompute ``org_id``'s audit chain (for operators: no principal needed)."""
         async with self.store.transaction(readonly=True) as tx:
             head = await tx.audit_head(org_id)
+            first = await tx.audit_entries(org_id, 0, 1)
         checker = ChainVerifier(org_id)
+        if head is None:  # nothing sealed yet (or the head is gone while entries remain)
+            if first:
+                checker.feed(first[0])
+                checker.broken_at, checker.reason = 1, "entries exist but no head does"
+            return checker.report(None)
         async for entry in self._audit_pages(org_id):
-            if not checker.feed(entry):
-                break
-            if head is not None and entry.seq >= head.seq:
-                break  # entries sealed after the head was read: verified next time
+            if not checker.feed(entry) or entry.seq >= head.seq:
+                break  # entries sealed after the head was read are checked next time
         return checker.report(head)
 
     # ------------------------------------------------------------------ system side
@@ -1537,12 +1520,32 @@ class Engine:
                 await self._record_refusal(principal, task_id, action, exc)
             raise
 
+    def _note(
+        self,
+        *,
+        org_id: str,
+        kind: str,
+        actor: str,
+        data: dict[str, Any],
+        task_id: str | None = None,
+        at: datetime | None = None,
+    ) -> AuditRecord:
+        """An audit record of something the engine did besides a task event or a
+        posting (those the store records itself)."""
+        return AuditRecord(
+            org_id=org_id,
+            at=at or self.clock.now(),
+            kind=kind,
+            actor=actor,
+            task_id=task_id,
+            data=data,
+        )
+
     async def _record_refusal(
         self, principal: Principal, task_id: str, action: str, exc: Exception
     ) -> None:
-        record = AuditRecord(
+        record = self._note(
             org_id=principal.org_id,
-            at=self.clock.now(),
             kind="decision.refused",
             actor=principal.id,
             task_id=task_id[:64],

@@ -49,7 +49,7 @@ from typing import Any
 
 from .errors import ValidationError, ValidationIssue
 
-__all__ = ["Expression", "ExpressionError", "compile_expression"]
+__all__ = ["Expression", "ExpressionError", "compile_expression", "compiles"]
 
 
 class ExpressionError(ValidationError):
@@ -541,3 +541,14 @@ def compile_expression(source: str) -> Expression:
     if len(source) > 4_000:
         raise ExpressionError(source[:40] + "...", "longer than 4,000 characters")
     return Expression(source, _Parser(source).parse())
+
+
+def compiles(source: str | None) -> str | None:
+    """For model validators: ``source`` when it compiles (or is None), else ``ValueError``
+    saying what is wrong, and where."""
+    if source is not None:
+        try:
+            compile_expression(source)
+        except ExpressionError as exc:
+            raise ValueError(exc.errors[0].message if exc.errors else str(exc)) from None
+    return source

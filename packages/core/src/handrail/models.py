@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from ._redact import check_paths, redact_decision, redact_paths
-from .expressions import ExpressionError, compile_expression
+from .expressions import compiles
 from .lifecycle import TERMINAL, Event, Status
 from .money import Money
 
@@ -195,15 +195,7 @@ class Remember(_Model):
     when: Annotated[str, Field(min_length=1, max_length=4_000)] | None = None
     ttl_seconds: int = Field(ge=1, le=365 * 24 * 3600)
 
-    @field_validator("when")
-    @classmethod
-    def _compiles(cls, when: str | None) -> str | None:
-        if when is not None:
-            try:
-                compile_expression(when)
-            except ExpressionError as exc:
-                raise ValueError(exc.errors[0].message if exc.errors else str(exc)) from None
-        return when
+    _check_when = field_validator("when")(compiles)
 
 
 class Decision(_Model):

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator, m
 
 from .._jsonpatch import same
 from .._redact import check_paths
-from ..expressions import ExpressionError, compile_expression
+from ..expressions import ExpressionError, compile_expression, compiles
 from ..models import MAX_SLA_SECONDS, RiskTier, RuleOutcome
 
 __all__ = [
@@ -27,15 +27,6 @@ Glob = Annotated[str, Field(min_length=1, max_length=200)]
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-def _compiles(source: str | None) -> str | None:
-    if source is not None:
-        try:
-            compile_expression(source)
-        except ExpressionError as exc:
-            raise ValueError(exc.errors[0].message if exc.errors else str(exc)) from None
-    return source
 
 
 _ASK_ONLY = ("reviewers", "quorum", "veto", "timeout_seconds", "on_timeout", "standing")
@@ -76,7 +67,7 @@ class PolicyRule(_Model):
     answer_ttl_seconds: int | None = Field(default=None, ge=1, le=365 * 24 * 3600)
     redact: tuple[Annotated[str, Field(max_length=300)], ...] = Field(default=(), max_length=100)
 
-    _check_when = field_validator("when")(_compiles)
+    _check_when = field_validator("when")(compiles)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -150,7 +141,7 @@ class StandingApproval(_Model):
     revoked_by: str | None = None
     version: int = Field(default=1, ge=1)
 
-    _check_when = field_validator("when")(_compiles)
+    _check_when = field_validator("when")(compiles)
 
     def active(self, now: datetime) -> bool:
         return self.revoked_at is None and now < self.expires_at

@@ -245,6 +245,7 @@ class SqlStore:
     def __init__(self, driver: _Driver) -> None:
         self._driver = driver
         self.dialect = driver.dialect
+        self._heads: q.Heads = {}  # where this store last sealed each audit chain
 
     @classmethod
     async def open(
@@ -307,7 +308,8 @@ class SqlStore:
             tx = SqlTransaction(run)
             yield tx
             if tx._audit:  # sealed as it commits: the chain's head is held only that long
-                run.last.append(functools.partial(q.seal_audit, records=tx._audit))
+                seal = functools.partial(q.seal_audit, records=tx._audit, heads=self._heads)
+                run.last.append(seal)
 
     async def run(self, step: Callable[[Connection], T], *, readonly: bool = False) -> T:
         """Run ``step(connection)`` in a transaction of its own: for raw SQL (tests,
