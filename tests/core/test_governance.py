@@ -601,9 +601,9 @@ class TestAuditTrail:
         with pytest.raises(PermissionDenied):
             await engine.verify_audit(ALICE)
 
+    @pytest.mark.parametrize("store", ["memory"], indirect=True)  # SQL: tests/core/test_audit.py
     async def test_tampering_in_memory_is_caught(self, engine: Engine, store: Store) -> None:
-        if not isinstance(store, MemoryStore):
-            pytest.skip("the SQL stores are tampered with in tests/core/test_audit.py")
+        assert isinstance(store, MemoryStore)
         task = await engine.create(AGENT, review(amount=500))
         await engine.decide(DAVE, task.id, Decision.reject("no"))
         chain = store._audit["acme"]
