@@ -33,6 +33,7 @@ import bench_langchain
 import bench_langgraph
 import bench_ledger
 import bench_lifecycle
+import bench_policy
 import bench_verification
 import bench_wakeup
 from _common import Row, table
@@ -44,6 +45,7 @@ BENCHMARKS: dict[str, Bench] = {
     "lifecycle": bench_lifecycle.run,
     "ledger": bench_ledger.run,
     "verification": bench_verification.run,
+    "policy": bench_policy.run,
     "http": bench_http.run,
     "langchain": bench_langchain.run,
     "langgraph": bench_langgraph.run,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,16 +13,20 @@ from typing import Any
 import pytest
 
 from handrail import (
+    ConcurrencyConflict,
     Decision,
     DecisionType,
     Handrail,
     InvalidTransition,
     NoAnswer,
+    NotEligible,
+    ReasonCode,
     SandboxReviewer,
     SandboxRule,
     Status,
     StoreError,
     Task,
+    TokenRejected,
     ValidationError,
     WaitTimeout,
 )
@@ -330,3 +336,69 @@ class TestEvents:
         stream.close()
         reader.join(timeout=5)
         assert not reader.is_alive() and got == []
+
+
+class TestPoliciesInProcess:
+    """What changed for ``Handrail.local()``: it asks, and decides only as someone else."""
+
+    def test_the_local_client_cannot_decide_its_own_review(self, hr: Handrail) -> None:
+        task = hr.tasks.create(kind="review", action={"name": "send_email"})
+        with pytest.raises(NotEligible, match="cannot decide its own review"):
+            hr.tasks.decide(task.id, Decision.approve())
+        assert hr.tasks.queue() == []  # nor does it see it as work
+        done = hr.as_reviewer("alice").tasks.decide(task.id, Decision.approve())
+        assert done.status is Status.VERIFIED
+
+    def test_policy_decisions_come_back_with_reason_codes(self, hr: Handrail) -> None:
+        saved = hr.policy.put(
+            {
+                "rules": [
+                    {"id": "mail", "tools": ["send_email"], "outcome": "allow"},
+                    {"id": "prod", "tools": ["drop_*"], "outcome": "deny", "message": "never"},
+                ]
+            }
+        )
+        assert saved.version == 1 and hr.policy.get() == saved
+        allowed = hr.review("send_email", {"to": "a@b.c"})
+        assert allowed.approved and allowed.reason_code is ReasonCode.POLICY_ALLOW
+        denied = hr.review("drop_table", {"name": "users"})
+        assert (denied.type, denied.message, denied.reason_code) == (
+            DecisionType.REJECT,
+            "never",
+            ReasonCode.POLICY_DENY,
+        )
+        why = hr.policy.explain("drop_index", {"name": "x"})
+        assert [(t.rule_id, t.matched) for t in why.trace] == [("mail", False), ("prod", True)]
+        with pytest.raises(ConcurrencyConflict):
+            hr.policy.put({"rules": []}, expected_version=0)
+
+    def test_a_timeout_is_a_retryable_no(self, hr: Handrail) -> None:
+        got = hr.review("send_email", {"to": "a@b.c"}, timeout=0.05)
+        assert (got.type, got.reason_code, got.retryable) == (
+            DecisionType.REJECT,
+            ReasonCode.TIMEOUT,
+            True,
+        )
+
+    def test_groups_tokens_and_the_audit_log(self, hr: Handrail) -> None:
+        hr.policy.put_group("ops", ["alice"])
+        hr.policy.put({"rules": [{"id": "ops", "outcome": "ask", "reviewers": ["ops"]}]})
+        task = hr.tasks.create(kind="review", action={"name": "restart"})
+        with pytest.raises(NotEligible):
+            hr.as_reviewer("bob").tasks.decide(task.id, Decision.approve())
+        token, claims = hr.policy.mint_token(task.id, "alice", decision="approve")
+        assert claims.reviewer_id == "alice"
+        done = hr.policy.redeem_token(token, Decision.approve())
+        assert done.status is Status.VERIFIED
+        with pytest.raises(TokenRejected):
+            hr.policy.redeem_token(token, Decision.approve())
+        assert [g.name for g in hr.policy.groups()] == ["ops"]
+        report = hr.audit.verify()
+        assert report.ok and report.checked >= 6
+        out = io.StringIO()
+        assert hr.audit.export(out) == report.checked
+        lines = [json.loads(line) for line in out.getvalue().splitlines()]
+        assert [line["seq"] for line in lines] == list(range(1, report.checked + 1))
+        assert {"decision.refused", "token.minted", "task.submit"} <= {
+            line["kind"] for line in lines
+        }

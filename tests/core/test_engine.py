@@ -176,7 +176,14 @@ class TestReviews:
         ]
         done = await engine.decide(ALICE, task.id, Decision.modify({"to": "b", "amount": 40}))
         assert done.decision == Decision.modify({"to": "b", "amount": 40}).model_copy(
-            update={"reviewer_id": "alice", "decided_at": done.updated_at}
+            update={
+                "reviewer_id": "alice",
+                "decided_at": done.updated_at,
+                "patch": (  # the edit, as a JSON Patch against the proposed (empty) args
+                    {"op": "add", "path": "/to", "value": "b"},
+                    {"op": "add", "path": "/amount", "value": 40},
+                ),
+            }
         )
 
     async def test_the_same_decision_twice_is_one_decision(self, engine: Engine) -> None:

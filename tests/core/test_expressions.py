@@ -89,3 +89,44 @@ def test_type_clashes_are_errors_not_crashes() -> None:
 def test_nothing_outside_the_context_is_reachable() -> None:
     for source in ("__class__", "args.__class__", "output.__dict__", "args.amount.real"):
         assert compile_expression(source).evaluate(CTX) is None
+
+
+class TestStrict:
+    """What policies use: a comparison that could only be false by accident errs."""
+
+    @pytest.mark.parametrize(
+        "source",
+        [
+            "args.amount > 1000",  # missing
+            "args.name > 1000",  # a string against a number
+            "args.to ends_with '@x.com'",  # missing
+            "args.n starts_with 'a'",  # a number
+            "args.name matches '^a'  and args.n matches 'b'",
+            "args.n in 'abc'",
+            "'a' in args.n",
+            "args.list contains 3 and args.n contains 1",
+        ],
+    )
+    def test_strict_errs_where_lenient_says_false(self, source: str) -> None:
+        context = {"args": {"name": "ann", "n": 7, "list": [3]}}
+        expression = compile_expression(source)
+        assert expression.test(context) is False
+        with pytest.raises(ExpressionError):
+            expression.test(context, strict=True)
+
+    @pytest.mark.parametrize(
+        ("source", "expected"),
+        [
+            ("args.n > 5", True),
+            ("args.name == null", False),
+            ("args.missing == null", True),  # equality never errs
+            ("exists(args.missing) and args.missing > 3", False),  # guarded: short-circuit
+            ("args.n in [1, 7]", True),
+            ("'nn' in args.name", True),
+            ("args.list contains 3", True),
+            ("not (args.name starts_with 'b')", True),
+        ],
+    )
+    def test_strict_agrees_on_well_typed_input(self, source: str, expected: bool) -> None:
+        context = {"args": {"name": "ann", "n": 7, "list": [3]}}
+        assert compile_expression(source).test(context, strict=True) is expected

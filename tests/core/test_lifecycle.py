@@ -34,7 +34,7 @@ def test_every_pair_of_states(source: Status, target: Status) -> None:
 
 
 def test_the_table_has_the_expected_shape() -> None:
-    assert len(LEGAL) == 23
+    assert len(LEGAL) == 26
     assert {Status.FAILED, Status.EXPIRED, Status.CANCELLED} == FINAL
     assert {Status.VERIFIED, Status.FAILED, Status.EXPIRED, Status.CANCELLED} == TERMINAL
     assert CANCELLABLE == EXPIRABLE == {Status.POSTED, Status.ESTIMATE_PENDING, Status.ASSIGNED}

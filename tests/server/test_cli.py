@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+from click.testing import Result
+from typer.testing import CliRunner
+
+from handrail_server import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -109,3 +115,55 @@ def test_serve_demo_prints_keys_that_work(tmp_path: Path) -> None:
         proc.wait(timeout=10)
         if proc.stdout:
             proc.stdout.close()
+
+
+def test_policy_and_audit_commands(tmp_path: Path) -> None:
+    """In this process (typer's runner), but for the last check: ``handrail audit`` as
+    installed, exiting 1 on a broken chain."""
+    db = tmp_path / "gov.db"
+    runner = CliRunner()
+
+    def run(*args: str) -> Result:
+        return runner.invoke(cli.app, [*args, "--database-url", f"sqlite:///{db}"])
+
+    rules = tmp_path / "policy.json"
+    rules.write_text(
+        json.dumps(
+            {
+                "rules": [
+                    {"id": "big", "tools": ["refund"], "when": "args.amount > 100",
+                     "outcome": "deny"},
+                    {"id": "rest", "tools": ["*"], "outcome": "ask"},
+                ]
+            }
+        )
+    )  # fmt: skip
+    saved = run("policy", "set", str(rules), "--org", "acme")
+    assert saved.exit_code == 0, saved.output
+    assert saved.stdout.strip() == "saved version 1 (2 rules)"
+    again = run("policy", "set", str(rules), "--org", "acme", "--expected-version", "0")
+    assert again.exit_code == 1 and "changed concurrently" in again.stderr
+    shown = json.loads(run("policy", "get", "--org", "acme").stdout)
+    assert [r["id"] for r in shown["rules"]] == ["big", "rest"] and shown["version"] == 1
+    explained = run(
+        "policy", "explain", "--org", "acme", "--tool", "refund", "--args", '{"amount": "x"}'
+    ).stdout
+    assert "skip  big: error: cannot order 'x' > 100" in explained
+    assert "outcome: ask by big (the rule erred" in explained
+    assert run("policy", "set", str(tmp_path / "nope.json"), "--org", "x").exit_code != 0
+
+    ok = run("audit", "verify")
+    assert ok.exit_code == 0 and ok.stdout.strip() == "acme: ok (1 entries, head 1)"
+    export = tmp_path / "audit.jsonl"
+    written = run("audit", "export", "--org", "acme", "--out", str(export))
+    assert written.stdout.strip() == f"wrote 1 entries to {export}"
+    assert run("audit", "verify", "--file", str(export)).exit_code == 0
+
+    with sqlite3.connect(db) as conn:  # behind the guards' back
+        conn.execute("DROP TRIGGER audit_log_no_update")
+        conn.execute("UPDATE audit_log SET body = replace(body, '\"rules\":2', '\"rules\":3')")
+    export.write_text(export.read_text().replace('"rules":2', '"rules":3'))
+    assert run("audit", "verify", "--file", str(export)).exit_code == 1
+    broken = handrail("audit", "verify", "--org", "acme", db=db)
+    assert broken.returncode == 1
+    assert broken.stdout.strip().startswith("acme: BROKEN at entry 1: its contents do not match")

@@ -19,19 +19,24 @@ import pytest
 import uvicorn
 
 from handrail import (
+    ConcurrencyConflict,
     Decision,
     DecisionType,
+    EditDenied,
     Handrail,
     HandrailError,
     InsufficientFunds,
     InvalidTransition,
     Money,
+    NotEligible,
     NotFound,
     PermissionDenied,
+    ReasonCode,
     RetryPolicy,
     Role,
     Status,
     Task,
+    TokenRejected,
     ValidationError,
     WaitTimeout,
 )
@@ -601,3 +606,62 @@ async def test_the_async_event_stream_over_http_starts_now(live: Live) -> None:
             made = await hr.tasks.acreate(**REVIEW)
             event = await asyncio.wait_for(anext(stream), 10)
     assert (event.task_id, event.to_status) == (made.id, Status.POSTED)
+
+
+# ---------------------------------------------------------------- policies over HTTP
+
+
+def test_policies_groups_tokens_and_audit_over_http(live: Live) -> None:
+    with (
+        live.client("admin") as admin,
+        live.client("requester") as hr,
+        live.client("reviewer") as rv,
+        live.client("other_reviewer") as other,
+    ):
+        admin.policy.put_group("ops", ["acme-reviewer"])
+        saved = admin.policy.put(
+            {
+                "rules": [
+                    {"id": "mail", "tools": ["send_email"], "outcome": "allow",
+                     "answer_ttl_seconds": 60},
+                    {"id": "prod", "tools": ["drop_*"], "outcome": "deny"},
+                    {"id": "ops", "tools": ["*"], "outcome": "ask", "reviewers": ["ops"]},
+                ]
+            }
+        )  # fmt: skip
+        assert saved.version == 1 and admin.policy.get() == saved
+        why = admin.policy.explain("drop_table", {"name": "users"})
+        assert (why.outcome.value, why.rule_id) == ("deny", "prod")
+        with pytest.raises(ConcurrencyConflict):
+            admin.policy.put(saved, expected_version=0)
+
+        allowed = hr.review("send_email", {"to": "a@b.c"}, timeout=10)
+        assert allowed.reason_code is ReasonCode.POLICY_ALLOW and allowed.expires_at is not None
+        denied = hr.review("drop_table", timeout=10)
+        assert denied.reason_code is ReasonCode.POLICY_DENY and not denied.approved
+
+        task = hr.tasks.create(kind="review", action={"name": "restart", "args": {"n": 1}})
+        with pytest.raises(NotEligible) as refused:
+            other.tasks.decide(task.id, Decision.approve())
+        assert refused.value.task_id == task.id
+        with pytest.raises(EditDenied) as edit:
+            rv.tasks.decide(task.id, Decision.modify({"name": "users"}, tool="drop_table"))
+        assert edit.value.rule_id == "prod"
+        token, claims = admin.policy.mint_token(task.id, "acme-reviewer", decision="approve")
+        assert claims.org_id == "acme" and claims.task_id == task.id
+        done = hr.policy.redeem_token(token, Decision.approve())  # the token is the credential
+        assert done.status is Status.VERIFIED
+        with pytest.raises(TokenRejected) as used:
+            hr.policy.redeem_token(token, Decision.approve())
+        assert used.value.reason == "used"
+        assert [g.name for g in admin.policy.groups()] == ["ops"]
+        assert admin.policy.standing() == []
+
+        report = admin.audit.verify()
+        assert report.ok and report.checked == report.head_seq
+        entries = admin.audit.entries(limit=1000)
+        assert len(entries) == report.checked
+        kinds = {e.kind for e in entries}
+        assert {"policy.updated", "group.updated", "decision.refused", "token.minted"} <= kinds
+        with pytest.raises(PermissionDenied):
+            rv.audit.verify()

@@ -29,6 +29,11 @@ from tests.server.conftest import Server, make_settings, review, running
 SAFETY = 20.0
 
 
+class _Server(ThreadingHTTPServer):
+    # deliveries go out all at once: the default backlog of 5 refuses some of them
+    request_queue_size = 128
+
+
 @dataclass
 class Received:
     path: str
@@ -73,10 +78,7 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        class Server(ThreadingHTTPServer):
-            request_queue_size = 128  # deliveries arrive together: the default 5 drops some
-
-        self._server = Server(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         ).start()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,7 @@ from handrail.ledger import Ledger, LedgerEscrow
 from handrail.sla import SlaScheduler
 from handrail.store.pg_notify import PostgresNotifier
 from handrail.store.sql import SqlStore
+from handrail.tokens import DecisionTokens
 
 from .auth import Authenticator, RateLimiter
 from .blobs import BlobStore, LocalBlobStore
@@ -109,6 +111,15 @@ async def open_hub(
     ledger = Ledger(store, clock=clock)
     signers = webhook_schemes(*schemes)
     delivery = DeliveryWorker(store, settings, clock, signers)
+    secret = settings.decision_token_secret
+    if secret is None:
+        log.warning(
+            "HANDRAIL_DECISION_TOKEN_SECRET is not set: decision links are signed with a "
+            "random secret of this process and stop working when it restarts"
+        )
+    tokens = DecisionTokens(
+        secret.get_secret_value() if secret is not None else secrets.token_bytes(32)
+    )
     engine = Engine(
         store,
         notifier=notifier,
@@ -116,6 +127,7 @@ async def open_hub(
         escrow=LedgerEscrow(ledger),
         hooks=[OutboxHook(signers)],
         wait_backstop=settings.wait_backstop,
+        tokens=tokens,
     )
     hub = Hub(
         settings=settings,

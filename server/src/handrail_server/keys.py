@@ -64,6 +64,7 @@ class KeyInfo:
             id=self.principal,
             roles=frozenset({self.role}),
             sandbox=self.sandbox,
+            key_id=self.id,
         )
 
 

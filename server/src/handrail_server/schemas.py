@@ -8,14 +8,24 @@ from typing import Annotated, Any, Literal
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from handrail import Money, Task, TaskEvent
+from handrail import Action, Decision, Money, RiskTier, Task, TaskEvent
+from handrail.audit import AuditEntry
 from handrail.ledger import EntryRecord, PayoutRecord
+from handrail.policy import MAX_RULES, PolicyRule, StandingApproval
 
 __all__ = [
+    "AuditList",
+    "ExplainIn",
+    "GroupIn",
+    "PolicyIn",
     "Reason",
+    "StandingList",
     "TaskId",
     "TaskList",
     "TaskOut",
+    "TokenDecision",
+    "TokenIn",
+    "TokenOut",
     "WorkerId",
 ]
 
@@ -25,6 +35,7 @@ _INTERNAL = {"request_fingerprint", "version"}
 # path; a worker profile its id): longer ones are refused before they reach the database.
 TaskId = Annotated[str, Path(min_length=1, max_length=64)]
 WorkerId = Annotated[str, Path(min_length=1, max_length=200)]
+GroupName = Annotated[str, Path(min_length=1, max_length=100)]
 
 
 class TaskOut(Task):
@@ -132,3 +143,71 @@ class Health(BaseModel):
     status: Literal["ok"]
     database: str
     revision: str | None
+
+
+# ---------------------------------------------------------------- policies and authority
+
+
+class PolicyIn(BaseModel):
+    """A new version of the organisation's policy; ``expected_version`` refuses (409) the
+    save when another version was saved since."""
+
+    model_config = ConfigDict(extra="forbid")
+    rules: list[PolicyRule] = Field(default_factory=list, max_length=MAX_RULES)
+    expected_version: int | None = Field(default=None, ge=0)
+
+
+class ExplainIn(BaseModel):
+    """A review to try the policy on (nothing is created), and optionally a policy to try
+    instead of the saved one."""
+
+    model_config = ConfigDict(extra="forbid")
+    action: Action
+    task_type: str | None = Field(default=None, min_length=1, max_length=100)
+    risk_tier: RiskTier = RiskTier.MEDIUM
+    payload: dict[str, JsonValue] = Field(default_factory=dict)
+    metadata: dict[str, JsonValue] = Field(default_factory=dict)
+    confidence: float | None = Field(default=None, ge=0, le=1)
+    policy: PolicyIn | None = None
+
+
+class GroupIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    members: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        default_factory=list, max_length=10_000
+    )
+    description: str | None = Field(default=None, max_length=1_000)
+
+
+class StandingList(BaseModel):
+    data: list[StandingApproval]
+
+
+class TokenIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reviewer_id: str = Field(min_length=1, max_length=200)
+    ttl_seconds: int = Field(default=24 * 3600, ge=1, le=30 * 24 * 3600)
+    decision: Literal["approve", "reject", "modify", "respond"] | None = None
+
+
+class TokenOut(BaseModel):
+    token: str = Field(description="the credential a link carries: shown once")
+    token_id: str
+    task_id: str
+    reviewer_id: str
+    expires_at: datetime
+    decision: str | None
+
+
+class TokenDecision(BaseModel):
+    """A decision made with a decision token (no API key needed: the token is the
+    credential)."""
+
+    model_config = ConfigDict(extra="forbid")
+    token: str = Field(min_length=1, max_length=2_000)
+    decision: Decision
+
+
+class AuditList(BaseModel):
+    data: list[AuditEntry]
+    next_cursor: int | None

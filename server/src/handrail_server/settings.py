@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings"]
@@ -57,4 +57,11 @@ class Settings(BaseSettings):
         default=True,
         description="let anyone register a HumanOps agent: a new organisation with a "
         "sandbox key (simulated operators, sandbox credit)",
+    )
+    decision_token_secret: SecretStr | None = Field(
+        default=None,
+        min_length=16,
+        description="signs decision tokens (email and chat links); every server process "
+        "sharing a database needs the same one. Unset: a random one per process, so links "
+        "die with it",
     )

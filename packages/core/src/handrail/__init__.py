@@ -7,21 +7,25 @@
 <DecisionType.APPROVE: 'approve'>
 """
 
+from .audit import AuditEntry, ChainReport
 from .client import Backend, Handrail, HttpBackend, LocalBackend, RetryPolicy, Tasks
 from .clock import Clock, ManualClock, SystemClock
 from .engine import Engine
 from .errors import (
     ConcurrencyConflict,
     DecisionNotAllowed,
+    EditDenied,
     HandrailError,
     IdempotencyConflict,
     InsufficientFunds,
     InvalidTransition,
     NoAnswer,
     NotAssigned,
+    NotEligible,
     NotFound,
     PermissionDenied,
     StoreError,
+    TokenRejected,
     ValidationError,
     ValidationIssue,
     WaitTimeout,
@@ -38,8 +42,12 @@ from .models import (
     Kind,
     Page,
     Principal,
+    ReasonCode,
+    Remember,
+    ReviewPolicy,
     RiskTier,
     Role,
+    RuleOutcome,
     StageResult,
     Task,
     TaskEvent,
@@ -48,8 +56,10 @@ from .models import (
 )
 from .money import Currency, Money
 from .notify import ChangeFeedNotifier, LocalNotifier, Notifier
+from .policy import Explanation, Policy, PolicyRule, ReviewerGroup, StandingApproval
 from .sandbox import SandboxReviewer, SandboxRule
 from .store import MemoryStore, Store
+from .tokens import DecisionTokens, TokenClaims
 from .verification import PassThroughVerifier, Verifier
 
 __version__ = "0.1.0"
@@ -58,18 +68,23 @@ __all__ = [
     "Action",
     "Assignment",
     "AssignmentStatus",
+    "AuditEntry",
     "Backend",
+    "ChainReport",
     "ChangeFeedNotifier",
     "Clock",
     "ConcurrencyConflict",
     "Currency",
     "Decision",
     "DecisionNotAllowed",
+    "DecisionTokens",
     "DecisionType",
+    "EditDenied",
     "Engine",
     "Escrow",
     "Estimate",
     "Event",
+    "Explanation",
     "Handrail",
     "HandrailError",
     "HttpBackend",
@@ -85,18 +100,27 @@ __all__ = [
     "NoAnswer",
     "NoEscrow",
     "NotAssigned",
+    "NotEligible",
     "NotFound",
     "Notifier",
     "Page",
     "PassThroughVerifier",
     "PermissionDenied",
+    "Policy",
+    "PolicyRule",
     "Principal",
+    "ReasonCode",
+    "Remember",
     "RetryPolicy",
+    "ReviewPolicy",
+    "ReviewerGroup",
     "RiskTier",
     "Role",
+    "RuleOutcome",
     "SandboxReviewer",
     "SandboxRule",
     "StageResult",
+    "StandingApproval",
     "Status",
     "Store",
     "StoreError",
@@ -105,6 +129,8 @@ __all__ = [
     "TaskEvent",
     "TaskSpec",
     "Tasks",
+    "TokenClaims",
+    "TokenRejected",
     "ValidationError",
     "ValidationIssue",
     "Verification",

@@ -84,7 +84,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _plugin(argv: Sequence[str]) -> Callable[..., object] | None:
-    """A command another package adds (the server adds ``serve``, ``keys``, ``migrate``)."""
+    """A command another package adds (the server adds ``serve``, ``keys``, ``migrate``,
+    ``policy`` and ``audit``)."""
     if not argv:
         return None
     for entry in entry_points(group="handrail.commands"):
@@ -103,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="handrail",
         description=__doc__,
-        epilog="with handrail-server installed: serve, keys, migrate, mcp",
+        epilog="with handrail-server installed: serve, keys, migrate, policy, audit, mcp",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from . import lifecycle
 from ._ids import new_id
 from ._jsonschema import validation_issues
-from .errors import DecisionNotAllowed, InvalidTransition, ValidationError
+from .errors import DecisionNotAllowed, InvalidTransition, NotAssigned, ValidationError
 from .lifecycle import Event, Status
 from .models import (
     Assignment,
@@ -28,6 +28,7 @@ __all__ = [
     "Move",
     "Step",
     "already_answered",
+    "answered",
     "check_decision",
     "claim",
     "enum_value",
@@ -92,7 +93,7 @@ class Step:
         )
 
 
-E = TypeVar("E", Status, Kind, RiskTier)
+E = TypeVar("E", Status, Kind, RiskTier, DecisionType)
 
 
 def enum_value(cls: type[E], value: str, path: str) -> E:
@@ -137,6 +138,18 @@ def claim(step: Step, worker: str, *, pushed_by: str | None = None) -> None:
     )
 
 
+def answered(task: Task, worker: str, now: datetime, output: Any) -> tuple[Assignment, ...]:
+    """The assignments with ``worker``'s active one holding its answer (``NotAssigned`` when
+    it holds none)."""
+    held = task.active_assignment(worker)
+    if held is None:
+        raise NotAssigned(task.id, worker)
+    done = held.model_copy(
+        update={"status": AssignmentStatus.SUBMITTED, "submitted_at": now, "output": output}
+    )
+    return replace(task.assignments, held, done)
+
+
 def already_answered(task: Task, worker: str, output: Any) -> bool:
     done = task.assignment_of(worker)
     return (
@@ -154,7 +167,8 @@ def check_decision(task: Task, decision: Decision) -> None:
     if decision.type is DecisionType.MODIFY:
         assert task.action is not None and decision.args is not None
         schema = task.action.args_schema
-        if schema is not None:
+        renamed = decision.tool is not None and decision.tool != task.action.name
+        if schema is not None and not renamed:  # the schema is the proposed tool's
             issues = validation_issues(decision.args, schema, "$.args")
             if issues:
                 raise ValidationError(issues, summary="modified args do not fit the tool's schema")

@@ -9,6 +9,12 @@ the commit, through the notifier.
 
 Every method takes the acting :class:`Principal`; objects of another organisation are
 ``NotFound``.
+
+Policies are enforced here, so every path (the Python client, the HTTP API, adapters,
+decision links) obeys them: a new review is judged by its organisation's policy (allowed
+or denied at once, covered by a standing approval, or asked of eligible reviewers under a
+quorum); a decision counts only from a reviewer the policy allows (never the review's own
+requester), and a refused one is recorded in the audit log; an edit is re-checked.
 """
 
 from __future__ import annotations
@@ -20,16 +26,31 @@ import hashlib
 import json
 import logging
 import random
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from ._governance import (
+    authority_problem,
+    eligible,
+    groups_of,
+    members,
+    policy_verification,
+    sealed,
+    standing_cover,
+    system_decision,
+    tally,
+    with_terms,
+)
 from ._ids import new_id
+from ._jsonpatch import diff
 from ._jsonschema import validate_instance
+from ._redact import redact_event_data, unmask_args
 from ._retry import backoff, retry_conflicts
 from ._steps import (
     Step,
     already_answered,
+    answered,
     check_decision,
     claim,
     enum_value,
@@ -37,14 +58,18 @@ from ._steps import (
     replace,
 )
 from ._validation import parse, spec_issues
+from .audit import AuditEntry, AuditRecord, ChainReport, ChainVerifier
 from .clock import Clock, SystemClock
 from .errors import (
     ConcurrencyConflict,
+    EditDenied,
     IdempotencyConflict,
     InvalidTransition,
     NotAssigned,
+    NotEligible,
     NotFound,
     PermissionDenied,
+    TokenRejected,
     ValidationError,
     WaitTimeout,
 )
@@ -55,12 +80,17 @@ from .models import (
     Assignment,
     AssignmentStatus,
     Decision,
+    DecisionType,
     Estimate,
     Kind,
     Page,
     Principal,
+    ReasonCode,
+    ReviewPolicy,
     RiskTier,
     Role,
+    RuleOutcome,
+    StageResult,
     Task,
     TaskEvent,
     TaskSpec,
@@ -69,7 +99,16 @@ from .models import (
 from .money import Money
 from .notify import LocalNotifier, Notifier, org_channel, task_channel
 from .pipeline import Pipeline
-from .store import Store, TaskQuery, Transaction
+from .policy import (
+    CompiledPolicy,
+    Explanation,
+    Policy,
+    ReviewerGroup,
+    StandingApproval,
+    Subject,
+)
+from .store import PolicyContext, Store, TaskQuery, Transaction
+from .tokens import DecisionTokens, TokenClaims
 from .verification import Verifier
 from .workers import WorkerProfile, WorkerStats
 
@@ -80,10 +119,15 @@ log = logging.getLogger(__name__)
 SYSTEM = "system"
 BACKUP_AT = 0.8  # share of the SLA after which a backup worker is added
 MAX_PAGE = 500
+COMPILED_KEPT = 256  # compiled policies cached, one per (organisation, version)
+AUDIT_PAGE = 1_000
+_LATER_FIELDS = ("answer_ttl_seconds", "redact")  # fields added after tasks were first stored
 
 
 def _fingerprint(spec: TaskSpec) -> str:
-    body = spec.model_dump(mode="json", exclude={"idempotency_key"})
+    # fields added later count only when set, so a replay of an older request still matches
+    unset = {f for f in _LATER_FIELDS if getattr(spec, f) == TaskSpec.model_fields[f].default}
+    body = spec.model_dump(mode="json", exclude={"idempotency_key", *unset})
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
@@ -101,6 +145,8 @@ class Engine:
     for a new task), in this process, for in-memory views such as a router's loads.
     ``wait_backstop`` bounds how long a waiter trusts notifications alone before it
     re-reads the task anyway; it is a safety net, not how waiters normally wake.
+    ``tokens`` signs and reads decision tokens (links in emails and chat messages); without
+    it, minting or redeeming one raises ``TokenRejected("unavailable")``.
     """
 
     def __init__(
@@ -115,6 +161,7 @@ class Engine:
         observers: Sequence[Callable[[Task | None, Task], None]] = (),
         max_retries: int = 50,
         wait_backstop: float = 5.0,
+        tokens: DecisionTokens | None = None,
     ) -> None:
         self.store = store
         self.notifier: Notifier = notifier or LocalNotifier()
@@ -126,6 +173,8 @@ class Engine:
         self.observers = list(observers)
         self._max_retries = max_retries
         self._wait_backstop = wait_backstop
+        self.tokens = tokens
+        self._compiled: dict[str, CompiledPolicy] = {}  # by organisation: its newest policy
 
     async def aclose(self) -> None:
         await self.notifier.aclose()
@@ -154,16 +203,50 @@ class Engine:
                                 raise IdempotencyConflict(spec.idempotency_key, existing.id)
                             return _shown(principal, existing)
                     task = self.verifier.plan(self._new_task(principal, spec, fingerprint))
+                    found: Explanation | None = None
+                    context: PolicyContext | None = None
+                    if task.action is not None:  # a review: its organisation's policy judges it
+                        context = await tx.policy_context(
+                            task.org_id,
+                            task.action.name,
+                            task.created_at,
+                            known_version=self._known_version(task.org_id),
+                        )
+                        found = self._compiled_for(task.org_id, context).evaluate(Subject.of(task))
+                        task = with_terms(task, found)
                     await tx.insert_task(task)
-                    await tx.append_events([self._created_event(task, principal)])
+                    await tx.append_events([self._created_event(task, principal, found)])
                     for hook in self.hooks:  # the escrow may refuse: that undoes it all
                         await hook.on_create(tx, task)
+                    if found is not None and context is not None:
+                        step = Step(task, actor=SYSTEM, role=SYSTEM, now=task.created_at)
+                        _decide_by_policy(step, found, context)
+                        await self._save(tx, task, step)
+                        task = step.task
             except ConcurrencyConflict:
                 await backoff(attempt)
                 continue
             await self._publish(None, task)
             return _shown(principal, task)
         raise ConcurrencyConflict("task", spec.idempotency_key or "new")
+
+    def _known_version(self, org_id: str) -> int | None:
+        compiled = self._compiled.get(org_id)
+        return compiled.policy.version if compiled is not None else None
+
+    def _compiled_for(self, org_id: str, context: PolicyContext) -> CompiledPolicy:
+        """The organisation's newest policy, compiled once per version (saved versions
+        never change, so the store sends the rules only when the version is new here)."""
+        held = self._compiled.get(org_id)
+        if held is not None and held.policy.version == context.version:
+            return held
+        policy = context.policy or Policy()
+        if policy.version != context.version:  # the context left out a version we lack
+            raise ConcurrencyConflict("policy", org_id)
+        if len(self._compiled) >= COMPILED_KEPT:
+            self._compiled.clear()
+        compiled = self._compiled[org_id] = CompiledPolicy(policy)
+        return compiled
 
     def _new_task(self, principal: Principal, spec: TaskSpec, fingerprint: str) -> Task:
         now = self.clock.now()
@@ -187,7 +270,19 @@ class Engine:
             }
         )
 
-    def _created_event(self, task: Task, principal: Principal) -> TaskEvent:
+    def _created_event(
+        self, task: Task, principal: Principal, found: Explanation | None
+    ) -> TaskEvent:
+        data: dict[str, Any] = {}
+        if principal.key_id is not None:
+            data["key_id"] = principal.key_id
+        if found is not None:  # what the policy made of the review, in its history and audit
+            data["policy"] = {
+                "outcome": found.outcome.value,
+                "rule_id": found.rule_id,
+                "version": found.terms.policy_version,
+                "error": found.error,
+            }
         return TaskEvent(
             id=new_id(),
             task_id=task.id,
@@ -198,6 +293,7 @@ class Engine:
             event=Event.CREATE,
             from_status=None,
             to_status=Status.POSTED,
+            data=data,
         )
 
     async def get(self, principal: Principal, task_id: str) -> Task:
@@ -356,6 +452,7 @@ class Engine:
                 load = await tx.active_load(principal.org_id, principal.id)
                 if not profile.active or load >= profile.capacity:
                     return []
+            groups = groups_of(await tx.list_groups(principal.org_id), principal.id)
             found = await tx.open_tasks(
                 principal.org_id,
                 now=self.clock.now(),
@@ -366,6 +463,7 @@ class Engine:
                 limit=limit,
                 task_types=profile.skills or None if profile else None,
                 max_risk=profile.trust_tier if profile else None,
+                groups=groups,
             )
         return [_shown(principal, t) for t in found]
 
@@ -400,15 +498,20 @@ class Engine:
                 await sub.wait(pause)
 
     async def claim(self, principal: Principal, task_id: str) -> Task:
-        """Take a slot on a task. Claiming a task one already holds changes nothing."""
-        self._require(principal, Role.REVIEWER, "claim tasks")
+        """Take a slot on a task. Claiming a task one already holds changes nothing. Only a
+        reviewer who may decide a review may claim it."""
 
         async def op(step: Step, tx: Transaction) -> None:
             if step.task.active_assignment(principal.id) is None:
                 await self._check_worker(tx, step.task, principal.id)
                 claim(step, principal.id)
 
-        return await self._mutate(principal, task_id, Event.CLAIM, op, Role.REVIEWER)
+        return await self._refusable(
+            principal,
+            task_id,
+            "claim tasks",
+            lambda: self._mutate(principal, task_id, Event.CLAIM, op, Role.REVIEWER),
+        )
 
     async def assign(self, principal: Principal, task_id: str, worker_id: str) -> Task:
         """Push a task to a worker (the router's choice): a claim made on its behalf."""
@@ -422,8 +525,10 @@ class Engine:
         return await self._mutate(principal, task_id, Event.CLAIM, op, Role.ADMIN)
 
     async def _check_worker(self, tx: Transaction, task: Task, worker_id: str) -> None:
-        """A worker with a profile takes only what its skills and trust tier allow, and no
-        more tasks at once than its capacity."""
+        """A review only for a reviewer its policy allows (never its requester); and a
+        worker with a profile takes only what its skills and trust tier allow, and no more
+        tasks at once than its capacity."""
+        await self._authorize(tx, task, worker_id)
         profile = await tx.get_worker(task.org_id, worker_id)
         if profile is None:
             return
@@ -524,22 +629,26 @@ class Engine:
         Submitting the same answer again changes nothing. On a review task, ``output`` is
         read as a decision (see :meth:`decide`).
         """
-        self._require(principal, Role.REVIEWER, "submit answers")
 
         async def op(step: Step, tx: Transaction) -> None:
             task = step.task
             if task.kind is Kind.REVIEW:
                 decision = parse(Decision, output)
-                await self._decide_op(step, tx, principal.id, decision)
+                await self._decide_op(step, tx, principal, decision)
                 return
             if already_answered(task, principal.id, output):
                 return
             validate_instance(output, task.output_schema, "$.output", "output does not fit")
             if task.active_assignment(principal.id) is None:
                 raise NotAssigned(task.id, principal.id)
-            await self._answer(step, tx, principal.id, output)
+            await self._answer(step, tx, principal.id, output, _used(principal))
 
-        return await self._mutate(principal, task_id, Event.SUBMIT, op, Role.REVIEWER)
+        return await self._refusable(
+            principal,
+            task_id,
+            "submit answers",
+            lambda: self._mutate(principal, task_id, Event.SUBMIT, op, Role.REVIEWER),
+        )
 
     async def decide(
         self, principal: Principal, task_id: str, decision: Decision | Mapping[str, Any]
@@ -549,21 +658,48 @@ class Engine:
         On a task with one slot, posted → assigned → submitted → verified happens in one
         transaction. The same decision again by the same reviewer changes nothing.
         """
-        self._require(principal, Role.REVIEWER, "decide reviews")
-        decision = parse(Decision, decision)
+        parsed = parse(Decision, decision)
 
         async def op(step: Step, tx: Transaction) -> None:
-            await self._decide_op(step, tx, principal.id, decision)
+            await self._decide_op(step, tx, principal, parsed)
 
-        return await self._mutate(principal, task_id, Event.SUBMIT, op, Role.REVIEWER)
+        return await self._refusable(
+            principal,
+            task_id,
+            "decide reviews",
+            lambda: self._mutate(principal, task_id, Event.SUBMIT, op, Role.REVIEWER),
+        )
 
     async def _decide_op(
-        self, step: Step, tx: Transaction, worker: str, decision: Decision
+        self,
+        step: Step,
+        tx: Transaction,
+        principal: Principal,
+        decision: Decision,
+        token: TokenClaims | None = None,
     ) -> None:
         task = step.task
+        worker = principal.id
         if task.kind is not Kind.REVIEW:
             raise ValidationError.at("$.kind", "decisions are for review tasks; submit an answer")
+        # what the engine fills in is never taken from the caller
+        decision = decision.model_copy(
+            update={
+                "reason_code": None,
+                "rule_id": None,
+                "standing_approval_id": None,
+                "reviewers": (),
+                "patch": None,
+            }
+        )
         check_decision(task, decision)
+        await self._authorize(tx, task, worker)
+        if decision.type is DecisionType.MODIFY:
+            decision = await self._checked_edit(tx, task, worker, decision)
+        if decision.expires_at is not None and decision.expires_at <= step.now:
+            raise ValidationError.at("$.expires_at", "must be in the future")
+        if decision.remember is not None:
+            _check_rememberable(task)
         stamped = decision.model_copy(update={"reviewer_id": worker, "decided_at": step.now})
         done = task.assignment_of(worker)
         if done is not None and done.status is AssignmentStatus.SUBMITTED:
@@ -575,21 +711,165 @@ class Engine:
         if task.active_assignment(worker) is None:
             await self._check_worker(tx, task, worker)
             claim(step, worker)
-        await self._answer(step, tx, worker, stamped.model_dump(mode="json"))
+        used = _used(principal, token)
+        output = stamped.model_dump(mode="json")
+        if task.policy is not None and task.policy.quorum > 1:
+            self._vote(step, worker, output, used)
+        else:
+            await self._answer(step, tx, worker, output, used)
+        if decision.remember is not None and step.task.status is Status.VERIFIED:
+            final = step.task.decision
+            if final is not None and final.is_approval and final.reviewer_id == worker:
+                await self._grant_standing(tx, step.task, worker, decision, step.now)
 
-    async def _answer(self, step: Step, tx: Transaction, worker: str, output: Any) -> None:
-        task = step.task
-        held = task.active_assignment(worker)
-        if held is None:
-            raise NotAssigned(task.id, worker)
-        answered = held.model_copy(
-            update={
-                "status": AssignmentStatus.SUBMITTED,
-                "submitted_at": step.now,
-                "output": output,
-            }
+    async def _authorize(self, tx: Transaction, task: Task, reviewer: str) -> None:
+        """Refuse (``NotEligible``) a reviewer the review's policy does not allow."""
+        if task.kind is not Kind.REVIEW:
+            return
+        needs_groups = task.policy is not None and bool(task.policy.groups)
+        groups = await tx.list_groups(task.org_id) if needs_groups else []
+        why = authority_problem(task, reviewer, groups)
+        if why is not None:
+            raise NotEligible(reviewer, task.id, why)
+
+    async def _checked_edit(
+        self, tx: Transaction, task: Task, reviewer: str, decision: Decision
+    ) -> Decision:
+        """A modify, re-checked: masked values the reviewer sent back restored, the edited
+        action evaluated against the policy again (a rule that would deny it, or that asks
+        for other reviewers or a larger quorum, refuses the edit), and the edit recorded as
+        a JSON Patch against the proposed arguments."""
+        assert task.action is not None and decision.args is not None
+        action = task.action
+        args = unmask_args(decision.args, action.args, task.redact)
+        tool = decision.tool if decision.tool not in (None, action.name) else None
+        context = await tx.policy_context(
+            task.org_id,
+            tool or action.name,
+            self.clock.now(),
+            known_version=self._known_version(task.org_id),
         )
-        assignments = replace(task.assignments, held, answered)
+        compiled = self._compiled_for(task.org_id, context)
+        if compiled.policy.rules:
+            found = compiled.evaluate(Subject.of(task, tool=tool, args=args))
+            terms = task.policy or ReviewPolicy()
+            if found.outcome is RuleOutcome.DENY:
+                why = f"policy rule {found.rule_id} denies the edited action"
+                raise EditDenied(
+                    task.id, found.rule_id, why + (f": {found.message}" if found.message else "")
+                )
+            if found.outcome is RuleOutcome.ASK and found.rule_id != terms.rule_id:
+                need = found.terms
+                if need.quorum > terms.quorum:
+                    why = (
+                        f"the edited action falls under policy rule {found.rule_id}, which "
+                        f"needs {need.quorum} approvals"
+                    )
+                    raise EditDenied(task.id, found.rule_id, why)
+                if need.groups:
+                    groups = await tx.list_groups(task.org_id)
+                    if reviewer not in members(groups, need.groups):
+                        why = (
+                            f"the edited action falls under policy rule {found.rule_id}, "
+                            f"which only members of {', '.join(need.groups)} may approve"
+                        )
+                        raise EditDenied(task.id, found.rule_id, why)
+        return decision.model_copy(
+            update={"args": args, "tool": tool, "patch": tuple(diff(action.args, args))}
+        )
+
+    def _vote(self, step: Step, worker: str, output: Any, used: dict[str, Any]) -> None:
+        """Record one reviewer's vote on a quorum review and settle it when the votes do:
+        approved or rejected (verified by the quorum), or, with no voter left and nothing
+        settled, to manual review."""
+        task = step.task
+        votes = answered(task, worker, step.now, output)
+        voted = task.model_copy(update={"assignments": votes})
+        count = tally(voted, step.now)
+        data = {"worker_id": worker, "output": output, **used}
+        if count.state == "open":
+            step.move(Event.SUBMIT, Status.ASSIGNED, assignments=voted.assignments, data=data)
+            return
+        step.move(
+            Event.SUBMIT,
+            Status.SUBMITTED,
+            assignments=_released(voted, step.now),
+            data=data,
+        )
+        if count.decision is None:  # stuck: a person sorts it out
+            stage = StageResult(
+                name="quorum", verdict="uncertain", score=50, reasons=(count.summary,)
+            )
+            verdict = Verification(
+                outcome="manual_review", score=50, stages=(stage,), reasons=(count.summary,)
+            )
+            step.move(
+                Event.ESCALATE,
+                verification=verdict,
+                reason=count.summary,
+                data={"score": 50, "stages": ["quorum"]},
+                role=SYSTEM,
+            )
+            return
+        final = sealed(step.task, count.decision, step.now)
+        shown = final.model_dump(mode="json")
+        stage = StageResult(name="quorum", verdict="pass", score=100, reasons=(count.summary,))
+        step.move(
+            Event.VERIFY,
+            output=shown,
+            verification=Verification(outcome="verified", score=100, stages=(stage,), output=shown),
+            reason=count.summary,
+            data={"score": 100, "stages": ["quorum"], "reviewers": list(final.reviewers)},
+            role=SYSTEM,
+        )
+
+    async def _grant_standing(
+        self, tx: Transaction, task: Task, reviewer: str, decision: Decision, now: datetime
+    ) -> None:
+        assert task.action is not None and decision.remember is not None
+        remember = decision.remember
+        approval = StandingApproval(
+            id=new_id(),
+            org_id=task.org_id,
+            tool=task.action.name,
+            when=remember.when,
+            args=None if remember.when else task.action.args,
+            granted_by=reviewer,
+            task_id=task.id,
+            rule_id=task.policy.rule_id if task.policy else None,
+            created_at=now,
+            expires_at=now + timedelta(seconds=remember.ttl_seconds),
+        )
+        await tx.put_standing(approval, expected_version=None)
+        await tx.append_audit(
+            [
+                self._note(
+                    org_id=task.org_id,
+                    at=now,
+                    kind="standing.granted",
+                    actor=reviewer,
+                    task_id=task.id,
+                    data={
+                        "standing_approval_id": approval.id,
+                        "tool": approval.tool,
+                        "when": approval.when,
+                        "exact_args": approval.args is not None,
+                        "expires_at": approval.expires_at.isoformat(),
+                    },
+                )
+            ]
+        )
+
+    async def _answer(
+        self,
+        step: Step,
+        tx: Transaction,
+        worker: str,
+        output: Any,
+        used: dict[str, Any] | None = None,
+    ) -> None:
+        task = step.task
+        assignments = answered(task, worker, step.now, output)
         answers = sum(1 for a in assignments if a.status is AssignmentStatus.SUBMITTED)
         complete = answers >= task.redundancy
         if complete:  # anyone still working on it (a backup) is let go
@@ -598,7 +878,7 @@ class Engine:
             Event.SUBMIT,
             Status.SUBMITTED if complete else Status.ASSIGNED,
             assignments=assignments,
-            data={"worker_id": worker, "output": output},
+            data={"worker_id": worker, "output": output, **(used or {})},
         )
         if complete:
             verification = await self.verifier.verify(tx, step.task)
@@ -612,6 +892,9 @@ class Engine:
             v = v.model_copy(update={"outcome": "manual_review"})  # at the cap: a person decides
         data = {"score": v.score, "stages": [s.name for s in v.stages]}
         reason = "; ".join(v.reasons) or None
+        if v.outcome == "verified" and task.kind is Kind.REVIEW and v.output is not None:
+            final = sealed(task, Decision.model_validate(v.output), step.now)
+            v = v.model_copy(update={"output": final.model_dump(mode="json")})
         if v.outcome == "verified":
             step.move(Event.VERIFY, verification=v, output=v.output, data=data, role=SYSTEM)
         elif v.outcome == "manual_review":
@@ -652,7 +935,6 @@ class Engine:
     ) -> Task:
         """Pass a task in manual review. ``output`` picks the answer (it must fit the
         schema); without it the answers must agree."""
-        self._require(principal, Role.ADMIN, "verify tasks")
 
         async def op(step: Step, tx: Transaction) -> None:
             task = step.task
@@ -663,13 +945,27 @@ class Engine:
                 final = task.agreed_output()
                 if final is None:
                     raise ValidationError.at("$.output", "answers differ: choose the output")
-            elif task.kind is Kind.REVIEW:
+            elif task.kind is Kind.REVIEW:  # the checker decides: it must be allowed to
+                await self._authorize(tx, task, principal.id)
                 final = parse(Decision, final, "$.output").model_dump(mode="json")
             else:
                 validate_instance(final, task.output_schema, "$.output", "output does not fit")
-            step.move(Event.VERIFY, output=final, reason=reason)
+            if task.kind is Kind.REVIEW:
+                chosen = Decision.model_validate(final)
+                if chosen.reviewer_id is None:
+                    chosen = chosen.model_copy(
+                        update={"reviewer_id": principal.id, "decided_at": step.now}
+                    )
+                final = sealed(task, chosen, step.now).model_dump(mode="json")
+            step.move(Event.VERIFY, output=final, reason=reason, data=_used(principal))
 
-        return await self._mutate(principal, task_id, Event.VERIFY, op, Role.ADMIN)
+        return await self._refusable(
+            principal,
+            task_id,
+            "verify tasks",
+            lambda: self._mutate(principal, task_id, Event.VERIFY, op, Role.ADMIN),
+            role=Role.ADMIN,
+        )
 
     async def fail(self, principal: Principal, task_id: str, reason: str) -> Task:
         """Fail a task in manual review."""
@@ -746,6 +1042,358 @@ class Engine:
             self._require(principal, Role.ADMIN, "see other workers")
         async with self.store.transaction(readonly=True) as tx:
             return await tx.stats_of_worker(principal.org_id, worker_id)
+
+    # ------------------------------------------------------------------ policies
+
+    async def get_policy(self, principal: Principal) -> Policy:
+        """The organisation's policy (an empty one, version 0, before any is saved)."""
+        self._require(principal, Role.ADMIN, "read the policy")
+        async with self.store.transaction(readonly=True) as tx:
+            return await tx.get_policy(principal.org_id) or Policy()
+
+    async def put_policy(
+        self,
+        principal: Principal,
+        policy: Policy | Mapping[str, Any],
+        *,
+        expected_version: int | None = None,
+    ) -> Policy:
+        """Save a new version of the organisation's policy (admins). With
+        ``expected_version``, refuse (``ConcurrencyConflict``) if another was saved since.
+        New reviews are judged by it at once; reviews already posted keep their terms."""
+        self._require(principal, Role.ADMIN, "change the policy")
+        wanted = parse(Policy, policy)
+        rules = [r.model_dump(mode="json", exclude_defaults=True) for r in wanted.rules]
+        digest = hashlib.sha256(json.dumps(rules, sort_keys=True).encode()).hexdigest()
+
+        async def attempt() -> Policy:
+            async with self.store.transaction() as tx:
+                current = await tx.get_policy(principal.org_id)
+                version = current.version if current else 0
+                if expected_version is not None and expected_version != version:
+                    raise ConcurrencyConflict("policy", f"{principal.org_id} v{version}")
+                saved = wanted.model_copy(
+                    update={
+                        "version": version + 1,
+                        "updated_at": self.clock.now(),
+                        "updated_by": principal.id,
+                    }
+                )
+                await tx.put_policy(principal.org_id, saved)
+                await tx.append_audit(
+                    [
+                        self._note(
+                            org_id=principal.org_id,
+                            kind="policy.updated",
+                            actor=principal.id,
+                            data={
+                                "version": saved.version,
+                                "rules": len(saved.rules),
+                                "sha256": digest,
+                                "key_id": principal.key_id,
+                            },
+                        )
+                    ]
+                )
+                return saved
+
+        if expected_version is not None:
+            return await attempt()
+        return await retry_conflicts(attempt)
+
+    async def explain_policy(
+        self,
+        principal: Principal,
+        review: TaskSpec | Mapping[str, Any],
+        *,
+        policy: Policy | Mapping[str, Any] | None = None,
+    ) -> Explanation:
+        """Dry run: what the policy (the saved one, or ``policy``) makes of ``review`` (a
+        review task's spec), which rule matched and why, rule by rule. Nothing is saved."""
+        self._require(principal, Role.ADMIN, "explain the policy")
+        spec = parse(TaskSpec, review)
+        if spec.action is None:
+            raise ValidationError.at("$.action", "policies judge review tasks: give an action")
+        if policy is not None:
+            compiled = CompiledPolicy(parse(Policy, policy, "$.policy"))
+        else:
+            async with self.store.transaction(readonly=True) as tx:
+                compiled = CompiledPolicy(await tx.get_policy(principal.org_id) or Policy())
+        return compiled.evaluate(Subject.of(spec), explain=True)
+
+    # ------------------------------------------------------------------ reviewer groups
+
+    async def put_group(
+        self,
+        principal: Principal,
+        name: str,
+        members: Collection[str],
+        description: str | None = None,
+    ) -> ReviewerGroup:
+        """Create or replace a reviewer group (admins)."""
+        self._require(principal, Role.ADMIN, "manage reviewer groups")
+        wanted = parse(
+            ReviewerGroup,
+            {
+                "org_id": principal.org_id,
+                "name": name,
+                "members": list(members),
+                "description": description,
+            },
+        )
+
+        async def attempt() -> ReviewerGroup:
+            async with self.store.transaction() as tx:
+                current = {g.name: g for g in await tx.list_groups(principal.org_id)}.get(name)
+                stored = wanted.model_copy(
+                    update={"version": current.version + 1 if current else 1}
+                )
+                await tx.put_group(stored, expected_version=current.version if current else None)
+                await tx.append_audit(
+                    [
+                        self._note(
+                            org_id=principal.org_id,
+                            kind="group.updated",
+                            actor=principal.id,
+                            data={"group": name, "members": list(stored.members)},
+                        )
+                    ]
+                )
+                return stored
+
+        return await retry_conflicts(attempt)
+
+    async def list_groups(self, principal: Principal) -> builtins.list[ReviewerGroup]:
+        self._require(principal, Role.ADMIN, "list reviewer groups")
+        async with self.store.transaction(readonly=True) as tx:
+            return await tx.list_groups(principal.org_id)
+
+    async def delete_group(self, principal: Principal, name: str) -> None:
+        """Remove a reviewer group (admins): rules naming it then find nobody in it."""
+        self._require(principal, Role.ADMIN, "manage reviewer groups")
+
+        async def attempt() -> None:
+            async with self.store.transaction() as tx:
+                current = {g.name: g for g in await tx.list_groups(principal.org_id)}.get(name)
+                if current is None:
+                    raise NotFound("reviewer group", name)
+                await tx.delete_group(principal.org_id, name, expected_version=current.version)
+                await tx.append_audit(
+                    [
+                        self._note(
+                            org_id=principal.org_id,
+                            kind="group.deleted",
+                            actor=principal.id,
+                            data={"group": name},
+                        )
+                    ]
+                )
+
+        await retry_conflicts(attempt)
+
+    # ------------------------------------------------------------------ standing approvals
+
+    async def list_standing(
+        self, principal: Principal, *, active: bool = True
+    ) -> builtins.list[StandingApproval]:
+        """Standing approvals: an admin sees the organisation's, a reviewer its own;
+        ``active`` leaves out revoked and expired ones."""
+        if not principal.has(Role.ADMIN):
+            self._require(principal, Role.REVIEWER, "list standing approvals")
+        async with self.store.transaction(readonly=True) as tx:
+            found = await tx.list_standing(
+                principal.org_id, active_at=self.clock.now() if active else None
+            )
+        if principal.has(Role.ADMIN):
+            return found
+        return [a for a in found if a.granted_by == principal.id]
+
+    async def revoke_standing(
+        self, principal: Principal, approval_id: str, reason: str | None = None
+    ) -> StandingApproval:
+        """Revoke a standing approval (its granter, or an admin). Revoking it again
+        changes nothing."""
+
+        async def attempt() -> StandingApproval:
+            async with self.store.transaction() as tx:
+                current = await tx.get_standing(principal.org_id, approval_id)
+                if current is None:
+                    raise NotFound("standing approval", approval_id)
+                if current.granted_by != principal.id:
+                    self._require(principal, Role.ADMIN, "revoke others' standing approvals")
+                if current.revoked_at is not None:
+                    return current
+                now = self.clock.now()
+                revoked = current.model_copy(
+                    update={
+                        "revoked_at": now,
+                        "revoked_by": principal.id,
+                        "version": current.version + 1,
+                    }
+                )
+                await tx.put_standing(revoked, expected_version=current.version)
+                await tx.append_audit(
+                    [
+                        self._note(
+                            org_id=principal.org_id,
+                            at=now,
+                            kind="standing.revoked",
+                            actor=principal.id,
+                            task_id=current.task_id,
+                            data={"standing_approval_id": approval_id, "reason": reason},
+                        )
+                    ]
+                )
+                return revoked
+
+        return await retry_conflicts(attempt)
+
+    # ------------------------------------------------------------------ decision tokens
+
+    def _token_signer(self) -> DecisionTokens:
+        if self.tokens is None:
+            raise TokenRejected("unavailable", "this engine has no decision-token secret")
+        return self.tokens
+
+    async def mint_decision_token(
+        self,
+        principal: Principal,
+        task_id: str,
+        reviewer_id: str,
+        *,
+        ttl_seconds: int = 24 * 3600,
+        decision: DecisionType | str | None = None,
+    ) -> tuple[str, TokenClaims]:
+        """A single-use token that lets ``reviewer_id`` decide review ``task_id`` (and only
+        as ``decision``, when given) until ``ttl_seconds`` from now: what an email or chat
+        link carries (admins, or the server's notifier). The reviewer must be allowed to
+        decide the review now; redeeming checks again."""
+        self._require(principal, Role.ADMIN, "mint decision tokens")
+        signer = self._token_signer()
+        if not 1 <= ttl_seconds <= 30 * 24 * 3600:
+            raise ValidationError.at("$.ttl_seconds", "must be between 1 second and 30 days")
+        kind = enum_value(DecisionType, decision, "$.decision") if decision else None
+        async with self.store.transaction() as tx:
+            task = await tx.get_task(principal.org_id, task_id)
+            if task is None:
+                raise NotFound("task", task_id)
+            if task.kind is not Kind.REVIEW:
+                raise ValidationError.at("$.task_id", "decision tokens are for review tasks")
+            if kind is not None and kind not in task.allowed_decisions:
+                raise ValidationError.at("$.decision", f"the task does not allow {kind.value}")
+            await self._authorize(tx, task, reviewer_id)
+            now = self.clock.now()
+            token, claims = signer.mint(
+                org_id=task.org_id,
+                task_id=task.id,
+                reviewer_id=reviewer_id,
+                expires_at=now + timedelta(seconds=ttl_seconds),
+                decision=kind,
+            )
+            await tx.append_audit(
+                [
+                    self._note(
+                        org_id=task.org_id,
+                        at=now,
+                        kind="token.minted",
+                        actor=principal.id,
+                        task_id=task.id,
+                        data={
+                            "token_id": claims.id,
+                            "reviewer_id": reviewer_id,
+                            "decision": kind.value if kind else None,
+                            "expires_at": claims.expires_at.isoformat(),
+                        },
+                    )
+                ]
+            )
+        return token, claims
+
+    async def redeem_decision_token(
+        self,
+        token: str,
+        decision: Decision | Mapping[str, Any],
+        *,
+        task_id: str | None = None,
+    ) -> Task:
+        """Decide a review with a decision token: as the reviewer it names, under every
+        rule a decision by that reviewer obeys. ``task_id`` (the task the link was for)
+        must match the token's. The token is spent with the decision; one that is forged,
+        expired, spent, for another task or another decision raises ``TokenRejected`` and
+        changes nothing."""
+        signer = self._token_signer()
+        claims = signer.read(token, self.clock.now())
+        reviewer = Principal(
+            org_id=claims.org_id, id=claims.reviewer_id, roles=frozenset({Role.REVIEWER})
+        )
+        parsed = parse(Decision, decision)
+
+        async def op(step: Step, tx: Transaction) -> None:
+            if await tx.token_spent(claims.id):
+                raise TokenRejected("used", "this decision token was used already")
+            await tx.spend_token(claims.org_id, claims.id, claims.task_id, step.now)
+            await self._decide_op(step, tx, reviewer, parsed, claims)
+
+        async def run() -> Task:
+            if task_id is not None and task_id != claims.task_id:
+                raise TokenRejected("wrong_task", "this decision token is for another task")
+            if claims.decision is not None and parsed.type is not claims.decision:
+                raise TokenRejected(
+                    "wrong_decision", f"this decision token can only {claims.decision.value}"
+                )
+            return await self._mutate(reviewer, claims.task_id, Event.SUBMIT, op, Role.REVIEWER)
+
+        return await self._refusable(reviewer, claims.task_id, "decide by token", run)
+
+    # ------------------------------------------------------------------ audit
+
+    async def audit_entries(
+        self, principal: Principal, *, after: int = 0, limit: int = 100
+    ) -> builtins.list[AuditEntry]:
+        """The organisation's audit log from ``seq`` ``after`` on, oldest first (admins)."""
+        self._require(principal, Role.ADMIN, "read the audit log")
+        if not 1 <= limit <= AUDIT_PAGE:
+            raise ValidationError.at("$.limit", f"must be between 1 and {AUDIT_PAGE}")
+        async with self.store.transaction(readonly=True) as tx:
+            return await tx.audit_entries(principal.org_id, max(after, 0), limit)
+
+    async def export_audit(
+        self, principal: Principal, *, after: int = 0
+    ) -> AsyncIterator[AuditEntry]:
+        """Every entry of the organisation's audit log after ``after``, page by page."""
+        self._require(principal, Role.ADMIN, "export the audit log")
+        return self._audit_pages(principal.org_id, after)
+
+    async def _audit_pages(self, org_id: str, after: int = 0) -> AsyncIterator[AuditEntry]:
+        while True:
+            async with self.store.transaction(readonly=True) as tx:
+                page = await tx.audit_entries(org_id, after, AUDIT_PAGE)
+            for entry in page:
+                yield entry
+            if len(page) < AUDIT_PAGE:
+                return
+            after = page[-1].seq
+
+    async def verify_audit(self, principal: Principal) -> ChainReport:
+        """Recompute the organisation's audit chain and report the first broken link."""
+        self._require(principal, Role.ADMIN, "verify the audit log")
+        return await self.verify_chain(principal.org_id)
+
+    async def verify_chain(self, org_id: str) -> ChainReport:
+        """Recompute ``org_id``'s audit chain (for operators: no principal needed)."""
+        async with self.store.transaction(readonly=True) as tx:
+            head = await tx.audit_head(org_id)
+            first = await tx.audit_entries(org_id, 0, 1)
+        checker = ChainVerifier(org_id)
+        if head is None:  # nothing sealed yet (or the head is gone while entries remain)
+            if first:
+                checker.feed(first[0])
+                checker.broken_at, checker.reason = 1, "entries exist but no head does"
+            return checker.report(None)
+        async for entry in self._audit_pages(org_id):
+            if not checker.feed(entry) or entry.seq >= head.seq:
+                break  # entries sealed after the head was read are checked next time
+        return checker.report(head)
 
     # ------------------------------------------------------------------ system side
 
@@ -849,7 +1497,13 @@ class Engine:
                 await hook.on_transition(tx, move.before, move.after, move.event)
         step.task = step.task.model_copy(update={"version": before.version + 1})
         await tx.update_task(step.task, expected_version=before.version)
-        await tx.append_events(step.events)
+        paths = step.task.redact
+        events = step.events
+        if paths:  # history and the audit log never hold what reviewers may not see
+            events = [
+                e.model_copy(update={"data": redact_event_data(e.data, paths)}) for e in events
+            ]
+        await tx.append_events(events)
 
     async def _publish(self, before: Task | None, task: Task) -> None:
         for observe in self.observers:
@@ -867,6 +1521,99 @@ class Engine:
     def _require(principal: Principal, role: Role, action: str) -> None:
         if not principal.has(role):
             raise PermissionDenied(principal.id, action, f"needs the {role.value} role")
+
+    async def _refusable(
+        self,
+        principal: Principal,
+        task_id: str,
+        action: str,
+        run: Callable[[], Awaitable[Task]],
+        *,
+        role: Role = Role.REVIEWER,
+    ) -> Task:
+        """Run a deciding operation; if the principal may not decide (the wrong role, not
+        eligible, an edit the policy refuses), record the refusal in the audit log."""
+        try:
+            self._require(principal, role, action)
+            return await run()
+        except (NotEligible, EditDenied, TokenRejected) as exc:
+            await self._record_refusal(principal, task_id, action, exc)
+            raise
+        except PermissionDenied as exc:
+            if not isinstance(exc, NotAssigned) and not principal.has(role):
+                await self._record_refusal(principal, task_id, action, exc)
+            raise
+
+    def _note(
+        self,
+        *,
+        org_id: str,
+        kind: str,
+        actor: str,
+        data: dict[str, Any],
+        task_id: str | None = None,
+        at: datetime | None = None,
+    ) -> AuditRecord:
+        """An audit record of something the engine did besides a task event or a
+        posting (those the store records itself)."""
+        return AuditRecord(
+            org_id=org_id,
+            at=at or self.clock.now(),
+            kind=kind,
+            actor=actor,
+            task_id=task_id,
+            data=data,
+        )
+
+    async def _record_refusal(
+        self, principal: Principal, task_id: str, action: str, exc: Exception
+    ) -> None:
+        record = self._note(
+            org_id=principal.org_id,
+            kind="decision.refused",
+            actor=principal.id,
+            task_id=task_id[:64],
+            data={
+                "action": action,
+                "code": getattr(exc, "code", "error"),
+                "reason": str(exc)[:2_000],
+                "roles": [r.value for r in sorted(principal.roles)],
+                "key_id": principal.key_id,
+            },
+        )
+
+        async def write() -> None:
+            async with self.store.transaction() as tx:
+                await tx.append_audit([record])
+
+        try:
+            await retry_conflicts(write)
+        except Exception:  # the refusal stands even if it cannot be written down
+            log.exception("could not record a refused decision on task %s", task_id)
+
+
+def _used(principal: Principal, token: TokenClaims | None = None) -> dict[str, Any]:
+    """What a decision was made with: the API key, the decision token."""
+    used: dict[str, Any] = {}
+    if principal.key_id is not None:
+        used["key_id"] = principal.key_id
+    if token is not None:
+        used["token_id"] = token.id
+    return used
+
+
+def _check_rememberable(task: Task) -> None:
+    """A standing approval may come only from a review one reviewer decides alone, under
+    a rule that allows them."""
+    terms = task.policy
+    if terms is not None and not terms.standing:
+        raise ValidationError.at(
+            "$.remember", f"policy rule {terms.rule_id} does not allow standing approvals"
+        )
+    if (terms is not None and terms.quorum > 1) or task.redundancy > 1:
+        raise ValidationError.at(
+            "$.remember", "a review that needs several reviewers cannot be remembered"
+        )
 
 
 def _shown(principal: Principal, task: Task) -> Task:
@@ -889,10 +1636,80 @@ def _released(
     )
 
 
+def _decide_by_policy(step: Step, found: Explanation, context: PolicyContext) -> None:
+    """Decide a new review at once when the policy says so: a rule allows or denies it,
+    its rule's groups hold too few eligible reviewers for the quorum, or a standing
+    approval covers it. Otherwise it waits for people."""
+    task, terms, rule, now = step.task, found.terms, found.rule_id, step.now
+    decision: Decision | None = None
+    why = ""
+    if found.outcome is RuleOutcome.ALLOW:
+        why = f"policy rule {rule} allows it"
+        decision = system_decision(
+            DecisionType.APPROVE, found.message or why, ReasonCode.POLICY_ALLOW, rule, now
+        )
+    elif found.outcome is RuleOutcome.DENY:
+        why = f"policy rule {rule} denies it"
+        decision = system_decision(
+            DecisionType.REJECT, found.message or why, ReasonCode.POLICY_DENY, rule, now
+        )
+    else:
+        allowed = eligible(task, terms, context.groups)
+        if allowed is not None and len(allowed) < terms.quorum:
+            why = (
+                f"policy rule {rule} needs {terms.quorum} approval(s) from "
+                f"{', '.join(terms.groups)}: {len(allowed)} eligible reviewer(s)"
+            )
+            decision = system_decision(
+                DecisionType.REJECT, why, ReasonCode.NO_ELIGIBLE_REVIEWER, rule, now
+            )
+        elif terms.standing and terms.quorum == 1 and task.redundancy == 1:
+            cover = standing_cover(task, context.standing, allowed)
+            if cover is not None:
+                why = f"standing approval {cover.id} by {cover.granted_by} covers it"
+                decision = system_decision(
+                    DecisionType.APPROVE,
+                    why,
+                    ReasonCode.STANDING_APPROVAL,
+                    rule,
+                    now,
+                    reviewer_id=cover.granted_by,
+                    standing_id=cover.id,
+                )
+    if decision is not None:
+        _system_decides(step, decision, why)
+
+
+def _system_decides(step: Step, decision: Decision, why: str, **updates: Any) -> None:
+    """Record a decision the system made (``policy`` event → verified)."""
+    final = sealed(step.task, decision, step.now)
+    output = final.model_dump(mode="json")
+    step.move(
+        Event.POLICY,
+        Status.VERIFIED,
+        output=output,
+        verification=policy_verification(final, why),
+        reason=why,
+        data={"decision": output},
+        actor=final.reviewer_id or SYSTEM,
+        role=SYSTEM,
+        **updates,
+    )
+
+
 def _lapse(step: Step) -> None:
     """The deadline passed: a new attempt (workers released, answers kept, a fresh deadline)
-    while attempts remain, otherwise expiry."""
+    while attempts remain; otherwise the rule's default outcome when it approves, or
+    expiry (which every waiting agent reads as a reject)."""
     task = step.task
+    terms = task.policy
+    if task.attempt >= task.max_attempts and terms is not None and terms.on_timeout == "approve":
+        why = f"nobody decided in time: policy rule {terms.rule_id} approves by default"
+        decision = system_decision(
+            DecisionType.APPROVE, why, ReasonCode.TIMEOUT, terms.rule_id, step.now
+        )
+        _system_decides(step, decision, why, assignments=_released(task, step.now))
+        return
     if task.attempt >= task.max_attempts:
         step.move(
             Event.EXPIRE,

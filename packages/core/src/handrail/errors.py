@@ -6,9 +6,12 @@
     ├── NotFound                       no such object in the caller's organisation (resource, id)
     ├── InvalidTransition              the lifecycle forbids it (task_id, from_status, event)
     ├── ValidationError                bad input; ``.errors`` lists each problem with its JSON path
-    │   └── DecisionNotAllowed         decision type not in the task's ``allowed_decisions``
+    │   ├── DecisionNotAllowed         decision type not in the task's ``allowed_decisions``
+    │   └── EditDenied                 a modify the policy would deny, or needs others to approve
     ├── PermissionDenied               the principal's role or identity may not do this
-    │   └── NotAssigned                a worker acted on a task it holds no assignment on
+    │   ├── NotAssigned                a worker acted on a task it holds no assignment on
+    │   ├── NotEligible                not a reviewer the review's policy allows, or its requester
+    │   └── TokenRejected              a decision token forged, late, spent or for another task
     ├── IdempotencyConflict            same idempotency key, different request (key, task_id)
     ├── InsufficientFunds              the balance cannot cover a hold (account, needed, available)
     ├── ConcurrencyConflict            optimistic write lost a race; the engine retries it
@@ -30,15 +33,18 @@ from typing import Any
 __all__ = [
     "ConcurrencyConflict",
     "DecisionNotAllowed",
+    "EditDenied",
     "HandrailError",
     "IdempotencyConflict",
     "InsufficientFunds",
     "InvalidTransition",
     "NoAnswer",
     "NotAssigned",
+    "NotEligible",
     "NotFound",
     "PermissionDenied",
     "StoreError",
+    "TokenRejected",
     "ValidationError",
     "ValidationIssue",
     "WaitTimeout",
@@ -151,6 +157,23 @@ class DecisionNotAllowed(ValidationError):
         }
 
 
+class EditDenied(ValidationError):
+    """A reviewer's edit (modified arguments or tool) that the policy refuses: a rule
+    would deny the edited action, or it needs reviewers or a quorum this decision lacks."""
+
+    code = "edit_denied"
+
+    def __init__(self, task_id: str, rule_id: str | None, detail: str) -> None:
+        super().__init__(
+            [ValidationIssue("$.args", detail)], summary=f"task {task_id}: edit refused"
+        )
+        self.task_id = task_id
+        self.rule_id = rule_id
+
+    def context(self) -> dict[str, Any]:
+        return {**super().context(), "task_id": self.task_id, "rule_id": self.rule_id}
+
+
 class PermissionDenied(HandrailError):
     code = "permission_denied"
 
@@ -174,6 +197,36 @@ class NotAssigned(PermissionDenied):
 
     def context(self) -> dict[str, Any]:
         return {"task_id": self.task_id, "worker_id": self.worker_id}
+
+
+class NotEligible(PermissionDenied):
+    """The principal may not decide this review: it asked for it, or the policy's rule
+    names reviewer groups it is not in. The refusal is recorded in the audit log."""
+
+    code = "not_eligible"
+
+    def __init__(self, principal: str, task_id: str, reason: str) -> None:
+        super().__init__(principal, f"decide task {task_id}", reason)
+        self.task_id = task_id
+        self.reason = reason
+
+    def context(self) -> dict[str, Any]:
+        return {**super().context(), "task_id": self.task_id, "reason": self.reason}
+
+
+class TokenRejected(PermissionDenied):
+    """A decision token that cannot be used: ``reason`` is ``invalid`` (malformed or
+    forged), ``expired``, ``used``, ``wrong_task``, ``wrong_decision`` or ``unavailable``
+    (no token secret is configured)."""
+
+    code = "token_rejected"
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__("decision token", "decide", detail)
+        self.reason = reason
+
+    def context(self) -> dict[str, Any]:
+        return {**super().context(), "reason": self.reason}
 
 
 class IdempotencyConflict(HandrailError):

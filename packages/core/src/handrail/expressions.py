@@ -30,10 +30,17 @@ expression of at most 200 characters against text of at most 10,000.
 
 Compiling checks the syntax (``ExpressionError`` names the column); evaluating never
 raises for missing data, but a type clash (``"a" + 1``) raises ``ExpressionError``.
+
+``strict`` evaluation (what policies use) raises instead of answering false when an
+ordering comparison (``<`` ...), ``starts_with``, ``ends_with``, ``matches``, ``in`` or
+``contains`` meets a missing value or the wrong type, so a rule such as
+``args.amount > 1000`` cannot quietly fail to match a string amount: it errs, and the
+policy asks a person. Guard optional fields with ``exists(...)``.
 """
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -42,7 +49,7 @@ from typing import Any
 
 from .errors import ValidationError, ValidationIssue
 
-__all__ = ["Expression", "ExpressionError", "compile_expression"]
+__all__ = ["Expression", "ExpressionError", "compile_expression", "compiles"]
 
 
 class ExpressionError(ValidationError):
@@ -69,6 +76,12 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 _WORD_OPS = {"in", "starts_with", "ends_with", "contains", "matches"}
+_ORDER: dict[str, Callable[[Any, Any], Any]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
 _COMPARE = {"==", "!=", "<", "<=", ">", ">="} | _WORD_OPS
 _KEYWORDS = {"and", "or", "not", "if", "then", "else", "true", "false", "null"} | _WORD_OPS
 
@@ -280,68 +293,196 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {
 }
 
 
+_NUMBERS = (int, float)  # JSON numbers; a bool (a subclass of int) is not one
+
+
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return type(value) in _NUMBERS or (
+        isinstance(value, int | float) and not isinstance(value, bool)
+    )
+
+
+def _field_path(node: Node) -> tuple[str, ...] | None:
+    """``("args", "a", "b")`` for the tree of ``args.a.b``; None for anything else."""
+    names: list[str] = []
+    while node[0] == "get":
+        key = node[2]
+        if key[0] != "lit" or not isinstance(key[1], str):
+            return None
+        names.append(key[1])
+        node = node[1]
+    if node[0] != "var":
+        return None
+    return (node[1], *reversed(names))
+
+
+def _get(base: Any, key: Any) -> Any:
+    """``base[key]``: a mapping's field or a list's item; null when there is none."""
+    if isinstance(base, Mapping) and isinstance(key, str):
+        return base.get(key)
+    if isinstance(base, Sequence) and not isinstance(base, str) and _is_number(key):
+        index = int(key)
+        return base[index] if -len(base) <= index < len(base) else None
+    return None
 
 
 def _same_kind(a: Any, b: Any) -> bool:
     return (_is_number(a) and _is_number(b)) or (isinstance(a, str) and isinstance(b, str))
 
 
+Fn = Callable[[Mapping[str, Any]], Any]
+
+
 class Expression:
-    """A compiled expression: evaluate it against any number of contexts."""
+    """A compiled expression: evaluate it against any number of contexts.
+
+    The syntax tree is turned once into nested Python closures (one per node, built from
+    a fixed set of functions: never ``eval``), a lenient and a strict one, so evaluating is
+    a few calls per node."""
 
     def __init__(self, source: str, tree: Node) -> None:
         self.source = source
         self._tree = tree
+        self._lenient = self._build(tree, strict=False)
+        self._strict = self._build(tree, strict=True)
 
     def __repr__(self) -> str:
         return f"Expression({self.source!r})"
 
-    def evaluate(self, context: Mapping[str, Any]) -> Any:
-        return self._eval(self._tree, context)
+    def evaluate(self, context: Mapping[str, Any], *, strict: bool = False) -> Any:
+        return (self._strict if strict else self._lenient)(context)
 
-    def test(self, context: Mapping[str, Any]) -> bool:
+    def test(self, context: Mapping[str, Any], *, strict: bool = False) -> bool:
         """The expression's truth: only ``true`` is true (not 1, not "yes")."""
-        return self.evaluate(context) is True
+        return (self._strict if strict else self._lenient)(context) is True
 
-    def _eval(self, node: Node, ctx: Mapping[str, Any]) -> Any:
+    def function(self, *, strict: bool = False) -> Callable[[Mapping[str, Any]], Any]:
+        """The compiled expression as a plain function of the context (for hot loops)."""
+        return self._strict if strict else self._lenient
+
+    def _build(self, node: Node, *, strict: bool) -> Fn:
         kind = node[0]
         if kind == "lit":
-            return node[1]
+            value = node[1]
+            return lambda ctx: value
         if kind == "var":
-            return ctx.get(node[1])
+            name = node[1]
+            return lambda ctx: ctx.get(name)
         if kind == "list":
-            return [self._eval(n, ctx) for n in node[1]]
+            items = [self._build(n, strict=strict) for n in node[1]]
+            return lambda ctx: [f(ctx) for f in items]
         if kind == "get":
-            base, key = self._eval(node[1], ctx), self._eval(node[2], ctx)
-            if isinstance(base, Mapping) and isinstance(key, str):
-                return base.get(key)
-            if isinstance(base, Sequence) and not isinstance(base, str) and _is_number(key):
-                index = int(key)
-                return base[index] if -len(base) <= index < len(base) else None
-            return None
+            names = _field_path(node)
+            if names is not None:  # args.a.b: one closure walks the whole path
+                root, rest = names[0], names[1:]
+
+                def walk(ctx: Mapping[str, Any]) -> Any:
+                    found = ctx.get(root)
+                    for name in rest:
+                        if type(found) is dict or isinstance(found, Mapping):
+                            found = found.get(name)
+                        else:
+                            return None
+                    return found
+
+                return walk
+            base = self._build(node[1], strict=strict)
+            if node[2][0] == "lit" and isinstance(node[2][1], str):  # a.b: the common case
+                name = node[2][1]
+
+                def field(ctx: Mapping[str, Any]) -> Any:
+                    found = base(ctx)
+                    if type(found) is dict or isinstance(found, Mapping):
+                        return found.get(name)
+                    return None
+
+                return field
+            key = self._build(node[2], strict=strict)
+            return lambda ctx: _get(base(ctx), key(ctx))
         if kind == "not":
-            return self._eval(node[1], ctx) is not True
+            inner = self._build(node[1], strict=strict)
+            return lambda ctx: inner(ctx) is not True
         if kind == "and":
-            return self._eval(node[1], ctx) is True and self._eval(node[2], ctx) is True
+            left, right = self._build(node[1], strict=strict), self._build(node[2], strict=strict)
+            return lambda ctx: left(ctx) is True and right(ctx) is True
         if kind == "or":
-            return self._eval(node[1], ctx) is True or self._eval(node[2], ctx) is True
+            left, right = self._build(node[1], strict=strict), self._build(node[2], strict=strict)
+            return lambda ctx: left(ctx) is True or right(ctx) is True
         if kind == "if":
-            branch = node[2] if self._eval(node[1], ctx) is True else node[3]
-            return self._eval(branch, ctx)
+            cond = self._build(node[1], strict=strict)
+            then, other = self._build(node[2], strict=strict), self._build(node[3], strict=strict)
+            return lambda ctx: then(ctx) if cond(ctx) is True else other(ctx)
         if kind == "neg":
-            value = self._eval(node[1], ctx)
-            if not _is_number(value):
-                raise ExpressionError(self.source, f"cannot negate {value!r}")
-            return -value
+            inner = self._build(node[1], strict=strict)
+
+            def negate(ctx: Mapping[str, Any]) -> Any:
+                value = inner(ctx)
+                if not _is_number(value):
+                    raise ExpressionError(self.source, f"cannot negate {value!r}")
+                return -value
+
+            return negate
         if kind == "arith":
-            return self._arith(node[1], self._eval(node[2], ctx), self._eval(node[3], ctx))
+            op = node[1]
+            left, right = self._build(node[2], strict=strict), self._build(node[3], strict=strict)
+            return lambda ctx: self._arith(op, left(ctx), right(ctx))
         if kind == "cmp":
-            return self._compare(node[1], self._eval(node[2], ctx), self._eval(node[3], ctx))
+            op = node[1]
+            left, right = self._build(node[2], strict=strict), self._build(node[3], strict=strict)
+            if op in _ORDER:
+                return self._ordering(op, left, right, node[3], strict=strict)
+            if strict:
+
+                def checked(ctx: Mapping[str, Any]) -> bool:
+                    a, b = left(ctx), right(ctx)
+                    self._check_strict(op, a, b)
+                    return self._compare(op, a, b)
+
+                return checked
+            return lambda ctx: self._compare(op, left(ctx), right(ctx))
         if kind == "call":
-            return _FUNCTIONS[node[1]](*(self._eval(a, ctx) for a in node[2]))
+            fn = _FUNCTIONS[node[1]]
+            args = [self._build(a, strict=strict) for a in node[2]]
+            return lambda ctx: fn(*(a(ctx) for a in args))
         raise AssertionError(kind)  # pragma: no cover
+
+    def _ordering(self, op: str, left: Fn, right: Fn, right_node: Node, *, strict: bool) -> Fn:
+        """``<``, ``<=``, ``>``, ``>=``: numbers with numbers, strings with strings; any
+        other pair is false (strict: an error)."""
+        order = _ORDER[op]
+        source = self.source
+        constant = right_node[0] == "lit"
+        fixed = right_node[1] if constant else None
+
+        def ordered(ctx: Mapping[str, Any]) -> bool:
+            a, b = left(ctx), fixed if constant else right(ctx)
+            ta, tb = type(a), type(b)
+            if (ta in _NUMBERS and tb in _NUMBERS) or (ta is str and tb is str):
+                return bool(order(a, b))
+            if _same_kind(a, b):  # subclasses of int, float or str
+                return bool(order(a, b))
+            if strict:
+                raise ExpressionError(source, f"cannot order {a!r} {op} {b!r}")
+            return False
+
+        return ordered
+
+    def _check_strict(self, op: str, a: Any, b: Any) -> None:
+        """Refuse, in strict mode, a comparison that could only be false by accident."""
+        if op in ("<", "<=", ">", ">=") and not _same_kind(a, b):
+            raise ExpressionError(self.source, f"cannot order {a!r} {op} {b!r}")
+        if op in ("starts_with", "ends_with", "matches") and not (
+            isinstance(a, str) and isinstance(b, str)
+        ):
+            raise ExpressionError(self.source, f"{op} needs two strings, got {a!r} and {b!r}")
+        if op in ("in", "contains"):
+            item, container = (a, b) if op == "in" else (b, a)
+            if not isinstance(container, str | list):
+                raise ExpressionError(
+                    self.source, f"{op} needs a list or a string, got {container!r}"
+                )
+            if isinstance(container, str) and not isinstance(item, str):
+                raise ExpressionError(self.source, f"cannot look for {item!r} in a string")
 
     def _arith(self, op: str, a: Any, b: Any) -> Any:
         if op == "+" and isinstance(a, str) and isinstance(b, str):
@@ -400,3 +541,14 @@ def compile_expression(source: str) -> Expression:
     if len(source) > 4_000:
         raise ExpressionError(source[:40] + "...", "longer than 4,000 characters")
     return Expression(source, _Parser(source).parse())
+
+
+def compiles(source: str | None) -> str | None:
+    """For model validators: ``source`` when it compiles (or is None), else ``ValueError``
+    saying what is wrong, and where."""
+    if source is not None:
+        try:
+            compile_expression(source)
+        except ExpressionError as exc:
+            raise ValueError(exc.errors[0].message if exc.errors else str(exc)) from None
+    return source

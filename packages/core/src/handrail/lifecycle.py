@@ -66,6 +66,7 @@ class Event(StrEnum):
     DISPUTE = "dispute"
     UPHOLD = "uphold"
     OVERTURN = "overturn"
+    POLICY = "policy"
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +111,9 @@ TRANSITIONS: tuple[Edge, ...] = (
     Edge(S.POSTED, E.EXPIRE, S.EXPIRED, "the deadline passed before enough answers"),
     Edge(S.ESTIMATE_PENDING, E.EXPIRE, S.EXPIRED, "the deadline passed before enough answers"),
     Edge(S.ASSIGNED, E.EXPIRE, S.EXPIRED, "the deadline passed before enough answers"),
+    Edge(S.POSTED, E.POLICY, S.VERIFIED, "the policy decides a review (at once, or by default)"),
+    Edge(S.ESTIMATE_PENDING, E.POLICY, S.VERIFIED, "the deadline passed: the rule's default"),
+    Edge(S.ASSIGNED, E.POLICY, S.VERIFIED, "the deadline passed: the rule's default outcome"),
 )
 
 TERMINAL: frozenset[Status] = frozenset({S.VERIFIED, S.FAILED, S.EXPIRED, S.CANCELLED})
@@ -195,6 +199,10 @@ def render_markdown() -> str:
         " answers is refunded in full (no answer is paid until verification passes it).",
         "- A reviewer's decision on a `posted` review task is `claim`, `submit` and `verify`"
         " (or `escalate`) in one transaction.",
+        "- `policy` records a decision the system made for a review (see docs/policies.md):"
+        " a rule's allow or deny, a standing approval or too few eligible reviewers as the"
+        " task is created, or the rule's default outcome (`on_timeout: approve`) at its"
+        " deadline. The decision carries a `reason_code` and the rule's id.",
         "- Every transition appends an event to the task's history: who, when, from, to, why.",
         "",
     ]

@@ -18,13 +18,17 @@ from pydantic import (
     ConfigDict,
     Field,
     JsonValue,
+    field_validator,
     model_validator,
 )
 
+from ._redact import check_paths, redact_decision, redact_paths
+from .expressions import compiles
 from .lifecycle import TERMINAL, Event, Status
 from .money import Money
 
 __all__ = [
+    "RETRYABLE",
     "Action",
     "Assignment",
     "AssignmentStatus",
@@ -34,8 +38,12 @@ __all__ = [
     "Kind",
     "Page",
     "Principal",
+    "ReasonCode",
+    "Remember",
+    "ReviewPolicy",
     "RiskTier",
     "Role",
+    "RuleOutcome",
     "StageResult",
     "Task",
     "TaskEvent",
@@ -84,6 +92,53 @@ DEFAULT_ALLOWED: tuple[DecisionType, ...] = (
 )
 
 
+class ReasonCode(StrEnum):
+    """Why a decision was made by the system rather than by a person deciding just now.
+
+    A human's own decision carries no reason code. Agents can tell a human "no" (no code,
+    or ``policy_deny``: a rule says no) from a system "no" worth asking again
+    (:data:`RETRYABLE`).
+    """
+
+    POLICY_ALLOW = "policy_allow"
+    """A policy rule approved the action at once."""
+    POLICY_DENY = "policy_deny"
+    """A policy rule rejected the action at once."""
+    STANDING_APPROVAL = "standing_approval"
+    """A reviewer's standing approval ("remember this") covered the action."""
+    TIMEOUT = "timeout"
+    """Nobody decided in time: the rule's default outcome (reject unless it says approve)."""
+    NO_ELIGIBLE_REVIEWER = "no_eligible_reviewer"
+    """The policy names fewer eligible reviewers than its quorum needs."""
+    EXPIRED = "expired"
+    """An approval was used after its shelf life (``expires_at``)."""
+    CANCELLED = "cancelled"
+    """The review was withdrawn before anyone decided."""
+    VERIFICATION_FAILED = "verification_failed"
+    """The decisions did not pass verification (reviewers disagreed, say)."""
+
+
+RETRYABLE: frozenset[ReasonCode] = frozenset(
+    {
+        ReasonCode.TIMEOUT,
+        ReasonCode.NO_ELIGIBLE_REVIEWER,
+        ReasonCode.EXPIRED,
+        ReasonCode.CANCELLED,
+        ReasonCode.VERIFICATION_FAILED,
+    }
+)
+"""Reason codes of a "no" that asking again may turn into a "yes"."""
+
+
+class RuleOutcome(StrEnum):
+    ALLOW = "allow"
+    """Approve at once, recorded with the rule as decider."""
+    DENY = "deny"
+    """Reject at once with the rule's message."""
+    ASK = "ask"
+    """A person decides, under the rule's requirements."""
+
+
 class Role(StrEnum):
     REQUESTER = "requester"
     """An agent (or its operator): creates, waits on, cancels and disputes tasks."""
@@ -117,6 +172,9 @@ class Principal(_Model):
     id: Name
     roles: frozenset[Role]
     sandbox: bool = False
+    key_id: str | None = Field(
+        default=None, max_length=64, description="the API key acting, recorded with decisions"
+    )
 
     def has(self, role: Role) -> bool:
         return role in self.roles or Role.ADMIN in self.roles
@@ -132,11 +190,29 @@ class Action(_Model):
     )
 
 
+class Remember(_Model):
+    """A standing approval asked for with an approve ("remember this"): later reviews of the
+    same tool whose arguments satisfy ``when`` (an expression over ``args``; without one,
+    exactly these arguments) are approved by it for ``ttl_seconds``, until revoked."""
+
+    when: Annotated[str, Field(min_length=1, max_length=4_000)] | None = None
+    ttl_seconds: int = Field(ge=1, le=365 * 24 * 3600)
+
+    _check_when = field_validator("when")(compiles)
+
+
 class Decision(_Model):
     """A reviewer's verdict on a review task.
 
-    ``approve`` runs the action as proposed, ``modify`` runs it with ``args``, ``reject``
-    stops it (``message`` says why), ``respond`` stops it and answers the agent in words.
+    ``approve`` runs the action as proposed, ``modify`` runs it with ``args`` (and, when
+    ``tool`` is set, as that tool), ``reject`` stops it (``message`` says why), ``respond``
+    stops it and answers the agent in words.
+
+    The engine fills in the rest: who decided and when, the ``reason_code`` of a decision
+    the system made (a policy rule, a standing approval, a timeout...), the ``rule_id`` of
+    the policy rule behind it, every approver of a quorum (``reviewers``), the shelf life
+    (``expires_at``) and, for a modify, the edit as a JSON Patch (``patch``, RFC 6902)
+    against the proposed arguments. ``remember`` on an approve asks for a standing approval.
     """
 
     type: DecisionType
@@ -144,6 +220,16 @@ class Decision(_Model):
     args: JsonObject | None = None
     reviewer_id: str | None = None
     decided_at: datetime | None = None
+    tool: Annotated[str, AfterValidator(_strip_nonempty), Field(max_length=200)] | None = Field(
+        default=None, description="modify only: run this tool instead (re-checked by policy)"
+    )
+    reason_code: ReasonCode | None = None
+    rule_id: str | None = None
+    standing_approval_id: str | None = None
+    reviewers: tuple[str, ...] = ()
+    expires_at: datetime | None = None
+    patch: tuple[JsonObject, ...] | None = None
+    remember: Remember | None = None
 
     @model_validator(mode="after")
     def _shape(self) -> Self:
@@ -152,34 +238,95 @@ class Decision(_Model):
             raise ValueError("a modify decision needs the edited 'args'")
         if kind is not DecisionType.MODIFY and self.args is not None:
             raise ValueError(f"a {kind.value} decision takes no 'args'")
+        if kind is not DecisionType.MODIFY and self.tool is not None:
+            raise ValueError(f"a {kind.value} decision takes no 'tool'")
+        if kind is not DecisionType.APPROVE and self.remember is not None:
+            raise ValueError("only an approve can be remembered")
         if kind in (DecisionType.REJECT, DecisionType.RESPOND) and not (self.message or "").strip():
             raise ValueError(f"a {kind.value} decision needs a 'message'")
         return self
 
     @classmethod
-    def approve(cls, message: str | None = None) -> Decision:
-        return cls(type=DecisionType.APPROVE, message=message)
+    def approve(cls, message: str | None = None, *, remember: Remember | None = None) -> Decision:
+        return cls(type=DecisionType.APPROVE, message=message, remember=remember)
 
     @classmethod
     def reject(cls, message: str) -> Decision:
         return cls(type=DecisionType.REJECT, message=message)
 
     @classmethod
-    def modify(cls, args: JsonObject, message: str | None = None) -> Decision:
-        return cls(type=DecisionType.MODIFY, args=args, message=message)
+    def modify(
+        cls, args: JsonObject, message: str | None = None, *, tool: str | None = None
+    ) -> Decision:
+        return cls(type=DecisionType.MODIFY, args=args, message=message, tool=tool)
 
     @classmethod
     def respond(cls, message: str) -> Decision:
         return cls(type=DecisionType.RESPOND, message=message)
 
+    def expired(self, now: datetime | None = None) -> bool:
+        """Whether the decision's shelf life (``expires_at``) is over at ``now`` (default:
+        the system clock)."""
+        if self.expires_at is None:
+            return False
+        return (now or datetime.now(self.expires_at.tzinfo)) >= self.expires_at
+
     @property
-    def approved(self) -> bool:
-        """True when the action may run (as proposed or modified)."""
+    def is_approval(self) -> bool:
+        """True for approve and modify, however old."""
         return self.type in (DecisionType.APPROVE, DecisionType.MODIFY)
 
+    @property
+    def approved(self) -> bool:
+        """True when the action may run now (as proposed or modified): an approval whose
+        shelf life is over (by the system clock) is not one. See :meth:`expired`."""
+        return self.is_approval and not self.expired()
+
+    @property
+    def automatic(self) -> bool:
+        """True when the system decided (a rule, a standing approval, a timeout...)."""
+        return self.reason_code is not None
+
+    @property
+    def retryable(self) -> bool:
+        """True for a system "no" that asking again may change (see :data:`RETRYABLE`)."""
+        return self.reason_code in RETRYABLE and not self.is_approval
+
     def content(self) -> dict[str, Any]:
-        """What was decided, without who and when: two decisions agree when these are equal."""
-        return self.model_dump(mode="json", exclude={"reviewer_id", "decided_at"})
+        """What was decided, without who, when or why: two decisions agree when these are
+        equal."""
+        fields = {"type", "message", "args"} | ({"tool"} if self.tool is not None else set())
+        return self.model_dump(mode="json", include=fields)
+
+    def action_key(self) -> str:
+        """What two approvals must share to count together in a quorum: approve, or modify
+        with the same tool and arguments (messages aside)."""
+        return json.dumps(
+            [self.type.value, self.tool, self.args], sort_keys=True, separators=(",", ":")
+        )
+
+
+class ReviewPolicy(_Model):
+    """What the organisation's policy made of a review when it was posted: the rule that
+    matched (``rule_id`` None: none did) and what it requires of the decision."""
+
+    outcome: RuleOutcome = RuleOutcome.ASK
+    rule_id: str | None = None
+    policy_version: int = Field(default=0, ge=0)
+    groups: tuple[str, ...] = Field(
+        default=(), description="reviewer groups that may decide; empty: any reviewer"
+    )
+    quorum: int = Field(default=1, ge=1, le=13, description="approvals needed")
+    veto: bool = Field(default=True, description="any reject ends the review as rejected")
+    on_timeout: Literal["reject", "approve"] = "reject"
+    answer_ttl_seconds: int | None = Field(default=None, ge=1)
+    standing: bool = Field(default=True, description="standing approvals may decide it")
+    error: str | None = Field(default=None, description="why the matching rule failed")
+
+    @property
+    def slots(self) -> int:
+        """How many reviewers may vote: 2N-1, so N approvals stay reachable."""
+        return min(25, 2 * self.quorum - 1)
 
 
 class AssignmentStatus(StrEnum):
@@ -263,9 +410,20 @@ class TaskSpec(_Model):
     output_schema: JsonObject | None = None
     # known-answer (gold) tasks, for measuring workers: hidden from them
     gold_answer: JsonValue = None
+    # approvals and privacy
+    answer_ttl_seconds: int | None = Field(
+        default=None, ge=1, le=365 * 24 * 3600, description="how long an approval stays usable"
+    )
+    redact: tuple[Annotated[str, Field(max_length=300)], ...] = Field(
+        default=(),
+        max_length=100,
+        description="paths (args.card_number, payload.customer.ssn) masked for reviewers, "
+        "webhooks and logs, kept intact for the requester",
+    )
 
     @model_validator(mode="after")
     def _kind_fields(self) -> Self:
+        check_paths(self.redact)
         if self.max_answers is not None and self.max_answers < self.redundancy:
             raise ValueError("'max_answers' must be at least 'redundancy'")
         if self.kind is Kind.REVIEW:
@@ -320,6 +478,9 @@ class Task(TaskSpec):
     assignments: tuple[Assignment, ...] = ()
     estimate: Estimate | None = None
     request_fingerprint: str | None = Field(default=None, repr=False)
+    policy: ReviewPolicy | None = Field(
+        default=None, description="what the policy asked of this review when it was posted"
+    )
     reached_at: dict[Status, datetime] = Field(default_factory=dict)
     created_at: datetime
     updated_at: datetime
@@ -357,8 +518,8 @@ class Task(TaskSpec):
 
     def for_worker(self) -> Task:
         """The task as a worker sees it: nothing about who posted it or how, so a gold task
-        (posted by an admin, with a known answer) looks like any other."""
-        return self.model_copy(
+        (posted by an admin, with a known answer) looks like any other; and redacted."""
+        return self.redacted().model_copy(
             update={
                 "gold_answer": None,
                 "created_by": "requester",
@@ -367,6 +528,26 @@ class Task(TaskSpec):
                 "callback_url": None,
             }
         )
+
+    def redacted(self) -> Task:
+        """The task with every ``redact`` path masked: in the action's arguments, the
+        payload, and every decision (its arguments and patch). The task itself, as stored
+        and as the requester sees it, keeps them intact for the tool."""
+        paths = self.redact
+        if not paths:
+            return self
+        data = self.model_dump(mode="json")
+        if data["action"] is not None:
+            data["action"]["args"] = redact_paths(data["action"]["args"], paths, "args")
+        data["payload"] = redact_paths(data["payload"], paths, "payload")
+        if self.kind is Kind.REVIEW:
+            data["output"] = redact_decision(data["output"], paths)
+            for held in data["assignments"]:
+                held["output"] = redact_decision(held["output"], paths)
+            if data["verification"] is not None:
+                verification = data["verification"]
+                verification["output"] = redact_decision(verification["output"], paths)
+        return Task.model_validate(data)
 
     def assignment_of(self, worker_id: str) -> Assignment | None:
         """The worker's latest assignment on this task, if any."""

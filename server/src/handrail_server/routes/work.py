@@ -13,7 +13,17 @@ from handrail._jsonschema import validate_instance
 from ..auth import require
 from ..deps import HubDep, PrincipalDep
 from ..idempotency import idempotent
-from ..schemas import EstimateOffer, Reason, Submission, TaskId, TaskList, TaskOut
+from ..schemas import (
+    EstimateOffer,
+    Reason,
+    Submission,
+    TaskId,
+    TaskList,
+    TaskOut,
+    TokenDecision,
+    TokenIn,
+    TokenOut,
+)
 
 router = APIRouter(prefix="/v1", tags=["work"])
 
@@ -98,4 +108,37 @@ async def offer_estimate(
     task = await hub.engine.offer_estimate(
         principal, task_id, amount=body.amount, eta_seconds=body.eta_seconds, note=body.note
     )
+    return TaskOut.of(task)
+
+
+@router.post("/tasks/{task_id}/decision-tokens", status_code=201, response_model=TokenOut)
+async def mint_decision_token(
+    task_id: TaskId, body: TokenIn, hub: HubDep, principal: PrincipalDep
+) -> dict[str, Any]:
+    """A single-use, expiring token that lets ``reviewer_id`` decide this review (only as
+    ``decision``, when given): what an email or chat link carries (admins). The reviewer
+    must be one the policy allows."""
+    token, claims = await hub.engine.mint_decision_token(
+        principal,
+        task_id,
+        body.reviewer_id,
+        ttl_seconds=body.ttl_seconds,
+        decision=body.decision,
+    )
+    return {
+        "token": token,
+        "token_id": claims.id,
+        "task_id": claims.task_id,
+        "reviewer_id": claims.reviewer_id,
+        "expires_at": claims.expires_at,
+        "decision": claims.decision.value if claims.decision else None,
+    }
+
+
+@router.post("/tasks/{task_id}/decision/by-token", response_model=TaskOut)
+async def decide_by_token(task_id: TaskId, body: TokenDecision, hub: HubDep) -> dict[str, Any]:
+    """Decide a review with a decision token instead of an API key. A token that is
+    forged, expired, used, or for another task (or decision) is refused (403
+    ``token_rejected``) and changes nothing."""
+    task = await hub.engine.redeem_decision_token(body.token, body.decision, task_id=task_id)
     return TaskOut.of(task)

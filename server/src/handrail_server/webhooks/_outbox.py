@@ -99,7 +99,8 @@ def queue_event(
 
 
 def _shown(task: Task) -> dict[str, Any]:
-    return task.model_dump(mode="json", exclude={"request_fingerprint", "version"})
+    """The task as a webhook carries it: with the fields its policy masks masked."""
+    return task.redacted().model_dump(mode="json", exclude={"request_fingerprint", "version"})
 
 
 class OutboxHook:

@@ -3,11 +3,12 @@
 
 from ._backend import Backend, LocalBackend
 from ._events import AsyncEventStream, EventStream
-from ._handrail import Handrail, LedgerOps, OnTimeout, Tasks, decision_of
+from ._handrail import AuditOps, Handrail, LedgerOps, OnTimeout, PolicyOps, Tasks, decision_of
 from ._http import HttpBackend, RetryPolicy
 
 __all__ = [
     "AsyncEventStream",
+    "AuditOps",
     "Backend",
     "EventStream",
     "Handrail",
@@ -15,6 +16,7 @@ __all__ = [
     "LedgerOps",
     "LocalBackend",
     "OnTimeout",
+    "PolicyOps",
     "RetryPolicy",
     "Tasks",
     "decision_of",

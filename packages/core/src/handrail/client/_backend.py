@@ -9,14 +9,29 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import AsyncGenerator, Collection, Mapping
+from datetime import datetime
 from typing import Any, Final, Protocol, cast
 
+from ..audit import AuditEntry, ChainReport
 from ..engine import Engine
 from ..ledger import Account, Balance, Earnings, EntryPage, Ledger, PayoutRecord, Posting
 from ..lifecycle import Status
-from ..models import Decision, Kind, Page, Principal, RiskTier, Role, Task, TaskEvent, TaskSpec
+from ..models import (
+    Decision,
+    DecisionType,
+    Kind,
+    Page,
+    Principal,
+    RiskTier,
+    Role,
+    Task,
+    TaskEvent,
+    TaskSpec,
+)
 from ..money import Currency, Money
 from ..notify import org_channel
+from ..policy import Explanation, Policy, ReviewerGroup, StandingApproval
+from ..tokens import TokenClaims
 
 __all__ = ["Backend", "LocalBackend", "opened"]
 
@@ -40,6 +55,10 @@ class Backend(Protocol):
     def principal_id(self) -> str: ...
 
     def as_reviewer(self, reviewer_id: str) -> Backend: ...
+
+    def now(self) -> datetime:
+        """The time by the backend's clock (decisions' shelf lives are judged by it)."""
+        ...
 
     async def create(self, spec: TaskSpec | Mapping[str, Any]) -> Task: ...
     async def get(self, task_id: str) -> Task: ...
@@ -102,6 +121,37 @@ class Backend(Protocol):
     ) -> EntryPage: ...
     async def request_payout(self, amount: Money, *, key: str) -> PayoutRecord: ...
     async def payouts(self, worker_id: str | None = None) -> builtins.list[PayoutRecord]: ...
+    async def get_policy(self) -> Policy: ...
+    async def put_policy(
+        self, policy: Policy | Mapping[str, Any], *, expected_version: int | None = None
+    ) -> Policy: ...
+    async def explain_policy(
+        self, review: TaskSpec | Mapping[str, Any], *, policy: Policy | Mapping[str, Any] | None
+    ) -> Explanation: ...
+    async def list_groups(self) -> builtins.list[ReviewerGroup]: ...
+    async def put_group(
+        self, name: str, members: Collection[str], description: str | None = None
+    ) -> ReviewerGroup: ...
+    async def delete_group(self, name: str) -> None: ...
+    async def list_standing(self, *, active: bool = True) -> builtins.list[StandingApproval]: ...
+    async def revoke_standing(
+        self, approval_id: str, reason: str | None = None
+    ) -> StandingApproval: ...
+    async def mint_token(
+        self,
+        task_id: str,
+        reviewer_id: str,
+        *,
+        ttl_seconds: int = 24 * 3600,
+        decision: DecisionType | str | None = None,
+    ) -> tuple[str, TokenClaims]: ...
+    async def redeem_token(
+        self, token: str, decision: Decision | Mapping[str, Any], *, task_id: str | None = None
+    ) -> Task: ...
+    async def audit_entries(
+        self, *, after: int = 0, limit: int = 100
+    ) -> builtins.list[AuditEntry]: ...
+    async def verify_audit(self) -> ChainReport: ...
 
 
 class LocalBackend:
@@ -130,6 +180,9 @@ class LocalBackend:
             sandbox=self.principal.sandbox,
         )
         return LocalBackend(self.engine, reviewer, self._ledger)
+
+    def now(self) -> datetime:
+        return self.engine.clock.now()
 
     async def create(self, spec: TaskSpec | Mapping[str, Any]) -> Task:
         return await self.engine.create(self.principal, spec)
@@ -272,3 +325,60 @@ class LocalBackend:
 
     async def payouts(self, worker_id: str | None = None) -> builtins.list[PayoutRecord]:
         return await self.ledger.payouts(self.principal, worker_id)
+
+    async def get_policy(self) -> Policy:
+        return await self.engine.get_policy(self.principal)
+
+    async def put_policy(
+        self, policy: Policy | Mapping[str, Any], *, expected_version: int | None = None
+    ) -> Policy:
+        return await self.engine.put_policy(
+            self.principal, policy, expected_version=expected_version
+        )
+
+    async def explain_policy(
+        self, review: TaskSpec | Mapping[str, Any], *, policy: Policy | Mapping[str, Any] | None
+    ) -> Explanation:
+        return await self.engine.explain_policy(self.principal, review, policy=policy)
+
+    async def list_groups(self) -> builtins.list[ReviewerGroup]:
+        return await self.engine.list_groups(self.principal)
+
+    async def put_group(
+        self, name: str, members: Collection[str], description: str | None = None
+    ) -> ReviewerGroup:
+        return await self.engine.put_group(self.principal, name, members, description)
+
+    async def delete_group(self, name: str) -> None:
+        await self.engine.delete_group(self.principal, name)
+
+    async def list_standing(self, *, active: bool = True) -> builtins.list[StandingApproval]:
+        return await self.engine.list_standing(self.principal, active=active)
+
+    async def revoke_standing(
+        self, approval_id: str, reason: str | None = None
+    ) -> StandingApproval:
+        return await self.engine.revoke_standing(self.principal, approval_id, reason)
+
+    async def mint_token(
+        self,
+        task_id: str,
+        reviewer_id: str,
+        *,
+        ttl_seconds: int = 24 * 3600,
+        decision: DecisionType | str | None = None,
+    ) -> tuple[str, TokenClaims]:
+        return await self.engine.mint_decision_token(
+            self.principal, task_id, reviewer_id, ttl_seconds=ttl_seconds, decision=decision
+        )
+
+    async def redeem_token(
+        self, token: str, decision: Decision | Mapping[str, Any], *, task_id: str | None = None
+    ) -> Task:
+        return await self.engine.redeem_decision_token(token, decision, task_id=task_id)
+
+    async def audit_entries(self, *, after: int = 0, limit: int = 100) -> builtins.list[AuditEntry]:
+        return await self.engine.audit_entries(self.principal, after=after, limit=limit)
+
+    async def verify_audit(self) -> ChainReport:
+        return await self.engine.verify_audit(self.principal)

@@ -12,14 +12,16 @@ import asyncio
 import builtins
 import logging
 import os
-from collections.abc import Callable, Coroutine, Mapping, Sequence
-from datetime import timedelta
+import secrets
+from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Self, TypeVar
+from typing import IO, Any, Literal, Self, TypeVar
 
 import httpx
 
+from ..audit import AuditEntry, ChainReport
 from ..clock import Clock
 from ..engine import Engine
 from ..errors import HandrailError, InvalidTransition, NoAnswer, WaitTimeout
@@ -43,21 +45,24 @@ from ..models import (
     Kind,
     Page,
     Principal,
+    ReasonCode,
     Role,
     Task,
     TaskEvent,
     TaskSpec,
 )
 from ..money import Currency, Money
+from ..policy import Explanation, Policy, ReviewerGroup, StandingApproval
 from ..sandbox import SandboxReviewer
 from ..sla import SlaScheduler
+from ..tokens import DecisionTokens, TokenClaims
 from ..verification import Verifier
 from ._backend import Backend, LocalBackend
 from ._events import AsyncEventStream, EventStream
 from ._http import HttpBackend, RetryPolicy
 from ._portal import Portal
 
-__all__ = ["Handrail", "LedgerOps", "OnTimeout", "Tasks", "decision_of"]
+__all__ = ["AuditOps", "Handrail", "LedgerOps", "OnTimeout", "PolicyOps", "Tasks", "decision_of"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -66,17 +71,42 @@ OnTimeout = Literal["reject", "raise"]
 NO_ANSWER_IN_TIME = "No human answered in time, so the action was not approved."
 
 
-def decision_of(task: Task) -> Decision:
-    """The decision a finished review task stands for. Anything but a recorded approve or
-    modify comes out as a reject: an unanswered review never becomes an approval."""
+def _refused(message: str, code: ReasonCode, rule_id: str | None = None) -> Decision:
+    return Decision(type=DecisionType.REJECT, message=message, reason_code=code, rule_id=rule_id)
+
+
+def decision_of(task: Task, now: datetime | None = None) -> Decision:
+    """The decision a finished review task stands for, at ``now`` (default: the system
+    clock). Anything but a recorded approve or modify comes out as a reject: an unanswered
+    review never becomes an approval, and an approval past its shelf life (``expires_at``)
+    comes out as a reject with reason code ``expired``. System rejects carry a reason code
+    (:class:`ReasonCode`), so an agent can tell them from a person's "no"."""
     if task.status is Status.VERIFIED and task.decision is not None:
-        return task.decision
+        decision = task.decision
+        if decision.is_approval and decision.expired(now):
+            assert decision.expires_at is not None
+            return _refused(
+                f"The approval expired at {decision.expires_at.isoformat()} before it was "
+                "used, so the action must not run; ask again.",
+                ReasonCode.EXPIRED,
+                decision.rule_id,
+            )
+        return decision
+    rule_id = task.policy.rule_id if task.policy is not None else None
     if task.status is Status.EXPIRED:
-        return Decision.reject(NO_ANSWER_IN_TIME + " (the review expired)")
+        return _refused(NO_ANSWER_IN_TIME + " (the review expired)", ReasonCode.TIMEOUT, rule_id)
     if task.status is Status.CANCELLED:
-        return Decision.reject("The review was cancelled, so the action was not approved.")
+        return _refused(
+            "The review was cancelled, so the action was not approved.",
+            ReasonCode.CANCELLED,
+            rule_id,
+        )
     reason = task.failure_reason or task.status.value
-    return Decision.reject(f"The review did not pass ({reason}), so the action was not approved.")
+    return _refused(
+        f"The review did not pass ({reason}), so the action was not approved.",
+        ReasonCode.VERIFICATION_FAILED,
+        rule_id,
+    )
 
 
 class Tasks:
@@ -308,6 +338,184 @@ class LedgerOps:
         return await self._portal.acall(self._backend.payouts(worker_id))
 
 
+class PolicyOps:
+    """Policies, reviewer groups, standing approvals and decision tokens.
+
+    Admins manage them; a reviewer lists and revokes its own standing approvals. See
+    docs/policies.md."""
+
+    def __init__(self, backend: Backend, portal: Portal) -> None:
+        self._backend = backend
+        self._portal = portal
+
+    def get(self) -> Policy:
+        """The organisation's policy (version 0, no rules, before one is saved)."""
+        return self._portal.call(self._backend.get_policy())
+
+    async def aget(self) -> Policy:
+        return await self._portal.acall(self._backend.get_policy())
+
+    def put(
+        self, policy: Policy | Mapping[str, Any], *, expected_version: int | None = None
+    ) -> Policy:
+        """Save a new version; with ``expected_version``, ``ConcurrencyConflict`` if another
+        was saved since."""
+        return self._portal.call(
+            self._backend.put_policy(policy, expected_version=expected_version)
+        )
+
+    async def aput(
+        self, policy: Policy | Mapping[str, Any], *, expected_version: int | None = None
+    ) -> Policy:
+        return await self._portal.acall(
+            self._backend.put_policy(policy, expected_version=expected_version)
+        )
+
+    def explain(
+        self,
+        action: Action | Mapping[str, Any] | str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        policy: Policy | Mapping[str, Any] | None = None,
+        **fields: Any,
+    ) -> Explanation:
+        """Dry run: what the policy (or ``policy``, a draft) makes of a review of
+        ``action`` (``task_type``, ``risk_tier``, ``payload``... as keywords), rule by rule."""
+        review = {**fields, "kind": Kind.REVIEW, "action": _action(action, args)}
+        return self._portal.call(self._backend.explain_policy(review, policy=policy))
+
+    async def aexplain(
+        self,
+        action: Action | Mapping[str, Any] | str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        policy: Policy | Mapping[str, Any] | None = None,
+        **fields: Any,
+    ) -> Explanation:
+        review = {**fields, "kind": Kind.REVIEW, "action": _action(action, args)}
+        return await self._portal.acall(self._backend.explain_policy(review, policy=policy))
+
+    def groups(self) -> builtins.list[ReviewerGroup]:
+        return self._portal.call(self._backend.list_groups())
+
+    async def agroups(self) -> builtins.list[ReviewerGroup]:
+        return await self._portal.acall(self._backend.list_groups())
+
+    def put_group(
+        self, name: str, members: Collection[str], description: str | None = None
+    ) -> ReviewerGroup:
+        """Create or replace reviewer group ``name`` (its members are principal ids)."""
+        return self._portal.call(self._backend.put_group(name, members, description))
+
+    async def aput_group(
+        self, name: str, members: Collection[str], description: str | None = None
+    ) -> ReviewerGroup:
+        return await self._portal.acall(self._backend.put_group(name, members, description))
+
+    def delete_group(self, name: str) -> None:
+        self._portal.call(self._backend.delete_group(name))
+
+    async def adelete_group(self, name: str) -> None:
+        await self._portal.acall(self._backend.delete_group(name))
+
+    def standing(self, *, active: bool = True) -> builtins.list[StandingApproval]:
+        """Standing approvals (an admin's: all of them; a reviewer's: its own)."""
+        return self._portal.call(self._backend.list_standing(active=active))
+
+    async def astanding(self, *, active: bool = True) -> builtins.list[StandingApproval]:
+        return await self._portal.acall(self._backend.list_standing(active=active))
+
+    def revoke_standing(self, approval_id: str, reason: str | None = None) -> StandingApproval:
+        return self._portal.call(self._backend.revoke_standing(approval_id, reason))
+
+    async def arevoke_standing(
+        self, approval_id: str, reason: str | None = None
+    ) -> StandingApproval:
+        return await self._portal.acall(self._backend.revoke_standing(approval_id, reason))
+
+    def mint_token(
+        self,
+        task_id: str,
+        reviewer_id: str,
+        *,
+        ttl_seconds: int = 24 * 3600,
+        decision: DecisionType | str | None = None,
+    ) -> tuple[str, TokenClaims]:
+        """A single-use, expiring token letting ``reviewer_id`` decide ``task_id``."""
+        return self._portal.call(
+            self._backend.mint_token(
+                task_id, reviewer_id, ttl_seconds=ttl_seconds, decision=decision
+            )
+        )
+
+    async def amint_token(
+        self,
+        task_id: str,
+        reviewer_id: str,
+        *,
+        ttl_seconds: int = 24 * 3600,
+        decision: DecisionType | str | None = None,
+    ) -> tuple[str, TokenClaims]:
+        return await self._portal.acall(
+            self._backend.mint_token(
+                task_id, reviewer_id, ttl_seconds=ttl_seconds, decision=decision
+            )
+        )
+
+    def redeem_token(
+        self, token: str, decision: Decision | Mapping[str, Any], *, task_id: str | None = None
+    ) -> Task:
+        """Decide with a token, as the reviewer it names (``TokenRejected`` if it cannot)."""
+        return self._portal.call(self._backend.redeem_token(token, decision, task_id=task_id))
+
+    async def aredeem_token(
+        self, token: str, decision: Decision | Mapping[str, Any], *, task_id: str | None = None
+    ) -> Task:
+        return await self._portal.acall(
+            self._backend.redeem_token(token, decision, task_id=task_id)
+        )
+
+
+class AuditOps:
+    """The organisation's tamper-evident audit log (admins)."""
+
+    def __init__(self, backend: Backend, portal: Portal) -> None:
+        self._backend = backend
+        self._portal = portal
+
+    def entries(self, *, after: int = 0, limit: int = 100) -> builtins.list[AuditEntry]:
+        """Entries after ``seq`` ``after``, oldest first, with their hashes."""
+        return self._portal.call(self._backend.audit_entries(after=after, limit=limit))
+
+    async def aentries(self, *, after: int = 0, limit: int = 100) -> builtins.list[AuditEntry]:
+        return await self._portal.acall(self._backend.audit_entries(after=after, limit=limit))
+
+    def verify(self) -> ChainReport:
+        """Recompute the hash chain: ``ok``, or the first broken link and why."""
+        return self._portal.call(self._backend.verify_audit())
+
+    async def averify(self) -> ChainReport:
+        return await self._portal.acall(self._backend.verify_audit())
+
+    def export(self, out: IO[str], *, after: int = 0) -> int:
+        """Write the log as JSON Lines to ``out``; returns how many entries."""
+        return self._portal.call(self._export(out, after))
+
+    async def aexport(self, out: IO[str], *, after: int = 0) -> int:
+        return await self._portal.acall(self._export(out, after))
+
+    async def _export(self, out: IO[str], after: int) -> int:
+        count = 0
+        while True:
+            page = await self._backend.audit_entries(after=after, limit=1_000)
+            for entry in page:
+                out.write(entry.line() + "\n")
+            count += len(page)
+            if len(page) < 1_000:
+                return count
+            after = page[-1].seq
+
+
 def _spec(spec: TaskSpec | Mapping[str, Any] | None, fields: Mapping[str, Any]) -> Any:
     if spec is None:
         return dict(fields)
@@ -396,6 +604,8 @@ class Handrail:
         self._on_close = on_close
         self.tasks = Tasks(backend, portal)
         self.ledger = LedgerOps(backend, portal)
+        self.policy = PolicyOps(backend, portal)
+        self.audit = AuditOps(backend, portal)
 
     @classmethod
     def from_env(
@@ -434,13 +644,17 @@ class Handrail:
         hold_period: timedelta = timedelta(days=7),
         payout_rail: PayoutRail | None = None,
         sweep_interval: float | None = 1.0,
+        token_secret: str | bytes | None = None,
     ) -> Handrail:
         """An in-process engine: in memory, or in the SQLite file at ``path``.
 
-        The client acts as ``user`` of organisation ``org`` with every role; use
-        :meth:`as_reviewer` for a reviewer's view. With ``sandbox``, tasks are created in
-        sandbox mode and a :class:`SandboxReviewer` answers them. With a ``path``, waiters
-        also wake on changes other processes make to the same file (a terminal reviewer).
+        The client acts as ``user`` of organisation ``org`` with every role, but, like any
+        requester, it cannot decide the reviews it asks for: decide them through
+        :meth:`as_reviewer` (a reviewer's view of the same engine). ``token_secret`` signs
+        decision tokens (default: a random one for this process). With ``sandbox``, tasks
+        are created in sandbox mode and a :class:`SandboxReviewer` answers them. With a
+        ``path``, waiters also wake on changes other processes make to the same file (a
+        terminal reviewer).
         Paid tasks (with a ``payout``) hold money in the ledger: deposit first
         (``hr.ledger.deposit``; sandbox credit in sandbox mode). ``fees``, ``hold_period``
         and ``payout_rail`` configure it. Every ``sweep_interval`` seconds a background job
@@ -478,6 +692,7 @@ class Handrail:
                 clock=clock,
                 verifier=verifier,
                 escrow=LedgerEscrow(ledger),
+                tokens=DecisionTokens(token_secret or secrets.token_bytes(32)),
             )
             background: builtins.list[Any] = []
             if reviewer is not None:
@@ -579,7 +794,9 @@ class Handrail:
             spec["allowed_decisions"] = tuple(allowed)
         created = await self._backend.create(spec)
         task = await self._finish(created, timeout, on_timeout)
-        return decision_of(task) if task is not None else Decision.reject(NO_ANSWER_IN_TIME)
+        if task is None:
+            return _refused(NO_ANSWER_IN_TIME, ReasonCode.TIMEOUT)
+        return decision_of(task, self._backend.now())
 
     async def _finish(
         self, task: Task, timeout: float | None, on_timeout: OnTimeout

@@ -39,18 +39,22 @@ from urllib.parse import quote
 import httpx
 from pydantic_core import to_jsonable_python
 
+from ..audit import AuditEntry, ChainReport
 from ..errors import (
     ConcurrencyConflict,
     DecisionNotAllowed,
+    EditDenied,
     HandrailError,
     IdempotencyConflict,
     InsufficientFunds,
     InvalidTransition,
     NoAnswer,
     NotAssigned,
+    NotEligible,
     NotFound,
     PermissionDenied,
     StoreError,
+    TokenRejected,
     ValidationError,
     ValidationIssue,
     WaitTimeout,
@@ -66,8 +70,10 @@ from ..ledger import (
     Posting,
 )
 from ..lifecycle import Status
-from ..models import Decision, Kind, Page, RiskTier, Task, TaskEvent, TaskSpec
+from ..models import Decision, DecisionType, Kind, Page, RiskTier, Task, TaskEvent, TaskSpec
 from ..money import Currency, Money
+from ..policy import Explanation, Policy, ReviewerGroup, StandingApproval
+from ..tokens import TokenClaims, peek_task
 from ._backend import opened
 
 __all__ = ["HttpBackend", "RetryPolicy", "problem_error"]
@@ -157,6 +163,13 @@ def _typed(
             _text(body, "event"),
             body.get("to_status"),
         )
+    if code == "not_eligible":
+        return NotEligible(_text(body, "principal"), _text(body, "task_id"), _text(body, "reason"))
+    if code == "token_rejected":
+        return TokenRejected(_text(body, "reason", "invalid"), detail)
+    if code == "edit_denied":
+        rule = body.get("rule_id")
+        return EditDenied(_text(body, "task_id"), str(rule) if rule else None, detail)
     if code in ("validation_error", "decision_not_allowed"):
         issues = [
             ValidationIssue(_text(e, "path", "$"), _text(e, "message", "invalid"))
@@ -795,6 +808,97 @@ class HttpBackend:
     async def payouts(self, worker_id: str | None = None) -> builtins.list[PayoutRecord]:
         data = await self._get("/v1/payouts", worker_id=worker_id)
         return [PayoutRecord.model_validate(p) for p in data["data"]]
+
+    # ------------------------------------------------------------ policies and authority
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    async def get_policy(self) -> Policy:
+        return Policy.model_validate(await self._get("/v1/policy"))
+
+    async def put_policy(
+        self, policy: Policy | Mapping[str, Any], *, expected_version: int | None = None
+    ) -> Policy:
+        rules = policy.rules if isinstance(policy, Policy) else policy.get("rules", [])
+        body = {"rules": rules, "expected_version": expected_version}
+        return Policy.model_validate(await self._call("PUT", "/v1/policy", body=body))
+
+    async def explain_policy(
+        self, review: TaskSpec | Mapping[str, Any], *, policy: Policy | Mapping[str, Any] | None
+    ) -> Explanation:
+        spec = review if isinstance(review, TaskSpec) else TaskSpec.model_validate(review)
+        body: dict[str, Any] = spec.model_dump(
+            mode="json",
+            include={"action", "task_type", "risk_tier", "payload", "metadata", "confidence"},
+        )
+        if policy is not None:
+            rules = policy.rules if isinstance(policy, Policy) else policy.get("rules", [])
+            body["policy"] = {"rules": rules}
+        data = await self._post("/v1/policy/explain", body, dedup=True)
+        return Explanation.model_validate(data)
+
+    async def list_groups(self) -> builtins.list[ReviewerGroup]:
+        return [ReviewerGroup.model_validate(g) for g in await self._get("/v1/reviewer-groups")]
+
+    async def put_group(
+        self, name: str, members: Collection[str], description: str | None = None
+    ) -> ReviewerGroup:
+        body = {"members": list(members), "description": description}
+        path = f"/v1/reviewer-groups/{_seg(name)}"
+        data = await self._call("PUT", path, body=body, deduplicated=True)
+        return ReviewerGroup.model_validate(data)
+
+    async def delete_group(self, name: str) -> None:
+        await self._call("DELETE", f"/v1/reviewer-groups/{_seg(name)}")
+
+    async def list_standing(self, *, active: bool = True) -> builtins.list[StandingApproval]:
+        data = await self._get("/v1/standing-approvals", active=active)
+        return [StandingApproval.model_validate(a) for a in data["data"]]
+
+    async def revoke_standing(
+        self, approval_id: str, reason: str | None = None
+    ) -> StandingApproval:
+        path = f"/v1/standing-approvals/{_seg(approval_id)}/revoke"
+        data = await self._post(path, {"reason": reason}, dedup=True)
+        return StandingApproval.model_validate(data)
+
+    async def mint_token(
+        self,
+        task_id: str,
+        reviewer_id: str,
+        *,
+        ttl_seconds: int = 24 * 3600,
+        decision: DecisionType | str | None = None,
+    ) -> tuple[str, TokenClaims]:
+        body = {"reviewer_id": reviewer_id, "ttl_seconds": ttl_seconds, "decision": decision}
+        data = await self._post(f"/v1/tasks/{_seg(task_id)}/decision-tokens", body)
+        claims = TokenClaims(
+            id=data["token_id"],
+            org_id=(await self.whoami())[0],
+            task_id=data["task_id"],
+            reviewer_id=data["reviewer_id"],
+            expires_at=datetime.fromisoformat(data["expires_at"]),
+            decision=DecisionType(data["decision"]) if data.get("decision") else None,
+        )
+        return str(data["token"]), claims
+
+    async def redeem_token(
+        self, token: str, decision: Decision | Mapping[str, Any], *, task_id: str | None = None
+    ) -> Task:
+        """The token is the credential here (the API key is sent too, and ignored)."""
+        target = task_id or peek_task(token)
+        if target is None:
+            raise TokenRejected("invalid", "not a decision token")
+        path = f"/v1/tasks/{_seg(target)}/decision/by-token"
+        return _task(await self._post(path, {"token": token, "decision": decision}))
+
+    async def audit_entries(self, *, after: int = 0, limit: int = 100) -> builtins.list[AuditEntry]:
+        data = await self._get("/v1/audit", after=after, limit=limit)
+        return [AuditEntry.model_validate(e) for e in data["data"]]
+
+    async def verify_audit(self) -> ChainReport:
+        return ChainReport.model_validate(await self._get("/v1/audit/verify"))
 
 
 def _seg(value: str) -> str:

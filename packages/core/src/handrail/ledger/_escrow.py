@@ -17,8 +17,9 @@ _REFUNDED = frozenset({Status.CANCELLED, Status.EXPIRED, Status.FAILED})
 
 
 class LedgerEscrow:
-    """Holds on creation, pays on verification, refunds on every other ending, freezes
-    disputed earnings: each in the same transaction as the task's own change."""
+    """Holds on creation, pays on verification, refunds on every other ending (a review the
+    policy decided included), freezes disputed earnings: each in the same transaction as
+    the task's own change."""
 
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
@@ -33,6 +34,8 @@ class LedgerEscrow:
         elif event is Event.VERIFY:
             accepted = after.workers_agreeing_with(after.output)
             await self.ledger.resolve(tx, after, accepted, now)
+        elif event is Event.POLICY:  # the policy decided: nobody's work to pay, all refunded
+            await self.ledger.resolve(tx, after, (), now)
         elif event is Event.DISPUTE:
             await self.ledger.freeze(tx, after, now, op)
         elif event is Event.UPHOLD:

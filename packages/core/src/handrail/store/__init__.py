@@ -5,7 +5,7 @@
 PostgreSQL. ``handrail.testing.StoreConformance`` is the contract, as tests.
 """
 
-from ._protocol import Change, Store, TaskQuery, Transaction
+from ._protocol import Change, PolicyContext, Store, TaskQuery, Transaction
 from .memory import MemoryStore
 
-__all__ = ["Change", "MemoryStore", "Store", "TaskQuery", "Transaction"]
+__all__ = ["Change", "MemoryStore", "PolicyContext", "Store", "TaskQuery", "Transaction"]

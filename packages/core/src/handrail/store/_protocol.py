@@ -8,16 +8,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from ..audit import AuditEntry, AuditHead, AuditRecord
 from ..ledger._accounts import AccountKind
 from ..ledger._model import EntryRecord, Hold, PayoutRecord, Posting, Settlement
 from ..lifecycle import Status
 from ..models import Kind, RiskTier, Task, TaskEvent
 from ..money import Currency
+from ..policy import Policy, ReviewerGroup, StandingApproval
 from ..workers import AnswerSample, WorkerProfile, WorkerStats
 
 __all__ = [
+    "AuditTransaction",
     "Change",
+    "GovernanceTransaction",
     "LedgerTransaction",
+    "PolicyContext",
     "Store",
     "TaskQuery",
     "TaskTransaction",
@@ -47,6 +52,19 @@ class Change:
     task_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class PolicyContext:
+    """What a new review is judged by, read in one step: the organisation's newest policy
+    ``version`` (0: none saved) and that ``policy`` (None when there is none, or when the
+    caller already holds that version), its reviewer groups, and the live standing
+    approvals for the tool."""
+
+    version: int
+    policy: Policy | None
+    groups: list[ReviewerGroup]
+    standing: list[StandingApproval]
+
+
 class TaskTransaction(Protocol):
     """Tasks and their history, within one unit of work.
 
@@ -70,7 +88,8 @@ class TaskTransaction(Protocol):
         ...
 
     async def append_events(self, events: Sequence[TaskEvent]) -> None:
-        """Append history. Events are never changed or removed."""
+        """Append history, and each event to its organisation's audit chain. Events are
+        never changed or removed."""
         ...
 
     async def list_events(self, org_id: str, task_id: str) -> list[TaskEvent]:
@@ -98,10 +117,15 @@ class TaskTransaction(Protocol):
         limit: int = 50,
         task_types: Collection[str] | None = None,
         max_risk: RiskTier | None = None,
+        groups: Collection[str] | None = None,
     ) -> list[Task]:
         """Tasks a worker could take now: posted or assigned with a free slot, not past due,
         not already held by ``exclude_worker``, of one of ``task_types`` and at most
-        ``max_risk`` when given; soonest deadline first, then higher risk."""
+        ``max_risk`` when given; soonest deadline first, then higher risk.
+
+        With ``exclude_worker``, reviews it asked for itself are left out too; with
+        ``groups``, reviews whose policy names reviewer groups are left out unless one of
+        them is in ``groups``."""
         ...
 
     async def due_tasks(self, now: datetime, limit: int) -> list[Task]:
@@ -124,7 +148,8 @@ class LedgerTransaction(Protocol):
     async def find_posting(self, posting_id: str) -> Posting | None: ...
 
     async def post(self, posting: Posting) -> None:
-        """Apply a balanced posting at once: open missing accounts, move every entry.
+        """Apply a balanced posting at once: open missing accounts, move every entry, and
+        record the posting in its organisation's audit chain.
 
         Raises ``InsufficientFunds`` (and moves nothing) when a floored account would go
         below zero, ``ConcurrencyConflict`` when a posting with this id exists. Postings and
@@ -214,7 +239,83 @@ class WorkerTransaction(Protocol):
         ...
 
 
-class Transaction(TaskTransaction, LedgerTransaction, WorkerTransaction, Protocol):
+class GovernanceTransaction(Protocol):
+    """Policies, reviewer groups, standing approvals and spent decision tokens."""
+
+    async def get_policy(self, org_id: str) -> Policy | None:
+        """The organisation's newest policy version, or None when it never saved one."""
+        ...
+
+    async def put_policy(self, org_id: str, policy: Policy) -> None:
+        """Save a new version: ``policy.version`` must be one more than the newest (1 for
+        the first), else ``ConcurrencyConflict``. Versions are kept, never changed."""
+        ...
+
+    async def policy_context(
+        self, org_id: str, tool: str, now: datetime, *, known_version: int | None = None
+    ) -> PolicyContext:
+        """The policy (left out when its version is ``known_version``: the caller has it
+        compiled), the groups and ``tool``'s standing approvals active at ``now``."""
+        ...
+
+    async def list_groups(self, org_id: str) -> list[ReviewerGroup]:
+        """The organisation's reviewer groups, by name."""
+        ...
+
+    async def put_group(self, group: ReviewerGroup, *, expected_version: int | None) -> None: ...
+
+    async def delete_group(self, org_id: str, name: str, *, expected_version: int) -> None:
+        """Remove a group stored at ``expected_version`` (``ConcurrencyConflict`` if not)."""
+        ...
+
+    async def get_standing(self, org_id: str, approval_id: str) -> StandingApproval | None: ...
+
+    async def list_standing(
+        self, org_id: str, *, tool: str | None = None, active_at: datetime | None = None
+    ) -> list[StandingApproval]:
+        """Standing approvals, oldest first: of ``tool`` only, active at ``active_at`` only
+        (unrevoked and unexpired), when given."""
+        ...
+
+    async def put_standing(
+        self, approval: StandingApproval, *, expected_version: int | None
+    ) -> None: ...
+
+    async def token_spent(self, token_id: str) -> bool: ...
+
+    async def spend_token(self, org_id: str, token_id: str, task_id: str, at: datetime) -> None:
+        """Mark a decision token used; ``ConcurrencyConflict`` when it already was."""
+        ...
+
+
+class AuditTransaction(Protocol):
+    """The audit chains. Records appended in a transaction are sealed onto their
+    organisation's chain as it commits (and vanish with it if it rolls back); concurrent
+    transactions never fork a chain."""
+
+    async def append_audit(self, records: Sequence[AuditRecord]) -> None: ...
+
+    async def audit_entries(self, org_id: str, after: int, limit: int) -> list[AuditEntry]:
+        """Sealed entries with ``seq`` above ``after``, oldest first."""
+        ...
+
+    async def audit_head(self, org_id: str) -> AuditHead | None:
+        """The organisation's newest entry's ``seq`` and hash (None: no entries yet)."""
+        ...
+
+    async def audit_orgs(self) -> list[str]:
+        """Every organisation with an audit chain."""
+        ...
+
+
+class Transaction(
+    TaskTransaction,
+    LedgerTransaction,
+    WorkerTransaction,
+    GovernanceTransaction,
+    AuditTransaction,
+    Protocol,
+):
     """One unit of work over tasks and money. Writes become visible to others only when it
     commits; an exception rolls all of it back."""
 

@@ -19,17 +19,22 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    delete,
     exists,
     func,
     insert,
+    literal,
     or_,
     select,
+    text,
     update,
 )
+from sqlalchemy.dialects.postgresql import array
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from ..audit import AuditEntry, AuditHead, AuditRecord, chain
 from ..errors import ConcurrencyConflict, InsufficientFunds
 from ..ledger._accounts import Account, AccountKind
 from ..ledger._model import (
@@ -44,19 +49,26 @@ from ..ledger._model import (
 )
 from ..models import RISK_RANK, Assignment, AssignmentStatus, Kind, RiskTier, Task, TaskEvent
 from ..money import Currency
+from ..policy import Policy, ReviewerGroup, StandingApproval
 from ..workers import AnswerSample, WorkerProfile, WorkerStats
-from ._protocol import Change, TaskQuery
+from ._protocol import Change, PolicyContext, TaskQuery
 from ._sql_rows import (
     assignment_rows,
+    audit_from,
     entry_from,
     event_from,
     event_row,
+    group_from,
+    group_row,
     hold_from,
     hold_row,
     payout_from,
     payout_row,
+    policy_from,
     settlement_from,
     settlement_row,
+    standing_from,
+    standing_row,
     stats_from,
     stats_row,
     task_from,
@@ -67,12 +79,18 @@ from ._sql_rows import (
 from ._sql_tables import (
     answer_samples,
     assignments,
+    audit_heads,
+    audit_log,
+    decision_tokens,
     ledger_accounts,
     ledger_entries,
     ledger_holds,
     ledger_payouts,
     ledger_postings,
     ledger_settlements,
+    policies,
+    reviewer_groups,
+    standing_approvals,
     task_events,
     tasks,
     worker_stats,
@@ -260,6 +278,7 @@ def open_tasks(
     limit: int,
     task_types: Collection[str] | None = None,
     max_risk: RiskTier | None = None,
+    groups: Collection[str] | None = None,
 ) -> list[Task]:
     stmt = select(tasks).where(
         tasks.c.org_id == org_id,
@@ -275,8 +294,11 @@ def open_tasks(
                     assignments.c.worker_id == exclude_worker,
                     assignments.c.status != AssignmentStatus.RELEASED.value,
                 )
-            )
+            ),
+            or_(tasks.c.kind != Kind.REVIEW.value, tasks.c.created_by != exclude_worker),
         )
+    if groups is not None:
+        stmt = stmt.where(or_(tasks.c.reviewer_groups.is_(None), _names_any(conn, sorted(groups))))
     if kind is not None:
         stmt = stmt.where(tasks.c.kind == kind.value)
     if task_type is not None:
@@ -289,6 +311,16 @@ def open_tasks(
         stmt = stmt.where(tasks.c.risk_rank <= RISK_RANK[max_risk])
     stmt = stmt.order_by(tasks.c.expires_at, tasks.c.risk_rank.desc(), tasks.c.id).limit(limit)
     return _load(conn, seen, conn.execute(stmt).all())
+
+
+def _names_any(conn: Connection, names: list[str]) -> Any:
+    """The task's ``reviewer_groups`` (a JSON array) names one of ``names``."""
+    if not names:
+        return literal(False)
+    if conn.dialect.name == "postgresql":
+        return func.jsonb_exists_any(tasks.c.reviewer_groups, array(names))
+    each = func.json_each(tasks.c.reviewer_groups).table_valued("value")
+    return exists(select(literal(1)).select_from(each).where(each.c.value.in_(names)))
 
 
 def _reached(
@@ -653,3 +685,263 @@ def crowd_stats(
         durations=tuple(reversed([float(x) for x in timed])),
         labels={label: int(n) for label, n in counted},
     )
+
+
+# ---------------------------------------------------------------- policies and authority
+
+_LATEST_POLICY = (
+    select(policies)
+    .where(policies.c.org_id == bindparam("org_id"))
+    .order_by(policies.c.version.desc())
+    .limit(1)
+)
+
+
+def get_policy(conn: Connection, org_id: str) -> Policy | None:
+    row = conn.execute(_LATEST_POLICY, {"org_id": org_id}).first()
+    return policy_from(row) if row is not None else None
+
+
+def put_policy(conn: Connection, org_id: str, policy: Policy) -> None:
+    current = get_policy(conn, org_id)
+    if policy.version != (current.version + 1 if current else 1):
+        raise ConcurrencyConflict("policy", org_id)
+    row = {
+        "org_id": org_id,
+        "version": policy.version,
+        "rules": [r.model_dump(mode="json") for r in policy.rules],
+        "updated_at": policy.updated_at,
+        "updated_by": policy.updated_by,
+    }
+    _put(conn, policies, ("org_id", "version"), row, None, "policy")
+
+
+_GROUPS = (
+    select(reviewer_groups)
+    .where(reviewer_groups.c.org_id == bindparam("org_id"))
+    .order_by(reviewer_groups.c.name)
+)
+_LIVE_STANDING = (
+    select(standing_approvals)
+    .where(
+        standing_approvals.c.org_id == bindparam("org_id"),
+        standing_approvals.c.tool == bindparam("tool"),
+        standing_approvals.c.revoked_at.is_(None),
+        standing_approvals.c.expires_at > bindparam("now"),
+    )
+    .order_by(standing_approvals.c.id)
+)
+
+
+def list_groups(conn: Connection, org_id: str) -> list[ReviewerGroup]:
+    return [group_from(r) for r in conn.execute(_GROUPS, {"org_id": org_id}).all()]
+
+
+def put_group(conn: Connection, group: ReviewerGroup, expected_version: int | None) -> None:
+    keys = ("org_id", "name")
+    _put(conn, reviewer_groups, keys, group_row(group), expected_version, "reviewer group")
+
+
+def delete_group(conn: Connection, org_id: str, name: str, expected_version: int) -> None:
+    gone = conn.execute(
+        delete(reviewer_groups).where(
+            reviewer_groups.c.org_id == org_id,
+            reviewer_groups.c.name == name,
+            reviewer_groups.c.version == expected_version,
+        )
+    )
+    if gone.rowcount != 1:
+        raise ConcurrencyConflict("reviewer group", f"{org_id}/{name}")
+
+
+def get_standing(conn: Connection, org_id: str, approval_id: str) -> StandingApproval | None:
+    row = conn.execute(
+        select(standing_approvals).where(
+            standing_approvals.c.id == approval_id, standing_approvals.c.org_id == org_id
+        )
+    ).first()
+    return standing_from(row) if row is not None else None
+
+
+def list_standing(
+    conn: Connection, org_id: str, tool: str | None, active_at: datetime | None
+) -> list[StandingApproval]:
+    query = select(standing_approvals).where(standing_approvals.c.org_id == org_id)
+    if tool is not None:
+        query = query.where(standing_approvals.c.tool == tool)
+    if active_at is not None:
+        query = query.where(
+            standing_approvals.c.revoked_at.is_(None), standing_approvals.c.expires_at > active_at
+        )
+    rows = conn.execute(query.order_by(standing_approvals.c.id)).all()
+    return [standing_from(r) for r in rows]
+
+
+def put_standing(
+    conn: Connection, approval: StandingApproval, expected_version: int | None
+) -> None:
+    row = standing_row(approval)
+    _put(conn, standing_approvals, ("id",), row, expected_version, "standing approval")
+
+
+_POLICY_VERSION = select(func.max(policies.c.version)).where(
+    policies.c.org_id == bindparam("org_id")
+)
+
+
+def policy_context(
+    conn: Connection, org_id: str, tool: str, now: datetime, known_version: int | None
+) -> PolicyContext:
+    version = int(conn.execute(_POLICY_VERSION, {"org_id": org_id}).scalar() or 0)
+    policy = None if version in (0, known_version) else get_policy(conn, org_id)
+    live = conn.execute(_LIVE_STANDING, {"org_id": org_id, "tool": tool, "now": now}).all()
+    return PolicyContext(
+        version=policy.version if policy is not None else version,
+        policy=policy,
+        groups=list_groups(conn, org_id),
+        standing=[standing_from(r) for r in live],
+    )
+
+
+def token_spent(conn: Connection, token_id: str) -> bool:
+    query = select(decision_tokens.c.id).where(decision_tokens.c.id == token_id)
+    return conn.execute(query).first() is not None
+
+
+def spend_token(conn: Connection, org_id: str, token_id: str, task_id: str, at: datetime) -> None:
+    row = {"id": token_id, "org_id": org_id, "task_id": task_id, "spent_at": at}
+    _put(conn, decision_tokens, ("id",), row, None, "decision token")
+
+
+# ---------------------------------------------------------------- the audit chains
+
+
+def _head_upsert(make: Any) -> Any:
+    new = make(audit_heads).values(org_id=bindparam("org_id"), seq=0, hash="")
+    return new.on_conflict_do_update(
+        index_elements=["org_id"], set_={"seq": audit_heads.c.seq}
+    ).returning(audit_heads.c.seq, audit_heads.c.hash)
+
+
+# The organisation's head, locked until the transaction ends (created when new): one
+# statement, so concurrent writers queue on it and each links onto the last commit.
+_LOCK_HEAD = {"postgresql": _head_upsert(pg_insert), "sqlite": _head_upsert(sqlite_insert)}
+_INSERT_AUDIT = insert(audit_log)
+_MOVE_HEAD = (
+    update(audit_heads)
+    .where(audit_heads.c.org_id == bindparam("where_org"))
+    .values(seq=bindparam("seq"), hash=bindparam("hash"))
+)
+
+
+Heads = dict[str, AuditHead]
+"""The heads a store last sealed onto, by organisation: a guess, checked by the database."""
+
+_COLUMNS = ("org_id", "seq", "kind", "task_id", "at", "body", "prev_hash", "hash")
+_TYPES = ("VARCHAR", "BIGINT", "VARCHAR", "VARCHAR", "TIMESTAMPTZ", "TEXT", "VARCHAR", "VARCHAR")
+_ON_GUESS: dict[int, Any] = {}
+
+
+def _on_guess(count: int) -> Any:
+    """PostgreSQL, one round trip: move the head on from where this store last left it
+    (a guarded UPDATE, which also locks it) and, only if that matched, insert the entries."""
+    statement = _ON_GUESS.get(count)
+    if statement is None:
+        rows = ", ".join(
+            "("
+            + ", ".join(f"CAST(:{c}{i} AS {t})" for c, t in zip(_COLUMNS, _TYPES, strict=True))
+            + ")"
+            for i in range(count)
+        )
+        statement = _ON_GUESS[count] = text(
+            "WITH moved AS (UPDATE audit_heads SET seq = :new_seq, hash = :new_hash "
+            "WHERE org_id = :org AND seq = :old_seq AND hash = :old_hash RETURNING org_id) "
+            f"INSERT INTO audit_log ({', '.join(_COLUMNS)}) SELECT * FROM (VALUES {rows}) "
+            f"AS v ({', '.join(_COLUMNS)}) WHERE EXISTS (SELECT 1 FROM moved) RETURNING seq"
+        )
+    return statement
+
+
+def _rows(sealed: Sequence[tuple[AuditEntry, str]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "org_id": e.org_id,
+            "seq": e.seq,
+            "kind": e.kind,
+            "task_id": e.task_id,
+            "at": e.at,
+            "body": body,
+            "prev_hash": e.prev_hash,
+            "hash": e.hash,
+        }
+        for e, body in sealed
+    ]
+
+
+def _seal_on_guess(
+    conn: Connection, org_id: str, records: Sequence[AuditRecord], guess: AuditHead
+) -> AuditHead | None:
+    sealed = chain(records, guess)
+    last = sealed[-1][0]
+    params: dict[str, Any] = {
+        "org": org_id,
+        "old_seq": guess.seq,
+        "old_hash": guess.hash,
+        "new_seq": last.seq,
+        "new_hash": last.hash,
+    }
+    for i, row in enumerate(_rows(sealed)):
+        params.update({f"{c}{i}": v for c, v in row.items()})
+    if not conn.execute(_on_guess(len(sealed)), params).all():
+        return None  # another writer moved the head (or the guess was never committed)
+    return AuditHead(org_id, last.seq, last.hash)
+
+
+def seal_audit(
+    conn: Connection, records: Sequence[AuditRecord], heads: Heads | None = None
+) -> None:
+    """Chain ``records`` onto their organisations' heads (in organisation order, so two
+    transactions never wait for each other's heads) and move the heads on. The head is
+    locked until the transaction ends, so concurrent writers queue on it and each links
+    onto the last commit. On PostgreSQL, ``heads`` (this store's guesses) makes it one
+    round trip when this store was the last to write."""
+    by_org: dict[str, list[AuditRecord]] = {}
+    for record in records:
+        by_org.setdefault(record.org_id, []).append(record)
+    postgres = conn.dialect.name == "postgresql"
+    lock = _LOCK_HEAD[conn.dialect.name]
+    for org_id in sorted(by_org):
+        guess = heads.get(org_id) if heads is not None and postgres else None
+        moved = _seal_on_guess(conn, org_id, by_org[org_id], guess) if guess else None
+        if moved is None:
+            row = conn.execute(lock, {"org_id": org_id}).one()
+            head = AuditHead(org_id, int(row.seq), row.hash) if row.seq else None
+            sealed = chain(by_org[org_id], head)
+            conn.execute(_INSERT_AUDIT, _rows(sealed))
+            last = sealed[-1][0]
+            conn.execute(_MOVE_HEAD, {"where_org": org_id, "seq": last.seq, "hash": last.hash})
+            moved = AuditHead(org_id, last.seq, last.hash)
+        if heads is not None:
+            heads[org_id] = moved
+
+
+def audit_entries(conn: Connection, org_id: str, after: int, limit: int) -> list[AuditEntry]:
+    query = (
+        select(audit_log)
+        .where(audit_log.c.org_id == org_id, audit_log.c.seq > after)
+        .order_by(audit_log.c.seq)
+        .limit(limit)
+    )
+    return [audit_from(r) for r in conn.execute(query).all()]
+
+
+def audit_head(conn: Connection, org_id: str) -> AuditHead | None:
+    row = conn.execute(select(audit_heads).where(audit_heads.c.org_id == org_id)).first()
+    if row is None or not row.seq:
+        return None
+    return AuditHead(org_id, int(row.seq), row.hash)
+
+
+def audit_orgs(conn: Connection) -> list[str]:
+    query = select(audit_heads.c.org_id).where(audit_heads.c.seq > 0).order_by(audit_heads.c.org_id)
+    return list(conn.execute(query).scalars())

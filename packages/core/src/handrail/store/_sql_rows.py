@@ -2,27 +2,36 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from ..audit import AuditEntry
 from ..clock import utc
 from ..ledger._model import EntryRecord, Hold, PayoutRecord, Settlement
 from ..models import RISK_RANK, Task, TaskEvent
 from ..money import Money
+from ..policy import Policy, ReviewerGroup, StandingApproval
 from ..workers import WorkerProfile, WorkerStats
 
 __all__ = [
     "assignment_rows",
+    "audit_from",
     "entry_from",
     "event_from",
     "event_row",
+    "group_from",
+    "group_row",
     "hold_from",
     "hold_row",
     "payout_from",
     "payout_row",
+    "policy_from",
     "settlement_from",
     "settlement_row",
+    "standing_from",
+    "standing_row",
     "stats_from",
     "stats_row",
     "task_from",
@@ -46,6 +55,7 @@ def task_row(task: Task) -> dict[str, Any]:
             "estimate",
             "reached_at",
             "gold_answer",
+            "policy",
         },
     )
     return {
@@ -91,6 +101,10 @@ def task_row(task: Task) -> dict[str, Any]:
         "updated_at": task.updated_at,
         "expires_at": task.expires_at,
         "version": task.version,
+        "answer_ttl_seconds": task.answer_ttl_seconds,
+        "redact": list(task.redact) or None,
+        "policy": j["policy"],
+        "reviewer_groups": list(task.policy.groups) if task.policy and task.policy.groups else None,
     }
 
 
@@ -162,6 +176,9 @@ def task_from(row: Any, held: Sequence[Any]) -> Task:
             "updated_at": utc(m["updated_at"]),
             "expires_at": utc(m["expires_at"]),
             "version": m["version"],
+            "answer_ttl_seconds": m["answer_ttl_seconds"],
+            "redact": m["redact"] or (),
+            "policy": m["policy"],
             "assignments": [
                 {
                     "worker_id": a.worker_id,
@@ -197,6 +214,67 @@ def event_from(row: Any) -> TaskEvent:
     m = dict(row._mapping)
     m["at"] = utc(m["at"])
     return TaskEvent.model_validate(m)
+
+
+def policy_from(row: Any) -> Policy:
+    m = row._mapping
+    return Policy.model_validate(
+        {
+            "rules": m["rules"],
+            "version": m["version"],
+            "updated_at": _maybe_utc(m["updated_at"]),
+            "updated_by": m["updated_by"],
+        }
+    )
+
+
+def group_row(group: ReviewerGroup) -> dict[str, Any]:
+    return {
+        "org_id": group.org_id,
+        "name": group.name,
+        "members": list(group.members),
+        "description": group.description,
+        "version": group.version,
+    }
+
+
+def group_from(row: Any) -> ReviewerGroup:
+    return ReviewerGroup.model_validate(dict(row._mapping))
+
+
+def standing_row(a: StandingApproval) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "org_id": a.org_id,
+        "tool": a.tool,
+        "when_expr": a.when,
+        "args": a.args,
+        "granted_by": a.granted_by,
+        "task_id": a.task_id,
+        "rule_id": a.rule_id,
+        "created_at": a.created_at,
+        "expires_at": a.expires_at,
+        "revoked_at": a.revoked_at,
+        "revoked_by": a.revoked_by,
+        "version": a.version,
+    }
+
+
+def standing_from(row: Any) -> StandingApproval:
+    m = dict(row._mapping)
+    m["when"] = m.pop("when_expr")
+    for stamp in ("created_at", "expires_at", "revoked_at"):
+        m[stamp] = _maybe_utc(m[stamp])
+    return StandingApproval.model_validate(m)
+
+
+def audit_from(row: Any) -> AuditEntry:
+    """An entry as its hashed body says it (the row's own ``seq`` places it)."""
+    m = row._mapping
+    body = json.loads(m["body"])
+    return AuditEntry.model_validate(
+        {**body, "seq": m["seq"], "prev_hash": m["prev_hash"], "hash": m["hash"]}
+    )
 
 
 # ---------------------------------------------------------------- ledger records

@@ -30,6 +30,9 @@ from ..models import AssignmentStatus, Kind, RiskTier
 __all__ = [
     "answer_samples",
     "assignments",
+    "audit_heads",
+    "audit_log",
+    "decision_tokens",
     "ledger_accounts",
     "ledger_entries",
     "ledger_holds",
@@ -37,6 +40,9 @@ __all__ = [
     "ledger_postings",
     "ledger_settlements",
     "metadata",
+    "policies",
+    "reviewer_groups",
+    "standing_approvals",
     "task_events",
     "tasks",
     "worker_stats",
@@ -108,6 +114,10 @@ tasks = Table(
     Column("updated_at", Stamp, nullable=False),
     Column("expires_at", Stamp, nullable=False),
     Column("version", Integer, nullable=False),
+    Column("answer_ttl_seconds", Integer),
+    Column("redact", Json),
+    Column("policy", Json),
+    Column("reviewer_groups", Json),  # the policy's groups, for the queue; NULL: anyone
     UniqueConstraint("org_id", "idempotency_key", name="uq_tasks_org_idempotency_key"),
     CheckConstraint(_one_of("status", Status), name="status"),
     CheckConstraint(_one_of("kind", Kind), name="kind"),
@@ -343,9 +353,94 @@ answer_samples = Table(
 )
 
 
+# ---------------------------------------------------------------- policies and authority
+
+policies = Table(
+    "policies",
+    metadata,
+    Column("org_id", String(200), primary_key=True),
+    Column("version", Integer, primary_key=True),  # every version kept: append-only
+    Column("rules", Json, nullable=False),
+    Column("updated_at", Stamp),
+    Column("updated_by", String(200)),
+    CheckConstraint("version >= 1", name="version"),
+)
+
+reviewer_groups = Table(
+    "reviewer_groups",
+    metadata,
+    Column("org_id", String(200), primary_key=True),
+    Column("name", String(100), primary_key=True),
+    Column("members", Json, nullable=False),
+    Column("description", Text),
+    Column("version", Integer, nullable=False),
+)
+
+standing_approvals = Table(
+    "standing_approvals",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("org_id", String(200), nullable=False),
+    Column("tool", String(200), nullable=False),
+    Column("when_expr", Text),
+    Column("args", Json),
+    Column("granted_by", String(200), nullable=False),
+    Column("task_id", String(36), nullable=False),
+    Column("rule_id", String(100)),
+    Column("created_at", Stamp, nullable=False),
+    Column("expires_at", Stamp, nullable=False),
+    Column("revoked_at", Stamp),
+    Column("revoked_by", String(200)),
+    Column("version", Integer, nullable=False),
+    CheckConstraint("(when_expr IS NULL) != (args IS NULL)", name="scope"),
+    CheckConstraint("expires_at > created_at", name="lifetime"),
+    Index("ix_standing_approvals_tool", "org_id", "tool", "expires_at"),
+)
+
+decision_tokens = Table(
+    "decision_tokens",
+    metadata,
+    Column("id", String(36), primary_key=True),  # a token's id: spent once
+    Column("org_id", String(200), nullable=False),
+    Column("task_id", String(36), nullable=False),
+    Column("spent_at", Stamp, nullable=False),
+)
+
+# ---------------------------------------------------------------- the audit chains
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("org_id", String(200), primary_key=True),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("kind", String(64), nullable=False),
+    Column("task_id", String(64)),
+    Column("at", Stamp, nullable=False),
+    Column("body", Text, nullable=False),  # the canonical JSON the hash covers
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    CheckConstraint("seq >= 1", name="seq"),
+    Index("ix_audit_log_task", "org_id", "task_id"),
+)
+
+audit_heads = Table(
+    "audit_heads",
+    metadata,
+    Column("org_id", String(200), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
 # ---------------------------------------------------------------- triggers
 
-APPEND_ONLY = ("task_events", "ledger_postings", "ledger_entries")
+APPEND_ONLY = (
+    "task_events",
+    "ledger_postings",
+    "ledger_entries",
+    "audit_log",
+    "policies",
+    "decision_tokens",
+)
 
 
 def trigger_statements(dialect: str) -> list[str]:

@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
+from ..audit import AuditEntry, AuditHead, AuditRecord, event_record, posting_record, seal
 from ..errors import ConcurrencyConflict, InsufficientFunds
 from ..ledger._accounts import Account, AccountKind
 from ..ledger._model import (
@@ -31,8 +32,9 @@ from ..ledger._model import (
 from ..lifecycle import EXPIRABLE, Status
 from ..models import RISK_RANK, AssignmentStatus, Kind, RiskTier, Task, TaskEvent
 from ..money import Currency
+from ..policy import Policy, ReviewerGroup, StandingApproval
 from ..workers import AnswerSample, WorkerProfile, WorkerStats
-from ._protocol import Change, Store, TaskQuery, Transaction
+from ._protocol import Change, PolicyContext, Store, TaskQuery, Transaction
 
 __all__ = ["MemoryStore"]
 
@@ -49,7 +51,8 @@ R = TypeVar("R", bound=_Versioned)
 
 
 class _Table(Generic[R]):
-    """Committed records by key, with optimistic versions (the store's lock guards it)."""
+    """Committed records by key, with optimistic versions (the store's lock guards it). A
+    staged ``None`` deletes the record stored at the expected version."""
 
     def __init__(self, name: str, unique: Callable[[R], Hashable] | None = None) -> None:
         self.name = name
@@ -61,8 +64,12 @@ class _Table(Generic[R]):
         key = self._by_unique.get(value)
         return self.rows.get(key) if key is not None else None
 
-    def check(self, key: str, record: R, expected: int | None) -> None:
+    def check(self, key: str, record: R | None, expected: int | None) -> None:
         current = self.rows.get(key)
+        if record is None:
+            if current is None or current.version != expected:
+                raise ConcurrencyConflict(self.name, key)
+            return
         if expected is None:
             clash = self._unique is not None and self._unique(record) in self._by_unique
             if current is not None or clash:
@@ -70,7 +77,12 @@ class _Table(Generic[R]):
         elif current is None or current.version != expected:
             raise ConcurrencyConflict(self.name, key)
 
-    def apply(self, key: str, record: R) -> None:
+    def apply(self, key: str, record: R | None) -> None:
+        if record is None:
+            gone = self.rows.pop(key, None)
+            if gone is not None and self._unique is not None:
+                self._by_unique.pop(self._unique(gone), None)
+            return
         self.rows[key] = record
         if self._unique is not None:
             self._by_unique[self._unique(record)] = key
@@ -81,10 +93,24 @@ class _Staged(Generic[R]):
 
     def __init__(self, table: _Table[R]) -> None:
         self.table = table
-        self.writes: dict[str, tuple[R, int | None]] = {}
+        self.writes: dict[str, tuple[R | None, int | None]] = {}
 
     def get(self, key: str, committed: R | None) -> R | None:
         return self.writes[key][0] if key in self.writes else committed
+
+    def delete(self, key: str, expected: int) -> None:
+        staged = self.writes.get(key)
+        if staged is not None:
+            previous, first_expected = staged
+            if previous is None or previous.version != expected:
+                raise ConcurrencyConflict(self.table.name, key)
+            if first_expected is None:  # inserted in this transaction: never happened
+                del self.writes[key]
+            else:
+                self.writes[key] = (None, first_expected)
+            return
+        self.table.check(key, None, expected)
+        self.writes[key] = (None, expected)
 
     def put(self, key: str, record: R, expected: int | None) -> None:
         if expected is not None and record.version != expected + 1:
@@ -92,6 +118,11 @@ class _Staged(Generic[R]):
         staged = self.writes.get(key)
         if staged is not None:  # written earlier in this transaction: chain onto that
             previous, first_expected = staged
+            if previous is None:  # deleted earlier: an insert starts afresh
+                if expected is not None:
+                    raise ConcurrencyConflict(self.table.name, key)
+                self.writes[key] = (record, first_expected)
+                return
             if expected is None or previous.version != expected:
                 raise ConcurrencyConflict(self.table.name, key)
             self.writes[key] = (record, first_expected)
@@ -101,9 +132,9 @@ class _Staged(Generic[R]):
 
     def records(self) -> list[R]:
         """Committed records overlaid with this transaction's writes."""
-        merged = dict(self.table.rows)
+        merged: dict[str, R | None] = dict(self.table.rows)
         merged.update((k, r) for k, (r, _) in self.writes.items())
-        return list(merged.values())
+        return [r for r in merged.values() if r is not None]
 
     def check(self) -> None:
         for key, (record, expected) in self.writes.items():
@@ -146,6 +177,14 @@ class MemoryStore:
         self._samples: dict[tuple[str, str], deque[AnswerSample]] = defaultdict(
             lambda: deque(maxlen=SAMPLES_KEPT)
         )
+        # policies and authority
+        self._policies: dict[str, list[Policy]] = defaultdict(list)
+        self._groups: _Table[ReviewerGroup] = _Table("reviewer group")
+        self._standing: _Table[StandingApproval] = _Table("standing approval")
+        self._tokens: dict[str, tuple[str, str, datetime]] = {}
+        # the audit chains
+        self._audit: dict[str, list[AuditEntry]] = defaultdict(list)
+        self._heads: dict[str, AuditHead] = {}
 
     @asynccontextmanager
     async def transaction(self, *, readonly: bool = False) -> AsyncIterator[_MemoryTransaction]:
@@ -176,6 +215,13 @@ def _key(*parts: str) -> str:
     return "\x00".join(parts)
 
 
+def _open_to(task: Task, groups: set[str]) -> bool:
+    """Whether a member of ``groups`` may take ``task`` (a review its policy restricts to
+    groups needs one of them)."""
+    named = task.policy.groups if task.policy is not None else ()
+    return not named or not groups.isdisjoint(named)
+
+
 class _MemoryTransaction:
     def __init__(self, store: MemoryStore, *, readonly: bool) -> None:
         self._store = store
@@ -192,6 +238,12 @@ class _MemoryTransaction:
         self._workers = _Staged(store._workers)
         self._stats = _Staged(store._stats)
         self._samples: list[AnswerSample] = []
+        self._policies: list[Policy] = []
+        self._policy_orgs: list[str] = []
+        self._groups = _Staged(store._groups)
+        self._standing = _Staged(store._standing)
+        self._tokens: dict[str, tuple[str, str, datetime]] = {}
+        self._audit: list[AuditRecord] = []
 
     def _pending(self, task_id: str) -> Task | None:
         if task_id in self._updates:
@@ -245,6 +297,7 @@ class _MemoryTransaction:
     async def append_events(self, events: Sequence[TaskEvent]) -> None:
         self._writable()
         self._events.extend(events)
+        self._audit.extend(event_record(e) for e in events)
 
     async def list_events(self, org_id: str, task_id: str) -> list[TaskEvent]:
         with self._store._lock:
@@ -289,10 +342,12 @@ class _MemoryTransaction:
         limit: int = 50,
         task_types: Collection[str] | None = None,
         max_risk: RiskTier | None = None,
+        groups: Collection[str] | None = None,
     ) -> list[Task]:
         with self._store._lock:
             ids = list(self._store._open.get(org_id, ()))
             candidates = [self._store._tasks[i] for i in ids]
+        allowed = set(groups) if groups is not None else None
         found = [
             t
             for t in candidates
@@ -306,11 +361,15 @@ class _MemoryTransaction:
             and (max_risk is None or RISK_RANK[t.risk_tier] <= RISK_RANK[max_risk])
             and not (
                 exclude_worker is not None
-                and any(
-                    a.worker_id == exclude_worker and a.status is not AssignmentStatus.RELEASED
-                    for a in t.assignments
+                and (
+                    (t.kind is Kind.REVIEW and t.created_by == exclude_worker)
+                    or any(
+                        a.worker_id == exclude_worker and a.status is not AssignmentStatus.RELEASED
+                        for a in t.assignments
+                    )
                 )
             )
+            and (allowed is None or _open_to(t, allowed))
         ]
         found.sort(key=lambda t: (t.expires_at, -RISK_RANK[t.risk_tier], t.id))
         return [_copy(t) for t in found[:limit]]
@@ -372,6 +431,7 @@ class _MemoryTransaction:
             self._deltas[entry.account.id] += entry.amount
             self._accounts[entry.account.id] = entry.account
         self._postings.append(posting)
+        self._audit.append(posting_record(posting))
 
     async def balances(self, account_ids: Sequence[str]) -> dict[str, int]:
         with self._store._lock:
@@ -538,6 +598,111 @@ class _MemoryTransaction:
             labels=dict(counts),
         )
 
+    # ---------------------------------------------------------------- policies, authority
+
+    def _latest_policy(self, org_id: str) -> Policy | None:  # call under the store's lock
+        mine = [p for o, p in zip(self._policy_orgs, self._policies, strict=True) if o == org_id]
+        if mine:
+            return mine[-1]
+        saved = self._store._policies.get(org_id)
+        return saved[-1] if saved else None
+
+    async def get_policy(self, org_id: str) -> Policy | None:
+        with self._store._lock:
+            return self._latest_policy(org_id)
+
+    async def put_policy(self, org_id: str, policy: Policy) -> None:
+        self._writable()
+        with self._store._lock:
+            current = self._latest_policy(org_id)
+        if policy.version != (current.version + 1 if current else 1):
+            raise ConcurrencyConflict("policy", org_id)
+        self._policy_orgs.append(org_id)
+        self._policies.append(policy)
+
+    async def policy_context(
+        self, org_id: str, tool: str, now: datetime, *, known_version: int | None = None
+    ) -> PolicyContext:
+        policy = await self.get_policy(org_id)
+        version = policy.version if policy is not None else 0
+        return PolicyContext(
+            version=version,
+            policy=None if version == known_version else policy,
+            groups=await self.list_groups(org_id),
+            standing=await self.list_standing(org_id, tool=tool, active_at=now),
+        )
+
+    async def list_groups(self, org_id: str) -> list[ReviewerGroup]:
+        with self._store._lock:
+            found = [g for g in self._groups.records() if g.org_id == org_id]
+        return sorted(found, key=lambda g: g.name)
+
+    async def put_group(self, group: ReviewerGroup, *, expected_version: int | None) -> None:
+        self._writable()
+        with self._store._lock:
+            self._groups.put(_key(group.org_id, group.name), group, expected_version)
+
+    async def delete_group(self, org_id: str, name: str, *, expected_version: int) -> None:
+        self._writable()
+        with self._store._lock:
+            self._groups.delete(_key(org_id, name), expected_version)
+
+    async def get_standing(self, org_id: str, approval_id: str) -> StandingApproval | None:
+        with self._store._lock:
+            found = self._standing.get(approval_id, self._store._standing.rows.get(approval_id))
+        return found if found is not None and found.org_id == org_id else None
+
+    async def list_standing(
+        self, org_id: str, *, tool: str | None = None, active_at: datetime | None = None
+    ) -> list[StandingApproval]:
+        with self._store._lock:
+            found = [
+                a
+                for a in self._standing.records()
+                if a.org_id == org_id
+                and (tool is None or a.tool == tool)
+                and (active_at is None or a.active(active_at))
+            ]
+        return sorted(found, key=lambda a: a.id)
+
+    async def put_standing(
+        self, approval: StandingApproval, *, expected_version: int | None
+    ) -> None:
+        self._writable()
+        with self._store._lock:
+            self._standing.put(approval.id, approval, expected_version)
+
+    async def token_spent(self, token_id: str) -> bool:
+        with self._store._lock:
+            return token_id in self._tokens or token_id in self._store._tokens
+
+    async def spend_token(self, org_id: str, token_id: str, task_id: str, at: datetime) -> None:
+        self._writable()
+        if await self.token_spent(token_id):
+            raise ConcurrencyConflict("decision token", token_id)
+        self._tokens[token_id] = (org_id, task_id, at)
+
+    # ---------------------------------------------------------------- the audit chains
+
+    async def append_audit(self, records: Sequence[AuditRecord]) -> None:
+        self._writable()
+        self._audit.extend(records)
+
+    async def audit_entries(self, org_id: str, after: int, limit: int) -> list[AuditEntry]:
+        with self._store._lock:
+            chain = self._store._audit.get(org_id, [])
+            return chain[max(after, 0) : max(after, 0) + limit]  # seq n sits at index n - 1
+
+    async def audit_head(self, org_id: str) -> AuditHead | None:
+        with self._store._lock:
+            return self._store._heads.get(org_id)
+
+    async def audit_orgs(self) -> list[str]:
+        with self._store._lock:
+            return sorted(self._store._heads)
+
+    # ---------------------------------------------------------------- load
+
     async def active_load(self, org_id: str, worker_id: str) -> int:
         with self._store._lock:
             tasks = {i: self._store._tasks[i] for i in self._store._open.get(org_id, ())}
@@ -548,8 +713,25 @@ class _MemoryTransaction:
     # ---------------------------------------------------------------- commit
 
     def commit(self) -> None:
-        staged = (self._holds, self._settlements, self._payouts, self._workers, self._stats)
-        pending = (self._inserts, self._updates, self._events, self._postings, self._samples)
+        staged = (
+            self._holds,
+            self._settlements,
+            self._payouts,
+            self._workers,
+            self._stats,
+            self._groups,
+            self._standing,
+        )
+        pending = (
+            self._inserts,
+            self._updates,
+            self._events,
+            self._postings,
+            self._samples,
+            self._policies,
+            self._tokens,
+            self._audit,
+        )
         if not any(pending) and not any(t.writes for t in staged):
             return
         store = self._store
@@ -567,6 +749,16 @@ class _MemoryTransaction:
                     running[entry.account.id] = balance(entry.account.id) + entry.amount
             for table in staged:
                 table.check()
+            first: dict[str, int] = {}
+            for org_id, policy in zip(self._policy_orgs, self._policies, strict=True):
+                first.setdefault(org_id, policy.version)
+            for org_id, version in first.items():  # another transaction may have saved one
+                saved = store._policies.get(org_id)
+                if version != (saved[-1].version if saved else 0) + 1:
+                    raise ConcurrencyConflict("policy", org_id)
+            for token_id in self._tokens:
+                if token_id in store._tokens:
+                    raise ConcurrencyConflict("decision token", token_id)
             for task in self._inserts.values():
                 key = task.idempotency_key
                 if task.id in store._tasks or (
@@ -611,6 +803,16 @@ class _MemoryTransaction:
                 table.apply()
             for sample in self._samples:
                 store._samples[(sample.org_id, sample.task_type)].append(sample)
+            for org_id, policy in zip(self._policy_orgs, self._policies, strict=True):
+                store._policies[org_id].append(policy)
+            store._tokens.update(self._tokens)
+            by_org: dict[str, list[AuditRecord]] = defaultdict(list)
+            for record in self._audit:
+                by_org[record.org_id].append(record)
+            for org_id, records in by_org.items():
+                sealed = seal(records, store._heads.get(org_id))
+                store._audit[org_id].extend(sealed)
+                store._heads[org_id] = AuditHead(org_id, sealed[-1].seq, sealed[-1].hash)
 
 
 if TYPE_CHECKING:  # the type checker proves the store keeps the whole contract

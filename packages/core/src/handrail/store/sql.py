@@ -22,7 +22,7 @@ import contextlib
 import functools
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
@@ -31,21 +31,23 @@ try:
     from sqlalchemy import Connection, Engine, create_engine, event, func, select
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import DBAPIError
-    from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
     from sqlalchemy.pool import ConnectionPoolEntry
 except ImportError as _missing:  # pragma: no cover - depends on the install
     raise ImportError(
         "SqlStore needs the sql extra: pip install 'handrail-core[sql]'"
     ) from _missing
 
+from ..audit import AuditEntry, AuditHead, AuditRecord, event_record, posting_record
 from ..errors import ConcurrencyConflict, StoreError
 from ..ledger._accounts import AccountKind
 from ..ledger._model import EntryRecord, Hold, PayoutRecord, Posting, Settlement
 from ..models import Kind, RiskTier, Task, TaskEvent
 from ..money import Currency
+from ..policy import Policy, ReviewerGroup, StandingApproval
 from ..workers import AnswerSample, WorkerProfile, WorkerStats
 from . import _sql_queries as q
-from ._protocol import Change, Store, TaskQuery, Transaction
+from ._protocol import Change, PolicyContext, Store, TaskQuery, Transaction
 from ._sql_tables import metadata
 
 __all__ = ["SqlStore", "SqlTransaction", "normalize_url"]
@@ -70,6 +72,11 @@ def normalize_url(url: str) -> str:
 
 
 class _Runner(Protocol):
+    """A transaction's steps: each call runs one; ``last`` steps run just before the commit,
+    in its own hop (what seals the audit chain, holding its head for the least time)."""
+
+    last: list[Callable[[Connection], None]]
+
     async def __call__(self, step: Step[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T: ...
 
 
@@ -83,6 +90,28 @@ class _Driver(Protocol):
     async def dispose(self) -> None: ...
 
 
+class _AsyncRun:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+        self.last: list[Callable[[Connection], None]] = []
+
+    async def __call__(self, step: Step[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._conn.run_sync(step, *args, **kwargs)
+
+
+class _ThreadRun:
+    def __init__(
+        self, conn: Connection, hop: Callable[[Callable[[], Any]], Awaitable[Any]]
+    ) -> None:
+        self._conn = conn
+        self._hop = hop
+        self.last: list[Callable[[Connection], None]] = []
+
+    async def __call__(self, step: Step[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        result: T = await self._hop(functools.partial(step, self._conn, *args, **kwargs))
+        return result
+
+
 class _AsyncDriver:
     """An async SQLAlchemy engine (asyncpg): steps run through ``run_sync``."""
 
@@ -93,11 +122,10 @@ class _AsyncDriver:
     @asynccontextmanager
     async def connection(self, *, readonly: bool) -> AsyncIterator[_Runner]:
         async with self.engine.connect() as conn, conn.begin():
-
-            async def run(step: Step[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-                return await conn.run_sync(step, *args, **kwargs)
-
+            run = _AsyncRun(conn)
             yield run
+            for step in run.last:
+                await conn.run_sync(step)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
@@ -132,16 +160,13 @@ class _ThreadDriver:
                 return await asyncio.wrap_future(future)
 
             conn = await hop(functools.partial(self._begin, mode))
-
-            async def run(step: Step[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-                return await hop(functools.partial(step, conn, *args, **kwargs))
-
+            run = _ThreadRun(conn, hop)
             try:
                 yield run
             except BaseException:
                 await self._finish(conn, pending, commit=False)
                 raise
-            await self._finish(conn, pending, commit=True)
+            await self._finish(conn, pending, commit=True, last=run.last)
 
     def _begin(self, mode: str) -> Connection:
         conn = self.engine.connect().execution_options(handrail_begin=mode)
@@ -149,12 +174,23 @@ class _ThreadDriver:
         return conn
 
     async def _finish(
-        self, conn: Connection, pending: list[concurrent.futures.Future[Any]], *, commit: bool
+        self,
+        conn: Connection,
+        pending: list[concurrent.futures.Future[Any]],
+        *,
+        commit: bool,
+        last: Sequence[Callable[[Connection], None]] = (),
     ) -> None:
         def end() -> None:
             concurrent.futures.wait(pending)  # a step left running by a cancelled caller
             try:
                 if commit:
+                    try:
+                        for step in last:
+                            step(conn)
+                    except BaseException:
+                        conn.rollback()
+                        raise
                     conn.commit()
                 else:
                     conn.rollback()
@@ -209,6 +245,7 @@ class SqlStore:
     def __init__(self, driver: _Driver) -> None:
         self._driver = driver
         self.dialect = driver.dialect
+        self._heads: q.Heads = {}  # where this store last sealed each audit chain
 
     @classmethod
     async def open(
@@ -268,7 +305,11 @@ class SqlStore:
     @asynccontextmanager
     async def transaction(self, *, readonly: bool = False) -> AsyncIterator[SqlTransaction]:
         async with self._runner(readonly=readonly) as run:
-            yield SqlTransaction(run)
+            tx = SqlTransaction(run)
+            yield tx
+            if tx._audit:  # sealed as it commits: the chain's head is held only that long
+                seal = functools.partial(q.seal_audit, records=tx._audit, heads=self._heads)
+                run.last.append(seal)
 
     async def run(self, step: Callable[[Connection], T], *, readonly: bool = False) -> T:
         """Run ``step(connection)`` in a transaction of its own: for raw SQL (tests,
@@ -294,6 +335,7 @@ class SqlTransaction:
     def __init__(self, run: _Runner) -> None:
         self._run = run
         self._seen: q.Seen = {}
+        self._audit: list[AuditRecord] = []
 
     async def run(self, step: Step[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``step(connection, ...)`` in this unit of work: for a server's own tables
@@ -317,6 +359,7 @@ class SqlTransaction:
     async def append_events(self, events: Sequence[TaskEvent]) -> None:
         if events:
             await self._run(q.append_events, events)
+            self._audit.extend(event_record(e) for e in events)
 
     async def list_events(self, org_id: str, task_id: str) -> list[TaskEvent]:
         return await self._run(q.list_events, org_id, task_id)
@@ -339,6 +382,7 @@ class SqlTransaction:
         limit: int = 50,
         task_types: Collection[str] | None = None,
         max_risk: RiskTier | None = None,
+        groups: Collection[str] | None = None,
     ) -> list[Task]:
         return await self._run(
             q.open_tasks,
@@ -352,6 +396,7 @@ class SqlTransaction:
             limit,
             task_types,
             max_risk,
+            groups,
         )
 
     async def due_tasks(self, now: datetime, limit: int) -> list[Task]:
@@ -367,6 +412,7 @@ class SqlTransaction:
 
     async def post(self, posting: Posting) -> None:
         await self._run(q.post, posting)
+        self._audit.append(posting_record(posting))
 
     async def balances(self, account_ids: Sequence[str]) -> dict[str, int]:
         return await self._run(q.balances, account_ids)
@@ -447,6 +493,61 @@ class SqlTransaction:
 
     async def active_load(self, org_id: str, worker_id: str) -> int:
         return await self._run(q.active_load, org_id, worker_id)
+
+    # ---------------------------------------------------------------- policies, authority
+
+    async def get_policy(self, org_id: str) -> Policy | None:
+        return await self._run(q.get_policy, org_id)
+
+    async def put_policy(self, org_id: str, policy: Policy) -> None:
+        await self._run(q.put_policy, org_id, policy)
+
+    async def policy_context(
+        self, org_id: str, tool: str, now: datetime, *, known_version: int | None = None
+    ) -> PolicyContext:
+        return await self._run(q.policy_context, org_id, tool, now, known_version)
+
+    async def list_groups(self, org_id: str) -> list[ReviewerGroup]:
+        return await self._run(q.list_groups, org_id)
+
+    async def put_group(self, group: ReviewerGroup, *, expected_version: int | None) -> None:
+        await self._run(q.put_group, group, expected_version)
+
+    async def delete_group(self, org_id: str, name: str, *, expected_version: int) -> None:
+        await self._run(q.delete_group, org_id, name, expected_version)
+
+    async def get_standing(self, org_id: str, approval_id: str) -> StandingApproval | None:
+        return await self._run(q.get_standing, org_id, approval_id)
+
+    async def list_standing(
+        self, org_id: str, *, tool: str | None = None, active_at: datetime | None = None
+    ) -> list[StandingApproval]:
+        return await self._run(q.list_standing, org_id, tool, active_at)
+
+    async def put_standing(
+        self, approval: StandingApproval, *, expected_version: int | None
+    ) -> None:
+        await self._run(q.put_standing, approval, expected_version)
+
+    async def token_spent(self, token_id: str) -> bool:
+        return await self._run(q.token_spent, token_id)
+
+    async def spend_token(self, org_id: str, token_id: str, task_id: str, at: datetime) -> None:
+        await self._run(q.spend_token, org_id, token_id, task_id, at)
+
+    # ---------------------------------------------------------------- the audit chains
+
+    async def append_audit(self, records: Sequence[AuditRecord]) -> None:
+        self._audit.extend(records)
+
+    async def audit_entries(self, org_id: str, after: int, limit: int) -> list[AuditEntry]:
+        return await self._run(q.audit_entries, org_id, after, limit)
+
+    async def audit_head(self, org_id: str) -> AuditHead | None:
+        return await self._run(q.audit_head, org_id)
+
+    async def audit_orgs(self) -> list[str]:
+        return await self._run(q.audit_orgs)
 
 
 if TYPE_CHECKING:  # the type checker proves the store keeps the whole contract

@@ -17,6 +17,7 @@ The suite needs pytest and pytest-asyncio (``asyncio_mode = "auto"``).
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -27,6 +28,7 @@ except ImportError as _missing:  # pragma: no cover
     raise ImportError("handrail.testing needs pytest") from _missing
 
 from .._ids import new_id
+from ..audit import AuditRecord, verify
 from ..clock import ManualClock
 from ..engine import Engine
 from ..errors import (
@@ -57,14 +59,17 @@ from ..models import (
     Estimate,
     Kind,
     Principal,
+    ReviewPolicy,
     RiskTier,
     Role,
+    RuleOutcome,
     StageResult,
     Task,
     TaskEvent,
     Verification,
 )
 from ..money import Currency, Money
+from ..policy import Policy, PolicyRule, ReviewerGroup, StandingApproval
 from ..store import Store, TaskQuery, Transaction
 from ..workers import AnswerSample, WorkerProfile, WorkerStats
 
@@ -140,6 +145,18 @@ def make_task(clock: ManualClock, **overrides: Any) -> Task:
             worker_id="carol", amount=Money.parse("1.25", "USD"), eta_seconds=60, offered_at=now
         ),
         "request_fingerprint": "f" * 64,
+        "answer_ttl_seconds": 300,
+        "redact": ("args.amount",),
+        "policy": ReviewPolicy(
+            rule_id="refunds",
+            policy_version=3,
+            groups=("finance", "ops"),
+            quorum=2,
+            veto=False,
+            on_timeout="approve",
+            answer_ttl_seconds=120,
+            standing=False,
+        ),
         "reached_at": {Status.POSTED: now, Status.ASSIGNED: now + timedelta(seconds=1)},
         "created_at": now,
         "updated_at": now + timedelta(seconds=3),
@@ -816,3 +833,239 @@ class StoreConformance:
         assert recent.durations == (7.0, 8.0)
         assert recent.labels == {"yes": 1, "no": 1}  # samples 6, 7, 8 (8 has none)
         assert (other.answers, other.labels) == (0, {})
+
+    # ---------------------------------------------------------------- policies, authority
+
+    async def test_policy_versions_are_kept_and_raced(
+        self, store: Store, store_factory: StoreFactory, clock: ManualClock
+    ) -> None:
+        rule = PolicyRule(
+            id="small", tools=("refund",), when="args.amount < 10", outcome=RuleOutcome.ALLOW
+        )
+        first = Policy(rules=(rule,), version=1, updated_at=clock.now(), updated_by="root")
+        async with store.transaction() as tx:
+            assert await tx.get_policy("org-a") is None
+            await tx.put_policy("org-a", first)
+        with pytest.raises(ConcurrencyConflict):  # version 1 is taken; 3 skips one
+            async with store.transaction() as tx:
+                await tx.put_policy("org-a", first)
+        with pytest.raises(ConcurrencyConflict):
+            async with store.transaction() as tx:
+                await tx.put_policy("org-a", first.model_copy(update={"version": 3}))
+        second = Policy(version=2, updated_at=clock.now(), updated_by="root")
+        others = [await store_factory() for _ in range(3)]
+
+        async def save(handle: Store) -> None:
+            async with handle.transaction() as tx:
+                await tx.put_policy("org-a", second)
+
+        results = await asyncio.gather(*(save(h) for h in others), return_exceptions=True)
+        assert sum(r is None for r in results) == 1, results
+        assert all(isinstance(r, ConcurrencyConflict) for r in results if r is not None)
+        async with store.transaction(readonly=True) as tx:
+            assert await tx.get_policy("org-a") == second
+            assert await tx.get_policy("org-b") is None
+            context = await tx.policy_context("org-a", "refund", clock.now())
+            known = await tx.policy_context("org-a", "refund", clock.now(), known_version=2)
+            nothing = await tx.policy_context("org-b", "refund", clock.now())
+        assert (context.version, context.policy) == (2, second)
+        assert context.groups == [] and context.standing == []
+        assert (known.version, known.policy) == (2, None)  # the caller has it already
+        assert (nothing.version, nothing.policy) == (0, None)
+
+    async def test_groups_are_versioned_and_deleted(self, store: Store) -> None:
+        ops = ReviewerGroup(org_id="org-a", name="ops", members=("carol", "alice", "alice"))
+        assert ops.members == ("alice", "carol")
+        async with store.transaction() as tx:
+            await tx.put_group(ops, expected_version=None)
+            await tx.put_group(
+                ReviewerGroup(org_id="org-a", name="finance", members=("bob",)),
+                expected_version=None,
+            )
+        with pytest.raises(ConcurrencyConflict):
+            async with store.transaction() as tx:
+                await tx.put_group(ops, expected_version=None)
+        grown = ops.model_copy(update={"members": ("alice", "bob", "carol"), "version": 2})
+        async with store.transaction() as tx:
+            await tx.put_group(grown, expected_version=1)
+        with pytest.raises(ConcurrencyConflict):
+            async with store.transaction() as tx:
+                await tx.delete_group("org-a", "ops", expected_version=1)
+        async with store.transaction() as tx:
+            assert [g.name for g in await tx.list_groups("org-a")] == ["finance", "ops"]
+            assert (await tx.list_groups("org-a"))[1] == grown
+            await tx.delete_group("org-a", "ops", expected_version=2)
+        async with store.transaction(readonly=True) as tx:
+            assert [g.name for g in await tx.list_groups("org-a")] == ["finance"]
+            assert await tx.list_groups("org-b") == []
+
+    async def test_standing_approvals_by_tool_and_lifetime(
+        self, store: Store, clock: ManualClock
+    ) -> None:
+        now = clock.now()
+
+        def approval(tool: str, hours: float, **kw: Any) -> StandingApproval:
+            base: dict[str, Any] = {
+                "id": new_id(),
+                "org_id": "org-a",
+                "tool": tool,
+                "when": "args.amount < 50",
+                "granted_by": "alice",
+                "task_id": new_id(),
+                "created_at": now,
+                "expires_at": now + timedelta(hours=hours),
+            }
+            return StandingApproval.model_validate(base | kw)
+
+        live = approval("refund", 2)
+        exact = approval("refund", 2, when=None, args={"order": 7, "items": [1, 2.5]})
+        short = approval("refund", 0.5)
+        other = approval("email", 2)
+        elsewhere = approval("refund", 2, org_id="org-b")
+        async with store.transaction() as tx:
+            for a in (live, exact, short, other, elsewhere):
+                await tx.put_standing(a, expected_version=None)
+        revoked = live.model_copy(update={"revoked_at": now, "revoked_by": "root", "version": 2})
+        async with store.transaction() as tx:
+            await tx.put_standing(revoked, expected_version=1)
+        with pytest.raises(ConcurrencyConflict):
+            async with store.transaction() as tx:
+                await tx.put_standing(revoked, expected_version=1)
+        hour = now + timedelta(hours=1)
+        async with store.transaction(readonly=True) as tx:
+            assert await tx.get_standing("org-a", exact.id) == exact
+            assert await tx.get_standing("org-b", exact.id) is None
+            assert {a.id for a in await tx.list_standing("org-a")} == {
+                live.id,
+                exact.id,
+                short.id,
+                other.id,
+            }
+            assert await tx.list_standing("org-a", tool="refund", active_at=hour) == [exact]
+            context = await tx.policy_context("org-a", "refund", now)
+        assert {a.id for a in context.standing} == {exact.id, short.id}
+
+    async def test_a_token_is_spent_once(
+        self, store: Store, store_factory: StoreFactory, clock: ManualClock
+    ) -> None:
+        async with store.transaction() as tx:
+            assert not await tx.token_spent("t-1")
+            await tx.spend_token("org-a", "t-1", "task-1", clock.now())
+        with pytest.raises(ConcurrencyConflict):
+            async with store.transaction() as tx:
+                await tx.spend_token("org-a", "t-1", "task-1", clock.now())
+        others = [await store_factory() for _ in range(4)]
+
+        async def spend(handle: Store) -> None:
+            async with handle.transaction() as tx:
+                await tx.spend_token("org-a", "t-2", "task-1", clock.now())
+
+        results = await asyncio.gather(*(spend(h) for h in others), return_exceptions=True)
+        assert sum(r is None for r in results) == 1, results
+        async with store.transaction(readonly=True) as tx:
+            assert await tx.token_spent("t-1") and await tx.token_spent("t-2")
+
+    async def test_open_tasks_respect_groups_and_own_reviews(
+        self, store: Store, clock: ManualClock
+    ) -> None:
+        now = clock.now()
+
+        def open_task(**kw: Any) -> Task:
+            base: dict[str, Any] = {"status": Status.POSTED, "assignments": (), "redundancy": 1}
+            return make_task(clock, **(base | kw))
+
+        anyone = open_task(policy=None)
+        finance = open_task(policy=ReviewPolicy(groups=("finance",)))
+        either = open_task(policy=ReviewPolicy(groups=("finance", "ops")))
+        mine = open_task(created_by="alice", policy=None)
+        async with store.transaction() as tx:
+            for task in (anyone, finance, either, mine):
+                await tx.insert_task(task)
+        async with store.transaction(readonly=True) as tx:
+
+            async def seen(**kw: Any) -> set[str]:
+                return {t.id for t in await tx.open_tasks("org-a", now=now, **kw)}
+
+            assert await seen() == {anyone.id, finance.id, either.id, mine.id}
+            assert await seen(exclude_worker="alice") == {anyone.id, finance.id, either.id}
+            assert await seen(groups=[]) == {anyone.id, mine.id}
+            assert await seen(groups=["ops"]) == {anyone.id, either.id, mine.id}
+            assert await seen(groups=["finance", "x"]) == {
+                anyone.id,
+                finance.id,
+                either.id,
+                mine.id,
+            }
+
+    # ---------------------------------------------------------------- the audit chains
+
+    async def test_audit_chain_records_events_postings_and_notes(
+        self, store: Store, clock: ManualClock
+    ) -> None:
+        task = make_task(clock)
+        note = AuditRecord(
+            org_id="org-a", at=clock.now(), kind="policy.updated", actor="root", data={"v": 1}
+        )
+        async with store.transaction() as tx:
+            await tx.insert_task(task)
+            await tx.append_events([_event(task, clock)])
+            await tx.post(
+                _posting(
+                    "d-1", clock, (Account.funding(USD), -500), (Account.org("org-a", USD), 500)
+                )
+            )
+            await tx.append_audit([note])
+            await tx.append_audit(
+                [AuditRecord(org_id="org-b", at=clock.now(), kind="x", actor="y")]
+            )
+
+        class Boom(Exception):
+            pass
+
+        with pytest.raises(Boom):  # rolled back: nothing of it is chained
+            async with store.transaction() as tx:
+                await tx.append_audit([note])
+                await tx.append_events([_event(task, clock, Event.CLAIM)])
+                raise Boom
+        async with store.transaction() as tx:
+            await tx.append_events([_event(task, clock, Event.CLAIM)])
+        async with store.transaction(readonly=True) as tx:
+            entries = await tx.audit_entries("org-a", 0, 100)
+            tail = await tx.audit_entries("org-a", 2, 1)
+            head = await tx.audit_head("org-a")
+            assert await tx.audit_head("org-c") is None
+            assert await tx.audit_orgs() == ["org-a", "org-b"]
+            assert len(await tx.audit_entries("org-b", 0, 100)) == 1
+        assert [e.kind for e in entries] == [
+            "task.create",
+            "ledger.posting",
+            "policy.updated",
+            "task.claim",
+        ]
+        assert [e.seq for e in entries] == [1, 2, 3, 4]
+        assert tail == [entries[2]]
+        assert entries[0].task_id == task.id and entries[0].data["data"] == {"k": [1, "two"]}
+        funded = [[Account.funding(USD).id, -500], [Account.org("org-a", USD).id, 500]]
+        assert entries[1].data["entries"] == funded
+        assert entries[2].data == {"v": 1} and entries[2].actor == "root"
+        assert all(e.prev_hash == p.hash for p, e in itertools.pairwise(entries))
+        assert head is not None and (head.seq, head.hash) == (4, entries[-1].hash)
+        assert verify("org-a", entries, head).ok
+
+    async def test_concurrent_writers_never_fork_the_chain(
+        self, store_factory: StoreFactory, clock: ManualClock
+    ) -> None:
+        engines = [Engine(await store_factory(), clock=clock) for _ in range(4)]
+
+        async def work(engine: Engine, n: int) -> None:
+            for i in range(5):
+                task = await engine.create(
+                    AGENT, {"kind": "review", "action": {"name": "pay", "args": {"n": n, "i": i}}}
+                )
+                await engine.decide(ALICE if n % 2 else BOB, task.id, Decision.approve())
+
+        await asyncio.gather(*(work(e, n) for n, e in enumerate(engines)))
+        report = await engines[0].verify_chain("org-a")
+        # each review: create, claim, submit and verify, all on one chain
+        assert report.ok, report
+        assert report.checked == report.head_seq == 4 * 5 * 4

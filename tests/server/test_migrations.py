@@ -1,0 +1,100 @@
+"""The migrations build exactly the schema the code declares (tables, columns, indexes and
+the append-only guards), on SQLite and PostgreSQL, and upgrade a database at 0001."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, func, insert, select, text
+
+from handrail.clock import ManualClock
+from handrail.store._sql_rows import task_row
+from handrail.store._sql_tables import APPEND_ONLY
+from handrail.store._sql_tables import metadata as engine_tables
+from handrail.store.sql import SqlStore
+from handrail.testing import make_task
+from handrail_server.migrate import alembic_config, current_revision, migrate
+from handrail_server.tables import metadata as server_tables
+from tests.postgres import fresh_schema
+
+ADDED = {"answer_ttl_seconds", "redact", "policy", "reviewer_groups"}  # columns of 0002
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def empty(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlStore]:
+    if request.param == "sqlite":
+        store = await SqlStore.open(f"sqlite:///{tmp_path / 'm.db'}", create=False)
+        yield store
+        await store.close()
+        return
+    url = request.getfixturevalue("postgres_url")
+    async with fresh_schema(url) as schema:
+        store = await SqlStore.open(
+            url, create=False, connect_args={"server_settings": {"search_path": schema}}
+        )
+        yield store
+        await store.close()
+
+
+def _drift(conn: Connection) -> list[object]:
+    context = MigrationContext.configure(conn, opts={"compare_type": True})
+    return list(compare_metadata(context, [engine_tables, server_tables]))
+
+
+def _guards(conn: Connection) -> set[str]:
+    if conn.dialect.name == "sqlite":
+        query = text("SELECT tbl_name FROM sqlite_master WHERE type = 'trigger'")
+    else:
+        query = text(
+            "SELECT c.relname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+            "WHERE NOT t.tgisinternal"
+        )
+    return {row[0] for row in conn.execute(query)}
+
+
+async def test_the_migrated_schema_is_the_declared_one(empty: SqlStore) -> None:
+    await migrate(empty)
+    assert await current_revision(empty) == "0003"
+    assert await empty.run(_drift, readonly=True) == []
+    assert set(APPEND_ONLY) <= await empty.run(_guards, readonly=True)
+
+
+async def test_0002_upgrades_a_database_with_tasks(empty: SqlStore) -> None:
+    await migrate(empty, "0001")
+    old = make_task(ManualClock(), id="t1", org_id="acme", redact=(), policy=None)
+    row = {k: v for k, v in task_row(old).items() if k not in ADDED}
+    await empty.run(lambda c: c.execute(insert(engine_tables.tables["tasks"]).values(**row)))
+    await migrate(empty)
+    async with empty.transaction(readonly=True) as tx:
+        task = await tx.get_task("acme", "t1")
+    assert task is not None and task.policy is None and task.redact == ()
+    assert task.answer_ttl_seconds is None
+    count = await empty.run(
+        lambda c: c.execute(
+            select(func.count()).select_from(engine_tables.tables["policies"])
+        ).scalar(),
+        readonly=True,
+    )
+    assert count == 0
+
+
+def test_downgrade_to_0001_and_back(tmp_path: Path) -> None:
+    import asyncio  # noqa: PLC0415
+
+    async def go() -> list[object]:
+        store = await SqlStore.open(f"sqlite:///{tmp_path / 'd.db'}", create=False)
+        try:
+            await migrate(store)
+            await store.run(lambda c: command.downgrade(alembic_config(c), "0001"))
+            assert await current_revision(store) == "0001"
+            await migrate(store)
+            return await store.run(_drift, readonly=True)
+        finally:
+            await store.close()
+
+    assert asyncio.run(go()) == []
