@@ -9,7 +9,18 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from handrail import Engine, ManualClock, Principal, Role, StoreError
+from handrail import (
+    Engine,
+    Event,
+    ManualClock,
+    Principal,
+    Role,
+    Status,
+    StoreError,
+    Task,
+    TaskEvent,
+)
+from handrail._ids import new_id
 from handrail.store.sql import SqlStore, normalize_url
 from handrail.testing import make_task
 from tests.postgres import fresh_schema
@@ -101,3 +112,58 @@ async def test_sqlite_clients_starting_together_create_the_schema_once(tmp_path:
     stores = await asyncio.gather(*(SqlStore.open(url) for _ in range(4)))
     for store in stores:
         await store.close()
+
+
+@pytest.mark.postgres
+async def test_a_reader_following_seq_never_passes_an_event_by(postgres_url: str) -> None:
+    """Two writers of one organisation on PostgreSQL: the one that appends its event first
+    commits last. A reader that read the other's event in between still finds it after
+    the ``seq`` it reached (sequence numbers drawn at insert would put it behind)."""
+    clock = ManualClock()
+    async with fresh_schema(postgres_url) as schema:
+        options = {"connect_args": {"server_settings": {"search_path": schema}}}
+        first = await SqlStore.open(postgres_url, **options)
+        second = await SqlStore.open(postgres_url, **options)
+        appended, release = asyncio.Event(), asyncio.Event()
+
+        async def slow_writer() -> str:
+            task = make_task(clock)
+            async with first.transaction() as tx:
+                await tx.insert_task(task)
+                await tx.append_events([_created(task, clock)])
+                appended.set()
+                await release.wait()  # commits only after the other writer and the reader
+            return task.id
+
+        try:
+            slow = asyncio.create_task(slow_writer())
+            await appended.wait()
+            quick = make_task(clock)
+            async with second.transaction() as tx:
+                await tx.insert_task(quick)
+                await tx.append_events([_created(quick, clock)])
+            async with second.transaction(readonly=True) as tx:
+                seen = await tx.org_events("org-a", 0, 10)
+            assert [e.task_id for e in seen] == [quick.id]
+            release.set()
+            slow_id = await slow
+            async with second.transaction(readonly=True) as tx:
+                later = await tx.org_events("org-a", seen[-1].seq or 0, 10)
+            assert [e.task_id for e in later] == [slow_id]
+        finally:
+            for store in (first, second):
+                await store.close()
+
+
+def _created(task: Task, clock: ManualClock) -> TaskEvent:
+    return TaskEvent(
+        id=new_id(),
+        task_id=task.id,
+        org_id=task.org_id,
+        at=clock.now(),
+        actor="agent",
+        actor_role="requester",
+        event=Event.CREATE,
+        from_status=None,
+        to_status=Status.POSTED,
+    )

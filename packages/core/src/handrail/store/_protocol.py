@@ -98,7 +98,9 @@ class TaskTransaction(Protocol):
 
     async def org_events(self, org_id: str, after: int, limit: int) -> list[TaskEvent]:
         """The organisation's history across its tasks, ``seq`` above ``after``, oldest
-        first: what an event stream resumes from."""
+        first: what an event stream resumes from. An organisation's events become visible
+        in the order of their ``seq`` (none can appear later below a ``seq`` already seen),
+        so a reader that follows ``seq`` never passes one by."""
         ...
 
     async def list_tasks(self, org_id: str, query: TaskQuery) -> list[Task]:

@@ -898,19 +898,36 @@ def _seal_on_guess(
 
 
 def seal_audit(
-    conn: Connection, records: Sequence[AuditRecord], heads: Heads | None = None
+    conn: Connection,
+    records: Sequence[AuditRecord],
+    heads: Heads | None = None,
+    events: Sequence[TaskEvent] = (),
 ) -> None:
     """Chain ``records`` onto their organisations' heads (in organisation order, so two
     transactions never wait for each other's heads) and move the heads on. The head is
     locked until the transaction ends, so concurrent writers queue on it and each links
     onto the last commit. On PostgreSQL, ``heads`` (this store's guesses) makes it one
-    round trip when this store was the last to write."""
+    round trip when this store was the last to write.
+
+    The transaction's task ``events`` are inserted here, each organisation's once its head
+    is locked: their sequence numbers are drawn while no other writer of that organisation
+    can commit, so an organisation's events commit in the order of their numbers. (Drawn
+    earlier, a transaction holding a lower number could commit after one holding a higher,
+    and a reader following ``seq`` would pass its events by for good.)"""
     by_org: dict[str, list[AuditRecord]] = {}
     for record in records:
         by_org.setdefault(record.org_id, []).append(record)
+    events_of: dict[str, list[TaskEvent]] = {}
+    for event in events:
+        events_of.setdefault(event.org_id, []).append(event)
+        by_org.setdefault(event.org_id, [])
     postgres = conn.dialect.name == "postgresql"
     lock = _LOCK_HEAD[conn.dialect.name]
     for org_id in sorted(by_org):
+        if not by_org[org_id]:  # events with no audit record (never, from the engine)
+            conn.execute(lock, {"org_id": org_id}).one()  # the head locked all the same
+            append_events(conn, events_of[org_id])
+            continue
         guess = heads.get(org_id) if heads is not None and postgres else None
         moved = _seal_on_guess(conn, org_id, by_org[org_id], guess) if guess else None
         if moved is None:
@@ -923,6 +940,8 @@ def seal_audit(
             moved = AuditHead(org_id, last.seq, last.hash)
         if heads is not None:
             heads[org_id] = moved
+        if org_id in events_of:
+            append_events(conn, events_of[org_id])
 
 
 def audit_entries(conn: Connection, org_id: str, after: int, limit: int) -> list[AuditEntry]:

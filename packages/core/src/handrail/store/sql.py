@@ -307,8 +307,12 @@ class SqlStore:
         async with self._runner(readonly=readonly) as run:
             tx = SqlTransaction(run)
             yield tx
-            if tx._audit:  # sealed as it commits: the chain's head is held only that long
-                seal = functools.partial(q.seal_audit, records=tx._audit, heads=self._heads)
+            if tx._audit or tx._events:
+                # sealed as it commits (the chain's head is held only that long), the task
+                # events written under the head: see ``seal_audit``
+                seal = functools.partial(
+                    q.seal_audit, records=tx._audit, heads=self._heads, events=tx._events
+                )
                 run.last.append(seal)
 
     async def run(self, step: Callable[[Connection], T], *, readonly: bool = False) -> T:
@@ -336,6 +340,7 @@ class SqlTransaction:
         self._run = run
         self._seen: q.Seen = {}
         self._audit: list[AuditRecord] = []
+        self._events: list[TaskEvent] = []  # written as the transaction commits
 
     async def run(self, step: Step[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``step(connection, ...)`` in this unit of work: for a server's own tables
@@ -357,9 +362,10 @@ class SqlTransaction:
         await self._run(q.update_task, self._seen, task, expected_version)
 
     async def append_events(self, events: Sequence[TaskEvent]) -> None:
-        if events:
-            await self._run(q.append_events, events)
-            self._audit.extend(event_record(e) for e in events)
+        """Kept until the commit, which writes them under their organisation's audit head
+        (their sequence numbers then follow the commit order); read after the commit."""
+        self._events.extend(events)
+        self._audit.extend(event_record(e) for e in events)
 
     async def list_events(self, org_id: str, task_id: str) -> list[TaskEvent]:
         return await self._run(q.list_events, org_id, task_id)
