@@ -24,7 +24,7 @@ that are fully handled, so a restarted resumer goes on where it stopped). On eve
 (re)connect, and every ``reconcile_every`` seconds, it also reconciles: it finds the
 threads whose latest checkpoint is paused on a Handrail task and resumes those whose task
 is terminal, so a decision whose event never reached it (it was down without a cursor,
-or the stream skipped the event) still resumes its thread. :meth:`HandrailResumer.router`
+or a lost connection missed it) still resumes its thread. :meth:`HandrailResumer.router`
 does the same from Handrail webhooks.
 """
 
