@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from handrail.clock import Clock
 
-from . import compat
+from . import compat, web
 from .guards import BodyLimitMiddleware, check_input
 from .hub import open_hub
 from .problems import RequestIdMiddleware, install
@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     for module in (tasks, waiting, work, money, policy, audit, admin, system):
         app.include_router(module.router)
     compat.install(app)
+    web.install(app, settings)
     app.add_middleware(
         BodyLimitMiddleware,
         limit=settings.max_body_bytes,

@@ -33,6 +33,7 @@ __all__ = [
     "ensure_org",
     "hash_key",
     "list_keys",
+    "live_key",
     "lookup",
     "revoke_key",
 ]
@@ -136,6 +137,14 @@ def lookup(conn: Connection, key: str) -> KeyInfo | None:
         return None
     row = conn.execute(
         select(api_keys).where(api_keys.c.hash == hash_key(key), api_keys.c.revoked_at.is_(None))
+    ).first()
+    return _info(row._mapping) if row is not None else None
+
+
+def live_key(conn: Connection, key_id: str) -> KeyInfo | None:
+    """The key with this id while it is not revoked, else None."""
+    row = conn.execute(
+        select(api_keys).where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
     ).first()
     return _info(row._mapping) if row is not None else None
 

@@ -65,3 +65,15 @@ class Settings(BaseSettings):
         "sharing a database needs the same one. Unset: a random one per process, so links "
         "die with it",
     )
+    web_session_seconds: int = Field(
+        default=12 * 3600, ge=60, description="how long a web sign-in lasts (the reviewer UI)"
+    )
+    web_secure_cookies: bool | None = Field(
+        default=None,
+        description="mark the UI's session cookie Secure; unset: when the request is https "
+        "(set true behind a proxy that terminates TLS)",
+    )
+    web_signin_per_second: float = Field(
+        default=0.2, gt=0, description="sign-in attempts a second per client address"
+    )
+    web_signin_burst: int = Field(default=10, ge=1)

@@ -28,6 +28,7 @@ __all__ = [
     "metadata",
     "orgs",
     "uploads",
+    "web_sessions",
     "webhook_deliveries",
     "webhook_endpoints",
     "webhook_outbox",
@@ -173,4 +174,18 @@ compat_secrets = Table(
     Column("dialect", String(32), primary_key=True),
     Column("secret", String(200), nullable=False),
     Column("created_at", Stamp, nullable=False),
+)
+
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    # SHA-256 of the session id the cookie carries: a database read gives no usable session
+    Column("id_hash", String(64), primary_key=True),
+    Column("key_id", String(36), ForeignKey("api_keys.id"), nullable=False),
+    Column("org_id", String(200), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", Stamp, nullable=False),
+    Column("expires_at", Stamp, nullable=False),
+    Index("ix_web_sessions_key", "key_id"),
+    Index("ix_web_sessions_expires", "expires_at"),
 )
