@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import re
 from typing import Any
 
 import httpx
 
 from tests.server.conftest import Server, sse, sse_events
-from tests.server.web._ui import signed_in
+from tests.server.web._ui import csrf_of, signed_in
 
 JUDGMENT: dict[str, Any] = {
     "kind": "judgment",
@@ -132,6 +134,23 @@ async def test_the_task_page_shows_the_context_escaped(server: Server) -> None:
         assert 'value="approve"' in html and 'value="modify"' in html
         assert 'value="reject"' in html and 'value="respond"' not in html  # not allowed
         assert 'id="args-schema"' in html
+        # every form on the page carries the session's token
+        hidden = re.findall(r'name="csrf_token" value="([^"]*)"', html)
+        assert len(hidden) >= 2 and set(hidden) == {csrf_of(html)} and csrf_of(html)
+
+
+async def test_json_for_the_page_scripts_cannot_end_its_element(server: Server) -> None:
+    spec = review()
+    spec["action"]["args"] = {"order": "</script><script>alert(1)</script>", "amount": 3}
+    task = await post_task(server, spec)
+    async with ui(server) as client:
+        await signed_in(client, server.a.reviewer)
+        html = (await client.get(f"/tasks/{task['id']}")).text
+        found = re.search(
+            r'<script type="application/json" id="args-original">(.*?)</script>', html
+        )
+        assert found is not None
+        assert json.loads(found.group(1))["order"] == "</script><script>alert(1)</script>"
 
 
 async def test_another_organisations_task_is_not_found(server: Server) -> None:
