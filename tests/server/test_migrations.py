@@ -22,7 +22,7 @@ from handrail_server.migrate import alembic_config, current_revision, migrate
 from handrail_server.tables import metadata as server_tables
 from tests.postgres import fresh_schema
 
-ADDED = {"answer_ttl_seconds", "redact", "policy", "reviewer_groups"}  # columns of 0002
+ADDED = {"answer_ttl_seconds", "redact", "policy", "reviewer_groups", "batch_id"}  # since 0001
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

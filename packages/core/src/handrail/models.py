@@ -401,6 +401,11 @@ class TaskSpec(_Model):
     idempotency_key: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     callback_url: Annotated[str, Field(max_length=2048, pattern=r"^https?://\S+$")] | None = None
     metadata: JsonObject = Field(default_factory=dict)
+    batch_id: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+        default=None,
+        description="groups reviews asked together: the parallel tool calls of one agent turn "
+        "share it, and reviewers see them side by side",
+    )
     # review tasks
     action: Action | None = None
     agent_reasoning: str | None = Field(default=None, max_length=50_000)

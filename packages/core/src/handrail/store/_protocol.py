@@ -38,6 +38,7 @@ class TaskQuery:
     statuses: frozenset[Status] | None = None
     kind: Kind | None = None
     task_type: str | None = None
+    batch_id: str | None = None
     after: str | None = None
     limit: int = 50
     newest_first: bool = False

@@ -258,6 +258,8 @@ def list_tasks(conn: Connection, seen: Seen, org_id: str, query: TaskQuery) -> l
         stmt = stmt.where(tasks.c.kind == query.kind.value)
     if query.task_type is not None:
         stmt = stmt.where(tasks.c.task_type == query.task_type)
+    if query.batch_id is not None:
+        stmt = stmt.where(tasks.c.batch_id == query.batch_id)
     if query.after is not None:
         after = tasks.c.id < query.after if query.newest_first else tasks.c.id > query.after
         stmt = stmt.where(after)

@@ -325,6 +325,8 @@ class _MemoryTransaction:
                 continue
             if query.task_type is not None and t.task_type != query.task_type:
                 continue
+            if query.batch_id is not None and t.batch_id != query.batch_id:
+                continue
             out.append(_copy(t))
             if len(out) >= query.limit:
                 break
