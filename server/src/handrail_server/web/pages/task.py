@@ -180,6 +180,9 @@ async def decide(request: Request, task_id: TaskId, viewer: ViewerDep) -> Respon
         await hub.engine.decide(viewer.principal, task_id, body)
     except HandrailError as exc:
         return await _refused(request, viewer, task_id, exc, _kept(form))
+    back = form.get("back")
+    if isinstance(back, str) and back.startswith("/batches/") and "//" not in back:
+        return RedirectResponse(f"{back}?done=decided", status_code=303)
     return RedirectResponse(f"/tasks/{task_id}?done=decided", status_code=303)
 
 
