@@ -120,6 +120,7 @@ def serve(
         reviewer = _new_key(url, "demo", Role.REVIEWER, principal="demo-reviewer")
         typer.echo(
             f"Handrail is running at {base}  (API docs: {base}/docs)\n"
+            f"  reviewer UI: {base}/signin  (sign in with the reviewer key)\n"
             f"  sandbox requester key (org 'demo'): {requester.key}\n"
             f"  reviewer key          (org 'demo'): {reviewer.key}\n"
             f"Try:\n"
@@ -128,7 +129,7 @@ def serve(
             f"    -d '{_SAMPLE}'\n"
         )
     else:
-        typer.echo(f"Handrail is running at {base}  (API docs: {base}/docs)")
+        typer.echo(f"Handrail is running at {base}  (API docs: {base}/docs, reviewer UI: {base}/)")
     os.environ["HANDRAIL_DATABASE_URL"] = url  # for the worker processes
     uvicorn.run(
         "handrail_server.main:create_app",
