@@ -120,9 +120,9 @@ def serve(
         reviewer = _new_key(url, "demo", Role.REVIEWER, principal="demo-reviewer")
         typer.echo(
             f"Handrail is running at {base}  (API docs: {base}/docs)\n"
-            f"  reviewer UI: {base}/signin  (sign in with the reviewer key)\n"
             f"  sandbox requester key (org 'demo'): {requester.key}\n"
             f"  reviewer key          (org 'demo'): {reviewer.key}\n"
+            f"Review in the browser: {base}/signin  (sign in with the reviewer's key)\n"
             f"Try:\n"
             f"  curl -s {base}/v1/tasks -H 'Authorization: Bearer {requester.key}' \\\n"
             f"    -H 'Content-Type: application/json' \\\n"
