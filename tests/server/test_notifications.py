@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+import httpx
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -32,7 +33,7 @@ from sqlalchemy import select
 from handrail import Role
 from handrail.clock import ManualClock
 from handrail.sla import SlaScheduler
-from handrail_server.notifications import slack_sign
+from handrail_server.notifications import _queue, slack_sign
 from handrail_server.settings import Settings
 from handrail_server.tables import notify_outbox
 from tests.postgres import fresh_database
@@ -406,6 +407,28 @@ async def test_a_notification_written_with_its_task_survives_a_restart(
         assert [m["To"] for m in smtp[0].messages] == ["alice@example.com"]
         page = await second.client.get(local(links(smtp[0].messages[0])["approve"]))
         assert page.status_code == 200  # the token secret is the server's, not the process's
+
+
+async def test_the_task_and_its_notifications_commit_together(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the notification rows cannot be written, the task is not created either."""
+
+    def broken(*args: Any, **kwargs: Any) -> int:
+        raise RuntimeError("the outbox is full")
+
+    monkeypatch.setattr(_queue, "queue_notifications", broken)
+    transport = httpx.ASGITransport(app=server.app, raise_app_exceptions=False)
+    spec = {"kind": "review", "action": {"name": "pay", "args": {"amount": 5}}}
+    async with httpx.AsyncClient(transport=transport, base_url=BASE) as c:
+        failed = await c.post("/v1/tasks", json=spec, headers=server.a.requester)
+    assert failed.status_code == 500
+    listed = await server.client.get("/v1/tasks", headers=server.a.requester)
+    assert listed.json()["data"] == []
+    rows = await server.hub.store.run(
+        lambda c: c.execute(select(notify_outbox.c.id)).all(), readonly=True
+    )
+    assert rows == []
 
 
 async def test_a_failed_send_is_retried_and_every_attempt_logged(
