@@ -651,6 +651,8 @@ async def test_channels_and_contacts_are_admin_only_and_walled_off(
     assert taken.status_code == 409
     bad = await c.put("/v1/notifications/contacts/zed", json={"email": "nope"}, headers=a.admin)
     assert bad.status_code == 422
+    blank = await c.put("/v1/notifications/contacts/%20zed", json={}, headers=a.admin)
+    assert blank.status_code == 422
     patched = await c.patch(
         f"/v1/notifications/channels/{channel['id']}", json={"enabled": False}, headers=a.admin
     )

@@ -26,7 +26,7 @@ from ..webhooks import UnsafeTarget, check_target
 router = APIRouter(prefix="/v1/notifications", tags=["notifications"])
 
 EventName = Literal["task.new", "task.sla_warning", "task.manual_review", "task.escalated", "*"]
-ReviewerId = Annotated[str, Path(min_length=1, max_length=200)]
+ReviewerId = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^\S(?:.*\S)?$")]
 ChannelId = Annotated[str, Path(min_length=1, max_length=36)]
 Email = Annotated[str, Field(max_length=320, pattern=r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")]
 SlackUser = Annotated[str, Field(pattern=r"^[UW][A-Z0-9]{2,30}$")]
