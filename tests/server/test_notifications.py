@@ -316,6 +316,35 @@ async def test_a_task_decided_meanwhile_sends_nothing(
     ]
 
 
+async def test_who_hears_of_a_review_follows_its_policy(
+    server: Server, smtp: tuple[Mailbox, int]
+) -> None:
+    c, admin = server.client, server.a.admin
+    rules = [{"id": "ping", "tools": ["ping"], "outcome": "allow"}, *RULES]
+    assert (await c.put("/v1/policy", json={"rules": rules}, headers=admin)).status_code == 200
+    allowed = await c.post(
+        "/v1/tasks",
+        json={"kind": "review", "action": {"name": "ping", "args": {}}},
+        headers=server.a.requester,
+    )
+    assert allowed.json()["status"] == "verified"  # decided at once: nobody is told
+    anyone = await c.post(
+        "/v1/tasks",
+        json={"kind": "review", "action": {"name": "other", "args": {}}},
+        headers=server.a.requester,
+    )
+    assert anyone.status_code == 201
+    await send_all(server)
+    # no rule names groups for "other": every contact but its requester
+    assert sorted(m["To"] for m in smtp[0].messages) == [
+        "alice@example.com",
+        "bob@example.com",
+        "eve@example.com",
+    ]
+    log = (await c.get("/v1/notifications/deliveries", headers=admin)).json()
+    assert {r["task_id"] for r in log["data"]} == {anyone.json()["id"]}
+
+
 # ---------------------------------------------------------------- escalation, SLA, manual
 
 
