@@ -586,7 +586,7 @@ async def test_a_signed_click_decides_as_the_mapped_reviewer(
 
 @pytest.mark.parametrize("case", ["bad signature", "other secret", "stale", "no headers"])
 async def test_a_click_without_a_good_signature_is_refused(
-    slack: tuple[Server, dict[str, Any]], receiver: Receiver, case: str
+    slack: tuple[Server, dict[str, Any]], receiver: Receiver, clock: ManualClock, case: str
 ) -> None:
     server, channel = slack
     task = await post_pay(server)
@@ -599,7 +599,8 @@ async def test_a_click_without_a_good_signature_is_refused(
         )
     elif case == "stale":
         body, headers = signed(
-            click("UALICE", task["id"], "handrail_approve", receiver.url), at=time.time() - 301
+            click("UALICE", task["id"], "handrail_approve", receiver.url),
+            at=clock.now().timestamp() - 301,
         )
     else:
         headers = {"content-type": headers["content-type"]}
