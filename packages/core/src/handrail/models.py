@@ -321,6 +321,12 @@ class ReviewPolicy(_Model):
     on_timeout: Literal["reject", "approve"] = "reject"
     answer_ttl_seconds: int | None = Field(default=None, ge=1)
     standing: bool = Field(default=True, description="standing approvals may decide it")
+    escalate_to: tuple[str, ...] = Field(
+        default=(),
+        description="reviewer groups still to be let in, one per escalate_after_seconds, "
+        "while nobody takes the review",
+    )
+    escalate_after_seconds: int | None = Field(default=None, ge=1)
     error: str | None = Field(default=None, description="why the matching rule failed")
 
     @property
@@ -474,6 +480,9 @@ class Task(TaskSpec):
     attempt: int = Field(default=1, ge=1)
     extra_slots: int = Field(default=0, ge=0, le=1, description="a backup worker's slot")
     backup_at: datetime | None = None
+    escalate_at: datetime | None = Field(
+        default=None, description="when the next reviewer group is let in, if nobody took it"
+    )
     status: Status = Status.POSTED
     sandbox: bool = False
     created_by: str

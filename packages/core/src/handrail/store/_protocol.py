@@ -139,6 +139,11 @@ class TaskTransaction(Protocol):
         """Tasks of any organisation, posted or assigned, whose ``backup_at`` has passed."""
         ...
 
+    async def escalation_due(self, now: datetime, limit: int) -> list[Task]:
+        """Tasks of any organisation, posted or assigned with a free slot, whose
+        ``escalate_at`` has passed."""
+        ...
+
 
 class LedgerTransaction(Protocol):
     """Money, within the same unit of work as the tasks it pays for.

@@ -346,6 +346,20 @@ def backup_due(conn: Connection, seen: Seen, now: datetime, limit: int) -> list[
     return _reached(conn, seen, _OPEN_TO_WORK, tasks.c.backup_at, now, limit)
 
 
+def escalation_due(conn: Connection, seen: Seen, now: datetime, limit: int) -> list[Task]:
+    stmt = (
+        select(tasks)
+        .where(
+            tasks.c.status.in_(_OPEN_TO_WORK),
+            tasks.c.escalate_at <= now,
+            tasks.c.open_slots > 0,
+        )
+        .order_by(tasks.c.escalate_at, tasks.c.id)
+        .limit(limit)
+    )
+    return _load(conn, seen, conn.execute(stmt).all())
+
+
 def changes_since(conn: Connection, seq: int, limit: int) -> list[Change]:
     query = (
         select(task_events.c.seq, task_events.c.org_id, task_events.c.task_id)

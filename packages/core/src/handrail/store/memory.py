@@ -400,6 +400,11 @@ class _MemoryTransaction:
     async def backup_due(self, now: datetime, limit: int) -> list[Task]:
         return self._reached(_OPEN_TO_WORK, lambda t: t.backup_at, now, limit)
 
+    async def escalation_due(self, now: datetime, limit: int) -> list[Task]:
+        return self._reached(
+            _OPEN_TO_WORK, lambda t: t.escalate_at if t.open_slots > 0 else None, now, limit
+        )
+
     # ---------------------------------------------------------------- the ledger
 
     def _balance(self, account_id: str) -> int:  # call under the store's lock
