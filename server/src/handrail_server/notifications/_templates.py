@@ -18,4 +18,8 @@ _ENV = Environment(
 
 
 def render(name: str, **context: Any) -> str:
-    return _ENV.get_template(name).render(**context)
+    # the decision pages wear the web UI's stylesheet; imported here, as the web package
+    # imports the hub, which imports this one
+    from ..web._render import static_url  # noqa: PLC0415
+
+    return _ENV.get_template(name).render(static_url=static_url, **context)

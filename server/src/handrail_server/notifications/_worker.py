@@ -22,12 +22,13 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import httpx
-from sqlalchemy import Connection, and_, insert, or_, select, update
+from sqlalchemy import Connection, and_, insert, select, update
 
 from handrail import Engine, HandrailError, NotEligible, Principal, Role, Status, Task
 from handrail._ids import new_id
 from handrail.store.sql import SqlStore
 
+from .._leases import lease_due
 from ..settings import Settings
 from ..tables import notify_attempts, notify_channels, notify_contacts, notify_outbox
 from ..webhooks import SCHEDULE
@@ -37,7 +38,6 @@ from ._model import Notification
 __all__ = ["NotificationWorker", "decision_url", "task_url"]
 
 log = logging.getLogger(__name__)
-LEASE = timedelta(seconds=120)
 _WAITING = {Status.POSTED, Status.ASSIGNED}
 
 
@@ -55,32 +55,20 @@ def decision_url(base: str, task_id: str, token: str, choice: str) -> str:
 
 
 def _lease_due(conn: Connection, now: datetime, limit: int) -> list[dict[str, Any]]:
-    query = (
-        select(
-            notify_outbox,
-            notify_channels.c.kind,
-            notify_channels.c.enabled,
-            notify_channels.c.webhook_url,
-        )
-        .join(notify_channels, notify_channels.c.id == notify_outbox.c.channel_id)
-        .where(
-            notify_outbox.c.state == "pending",
-            notify_outbox.c.next_attempt_at <= now,
-            or_(notify_outbox.c.lease_until.is_(None), notify_outbox.c.lease_until < now),
-        )
-        .order_by(notify_outbox.c.next_attempt_at)
-        .limit(limit)
+    columns = (
+        notify_channels.c.kind,
+        notify_channels.c.enabled,
+        notify_channels.c.webhook_url,
     )
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True, of=notify_outbox)
-    rows = [dict(r._mapping) for r in conn.execute(query).all()]
-    if rows:
-        conn.execute(
-            update(notify_outbox)
-            .where(notify_outbox.c.id.in_([r["id"] for r in rows]))
-            .values(lease_until=now + LEASE)
-        )
-    return rows
+    return lease_due(
+        conn,
+        notify_outbox,
+        notify_channels,
+        notify_channels.c.id == notify_outbox.c.channel_id,
+        columns,
+        now,
+        limit,
+    )
 
 
 def _record(

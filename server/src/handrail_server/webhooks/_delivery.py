@@ -20,12 +20,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import Connection, and_, insert, or_, select, update
+from sqlalchemy import Connection, and_, insert, update
 
 from handrail._ids import new_id
 from handrail.clock import Clock, utc
 from handrail.store.sql import SqlStore
 
+from .._leases import lease_due
 from ..settings import Settings
 from ..tables import webhook_deliveries, webhook_endpoints, webhook_outbox
 from ._guard import UnsafeTarget, check_target
@@ -35,37 +36,24 @@ __all__ = ["SCHEDULE", "DeliveryWorker"]
 
 log = logging.getLogger(__name__)
 SCHEDULE = (0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)  # seconds, per attempt
-LEASE = timedelta(seconds=120)
 
 
 def _lease_due(conn: Connection, now: datetime, limit: int) -> list[dict[str, Any]]:
-    query = (
-        select(
-            webhook_outbox,
-            webhook_endpoints.c.url,
-            webhook_endpoints.c.secret,
-            webhook_endpoints.c.enabled,
-            webhook_endpoints.c.scheme,
-        )
-        .join(webhook_endpoints, webhook_endpoints.c.id == webhook_outbox.c.endpoint_id)
-        .where(
-            webhook_outbox.c.state == "pending",
-            webhook_outbox.c.next_attempt_at <= now,
-            or_(webhook_outbox.c.lease_until.is_(None), webhook_outbox.c.lease_until < now),
-        )
-        .order_by(webhook_outbox.c.next_attempt_at)
-        .limit(limit)
+    columns = (
+        webhook_endpoints.c.url,
+        webhook_endpoints.c.secret,
+        webhook_endpoints.c.enabled,
+        webhook_endpoints.c.scheme,
     )
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True, of=webhook_outbox)
-    rows = [dict(r._mapping) for r in conn.execute(query).all()]
-    if rows:
-        conn.execute(
-            update(webhook_outbox)
-            .where(webhook_outbox.c.id.in_([r["id"] for r in rows]))
-            .values(lease_until=now + LEASE)
-        )
-    return rows
+    return lease_due(
+        conn,
+        webhook_outbox,
+        webhook_endpoints,
+        webhook_endpoints.c.id == webhook_outbox.c.endpoint_id,
+        columns,
+        now,
+        limit,
+    )
 
 
 def _record(
