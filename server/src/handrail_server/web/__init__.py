@@ -42,7 +42,7 @@ from ._nav import add_nav, nav_for
 from ._render import STATIC_DIR, render, static_url
 from ._route import WebRoute, error_page
 from ._viewer import Viewer, ViewerDep, WebState, current_viewer, hub_of
-from .pages import queue, signin
+from .pages import org, queue, signin
 
 __all__ = [
     "PAGES",
@@ -59,7 +59,7 @@ __all__ = [
     "static_url",
 ]
 
-PAGES = (signin, queue)
+PAGES = (signin, queue, org)
 
 
 def install(app: FastAPI, settings: Settings) -> None:
