@@ -243,6 +243,11 @@ async def test_manual_review_shows_the_answers_and_verifies_through_the_engine(
             data={"csrf_token": csrf, "output": "custom", "output_json": '{"label": "owl"}'},
         )
         assert misfit.status_code == 422
+        only_json = await client.post(
+            f"/org/review/{task_id}/verify",
+            data={"csrf_token": csrf, "output_json": '{"label": "owl"}'},
+        )
+        assert only_json.status_code == 422 and "owl" in text_of(only_json)
         broken = await client.post(
             f"/org/review/{task_id}/verify",
             data={"csrf_token": csrf, "output": "custom", "output_json": "{nope"},

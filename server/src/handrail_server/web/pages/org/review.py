@@ -18,7 +18,7 @@ from ..._nav import add_nav
 from ..._render import render
 from ..._route import WebRoute
 from ..._viewer import Viewer, ViewerDep, hub_of
-from ._common import json_field, link, need, notice, text_field
+from ._common import MAX_JSON, json_field, link, need, notice, text_field
 
 __all__ = ["Answer", "distinct_answers", "router"]
 
@@ -111,13 +111,14 @@ async def _refused(request: Request, viewer: Viewer, task_id: str, exc: Handrail
 @router.post("/org/review/{task_id}/verify")
 async def verify(request: Request, task_id: TaskId, viewer: ViewerDep) -> Response:
     """Pass the task with the chosen answer (``output``: one answer's JSON, or ``custom``
-    for ``output_json``); without a choice, the answers must agree."""
+    for ``output_json``, also taken when only it is filled in); without either, the
+    answers must agree."""
     need(viewer, Role.ADMIN)
     form = await request.form()
     try:
-        choice = text_field(form, "output", 512 * 1024)
+        choice = text_field(form, "output", MAX_JSON)
         reason = text_field(form, "reason")
-        if choice == CUSTOM:
+        if choice == CUSTOM or (not choice and text_field(form, "output_json", MAX_JSON)):
             output = json_field(form, "output_json")
         elif choice:
             output = json_field(form, "output")
