@@ -79,6 +79,10 @@ def check_mixed_turn(hr: Handrail, tools: Tools, messages: list[Any]) -> None:
     assert sorted(tasks) == ["d1", "e1", "e2", "t1"]
     assert all(t.status is Status.VERIFIED for t in tasks.values())
     assert tasks["d1"].allowed_decisions == (DecisionType.APPROVE, DecisionType.REJECT)
+    # the turn's calls are one batch, which reviewers can list together
+    (batch,) = {t.batch_id for t in tasks.values()}
+    assert batch is not None and batch.startswith("turn:")
+    assert {t.id for t in hr.tasks.list(batch_id=batch).items} == {t.id for t in tasks.values()}
     assert tasks["d1"].instructions == "Deleting!"
     assert tasks["e1"].instructions == (
         "Tool execution requires approval\n\nTool: send_email\n"
@@ -101,6 +105,24 @@ async def test_a_turn_of_mixed_decisions_drops_nothing_async(hr: Handrail, tools
     with Reviewer(hr.as_reviewer("alice"), MIXED, order=["d1", "e2", "e1", "t1"]):
         result = await agent.ainvoke(ASK)
     check_mixed_turn(hr, tools, result["messages"])
+
+
+def test_each_model_turn_is_a_batch_of_its_own(hr: Handrail, tools: Tools) -> None:
+    model = script(
+        calls(call("send_email", "a1", to="a@example.com", body="1")),
+        calls(
+            call("send_email", "b1", to="b@example.com", body="2"),
+            call("send_email", "b2", to="c@example.com", body="3"),
+        ),
+        AIMessage("done"),
+    )
+    agent = agent_of(hr, tools, model)
+    approve = {k: Decision.approve() for k in ("a1", "b1", "b2")}
+    with Reviewer(hr.as_reviewer("alice"), approve):
+        agent.invoke(ASK)
+    batch = {t.metadata["tool_call_id"]: t.batch_id for t in hr.tasks.list().items}
+    assert batch["b1"] == batch["b2"] != batch["a1"]
+    assert None not in batch.values()
 
 
 def test_an_invalid_edit_does_not_run(hr: Handrail, tools: Tools) -> None:

@@ -64,6 +64,8 @@ def test_a_turn_pauses_with_one_interrupt_per_gated_call(hr: Handrail, tools: To
     assert sorted(pending) == ["e1", "e2", "t1"]  # the lookup is not asked about
     assert len({i.id for i in first.interrupts}) == 3  # distinct interrupt ids
     assert len({task_of(i) for i in first.interrupts}) == 3  # one task per call
+    (batch,) = {t.batch_id for t in hr.tasks.list().items}  # one turn: one batch
+    assert batch is not None
     assert [i.id for i in graph.get_state(config).interrupts] == [i.id for i in first.interrupts]
     assert tools.ledger.done == []  # nothing ran before the decisions, not even the lookup
     alice = hr.as_reviewer("alice")

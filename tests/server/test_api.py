@@ -53,7 +53,8 @@ async def test_tasks_are_listed_filtered_and_paged(server: Server) -> None:
     c, a = server.client, server.a
     made = []
     for name in ("one", "two", "three"):
-        made.append((await c.post("/v1/tasks", json=review(name), headers=a.requester)).json())
+        spec = review(name) | ({"batch_id": "turn-7"} if name != "two" else {})
+        made.append((await c.post("/v1/tasks", json=spec, headers=a.requester)).json())
     schema = {"type": "object"}
     judged = await c.post(
         "/v1/tasks", json={"kind": "judgment", "output_schema": schema}, headers=a.requester
@@ -75,6 +76,8 @@ async def test_tasks_are_listed_filtered_and_paged(server: Server) -> None:
     assert [t["id"] for t in both["data"]] == ids[:3]
     assert [t["id"] for t in (await listed("?kind=judgment"))["data"]] == [ids[3]]
     assert [t["id"] for t in (await listed("?task_type=three"))["data"]] == [ids[2]]
+    batch = (await listed("?batch_id=turn-7"))["data"]
+    assert [(t["id"], t["batch_id"]) for t in batch] == [(ids[0], "turn-7"), (ids[2], "turn-7")]
     page = await listed("?limit=2")
     assert [t["id"] for t in page["data"]] == ids[:2]
     assert page["has_more"] is True and page["next_cursor"] == ids[1]

@@ -76,7 +76,7 @@ def test_serve_demo_prints_keys_that_work(tmp_path: Path) -> None:
         base = f"http://127.0.0.1:{port}"
         lines: list[str] = []
         assert proc.stdout is not None
-        while not any("reviewer key" in line for line in lines):
+        while not any("Review in the browser" in line for line in lines):
             line = proc.stdout.readline()
             assert line, "the server stopped: " + "".join(lines)
             lines.append(line)
@@ -85,6 +85,7 @@ def test_serve_demo_prints_keys_that_work(tmp_path: Path) -> None:
         requester = re.search(r"sandbox requester key.*?(hr_test_\w+)", printed)
         reviewer = re.search(r"reviewer key.*?(hr_live_\w+)", printed)
         assert admin and requester and reviewer, printed
+        assert f"Review in the browser: {base}/signin" in printed
         deadline = time.monotonic() + 30
         while True:
             try:

@@ -22,7 +22,9 @@ from handrail_server.migrate import alembic_config, current_revision, migrate
 from handrail_server.tables import metadata as server_tables
 from tests.postgres import fresh_schema
 
-ADDED = {"answer_ttl_seconds", "redact", "policy", "reviewer_groups"}  # columns of 0002
+ADDED = {  # columns since 0001
+    *("answer_ttl_seconds", "redact", "policy", "reviewer_groups", "batch_id", "escalate_at"),
+}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -59,7 +61,7 @@ def _guards(conn: Connection) -> set[str]:
 
 async def test_the_migrated_schema_is_the_declared_one(empty: SqlStore) -> None:
     await migrate(empty)
-    assert await current_revision(empty) == "0004_web"
+    assert await current_revision(empty) == "0004_notify"
     assert await empty.run(_drift, readonly=True) == []
     assert set(APPEND_ONLY) <= await empty.run(_guards, readonly=True)
 

@@ -16,7 +16,18 @@ from . import compat, web
 from .guards import BodyLimitMiddleware, check_input
 from .hub import open_hub
 from .problems import RequestIdMiddleware, install
-from .routes import admin, audit, money, policy, system, tasks, waiting, work
+from .routes import (
+    admin,
+    audit,
+    integrations,
+    money,
+    notifications,
+    policy,
+    system,
+    tasks,
+    waiting,
+    work,
+)
 from .settings import Settings
 
 __all__ = ["create_app"]
@@ -72,7 +83,18 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         dependencies=[Depends(check_input)],
     )
     install(app)
-    for module in (tasks, waiting, work, money, policy, audit, admin, system):
+    for module in (
+        tasks,
+        waiting,
+        work,
+        money,
+        policy,
+        audit,
+        admin,
+        notifications,
+        integrations,
+        system,
+    ):
         app.include_router(module.router)
     compat.install(app)
     web.install(app, settings)

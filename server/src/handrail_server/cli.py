@@ -122,13 +122,14 @@ def serve(
             f"Handrail is running at {base}  (API docs: {base}/docs)\n"
             f"  sandbox requester key (org 'demo'): {requester.key}\n"
             f"  reviewer key          (org 'demo'): {reviewer.key}\n"
+            f"Review in the browser: {base}/signin  (sign in with the reviewer's key)\n"
             f"Try:\n"
             f"  curl -s {base}/v1/tasks -H 'Authorization: Bearer {requester.key}' \\\n"
             f"    -H 'Content-Type: application/json' \\\n"
             f"    -d '{_SAMPLE}'\n"
         )
     else:
-        typer.echo(f"Handrail is running at {base}  (API docs: {base}/docs)")
+        typer.echo(f"Handrail is running at {base}  (API docs: {base}/docs, reviewer UI: {base}/)")
     os.environ["HANDRAIL_DATABASE_URL"] = url  # for the worker processes
     uvicorn.run(
         "handrail_server.main:create_app",

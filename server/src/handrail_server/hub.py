@@ -1,9 +1,10 @@
 """The hub: everything a running server holds, built at start and closed at stop.
 
-One store, one engine with its ledger escrow and webhook outbox, a notifier that reaches
-every process on the database (LISTEN/NOTIFY on PostgreSQL, the change feed on SQLite),
-the authenticator, and the background jobs: SLA sweeps and settlement, webhook delivery,
-and simulated reviewers for sandbox organisations.
+One store, one engine with its ledger escrow and its webhook and notification outboxes, a
+notifier that reaches every process on the database (LISTEN/NOTIFY on PostgreSQL, the
+change feed on SQLite), the authenticator, and the background jobs: SLA sweeps (with
+escalations) and settlement, webhook delivery, notifications (email, Slack), and simulated
+reviewers for sandbox organisations.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from handrail.tokens import DecisionTokens
 from .auth import Authenticator, RateLimiter
 from .blobs import BlobStore, LocalBlobStore
 from .migrate import migrate
+from .notifications import NotificationWorker, NotifyHook
 from .settings import Settings
 from .tables import api_keys
 from .webhooks import DeliveryWorker, OutboxHook, Scheme
@@ -50,12 +52,16 @@ class Hub:
     blobs: BlobStore
     clock: Clock
     delivery: DeliveryWorker
+    notifications: NotificationWorker
     jobs: list[asyncio.Task[Any]] = field(default_factory=list)
     sandboxes: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
     def start_background(self) -> None:
         self.jobs.append(asyncio.create_task(self._sweep(), name="handrail-sla"))
         self.jobs.append(asyncio.create_task(self.delivery.run(), name="handrail-webhooks"))
+        self.jobs.append(
+            asyncio.create_task(self.notifications.run(), name="handrail-notifications")
+        )
 
     async def _sweep(self) -> None:
         sla = SlaScheduler(self.engine)
@@ -68,8 +74,10 @@ class Hub:
             await asyncio.sleep(self.settings.sla_interval)
 
     def observe(self, before: Task | None, after: Task) -> None:
-        """After each commit: sandbox tasks get simulated reviewers; webhooks are sent."""
+        """After each commit: sandbox tasks get simulated reviewers; webhooks and
+        notifications are sent."""
         self.delivery.poke()
+        self.notifications.poke()
         if after.sandbox and self.settings.run_background:
             self.ensure_sandbox(after.org_id)
 
@@ -88,6 +96,7 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await job
         await self.delivery.aclose()
+        await self.notifications.aclose()
         await self.engine.aclose()
 
 
@@ -125,7 +134,7 @@ async def open_hub(
         notifier=notifier,
         clock=clock,
         escrow=LedgerEscrow(ledger),
-        hooks=[OutboxHook(signers)],
+        hooks=[OutboxHook(signers), NotifyHook()],
         wait_backstop=settings.wait_backstop,
         tokens=tokens,
     )
@@ -141,6 +150,7 @@ async def open_hub(
         blobs=LocalBlobStore(settings.upload_dir),
         clock=clock,
         delivery=delivery,
+        notifications=NotificationWorker(store, engine, settings),
     )
     engine.observers.append(hub.observe)
     if settings.run_background:

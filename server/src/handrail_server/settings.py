@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -77,3 +78,32 @@ class Settings(BaseSettings):
         default=0.2, gt=0, description="sign-in attempts a second per client address"
     )
     web_signin_burst: int = Field(default=10, ge=1)
+    public_url: str | None = Field(
+        default=None,
+        description="the server's address as reviewers reach it (https://handrail.example.com): "
+        "the base of the links in notifications. Unset: http://host:port",
+    )
+    smtp_host: str | None = Field(default=None, description="SMTP server for email notifications")
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls",
+        description="starttls: upgrade a plain connection (port 587); tls: TLS from the start "
+        "(port 465); none: plain (a relay on a trusted network, tests)",
+    )
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = Field(default="Handrail <handrail@localhost>", max_length=320)
+    smtp_timeout: float = Field(default=15.0, gt=0)
+    notify_link_ttl: int = Field(
+        default=24 * 3600,
+        ge=60,
+        le=30 * 24 * 3600,
+        description="seconds an email's Approve / Reject link lives (never past the task's "
+        "deadline)",
+    )
+    notify_timeout: float = Field(default=15.0, gt=0, description="Slack webhook posts")
+
+    @property
+    def base_url(self) -> str:
+        """Where reviewers reach this server, without a trailing slash."""
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")

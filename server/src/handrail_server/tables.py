@@ -26,6 +26,10 @@ __all__ = [
     "feedback",
     "idempotency",
     "metadata",
+    "notify_attempts",
+    "notify_channels",
+    "notify_contacts",
+    "notify_outbox",
     "orgs",
     "uploads",
     "web_sessions",
@@ -188,4 +192,73 @@ web_sessions = Table(
     Column("expires_at", Stamp, nullable=False),
     Index("ix_web_sessions_key", "key_id"),
     Index("ix_web_sessions_expires", "expires_at"),
+)
+
+# ---------------------------------------------------------------- notifications
+
+notify_channels = Table(
+    "notify_channels",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("org_id", String(200), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("events", Json, nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("webhook_url", Text),  # slack: the incoming-webhook URL (a secret)
+    Column("signing_secret", String(200)),  # slack: checks interaction requests
+    Column("created_at", Stamp, nullable=False),
+    Column("updated_at", Stamp, nullable=False),
+    CheckConstraint("kind IN ('email', 'slack')", name="kind"),
+    Index("ix_notify_channels_org", "org_id", "enabled"),
+)
+
+notify_contacts = Table(
+    "notify_contacts",
+    metadata,
+    Column("org_id", String(200), primary_key=True),
+    Column("reviewer_id", String(200), primary_key=True),
+    Column("email", String(320)),
+    Column("slack_user_id", String(64)),
+    Column("updated_at", Stamp, nullable=False),
+    Index("ix_notify_contacts_slack", "org_id", "slack_user_id", unique=True),
+)
+
+notify_outbox = Table(
+    "notify_outbox",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("org_id", String(200), nullable=False),
+    Column("channel_id", String(36), ForeignKey("notify_channels.id"), nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("task_id", String(36), nullable=False),
+    Column("recipient", String(200)),  # a reviewer (email); NULL: the channel (Slack)
+    Column("payload", Json, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", Stamp, nullable=False),
+    Column("lease_until", Stamp),
+    Column("last_error", Text),
+    Column("created_at", Stamp, nullable=False),
+    Column("delivered_at", Stamp),
+    CheckConstraint("state IN ('pending', 'delivered', 'dead', 'skipped')", name="state"),
+    Index("ix_notify_outbox_due", "state", "next_attempt_at"),
+    Index("ix_notify_outbox_task", "org_id", "task_id"),
+    Index("ix_notify_outbox_channel", "channel_id", "created_at"),
+)
+
+notify_attempts = Table(
+    "notify_attempts",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("outbox_id", String(36), ForeignKey("notify_outbox.id"), nullable=False),
+    Column("org_id", String(200), nullable=False),
+    Column("channel_id", String(36), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("error", Text),
+    Column("duration_ms", Float, nullable=False),
+    Column("at", Stamp, nullable=False),
+    Index("ix_notify_attempts_outbox", "outbox_id", "at"),
+    Index("ix_notify_attempts_org", "org_id", "at"),
 )

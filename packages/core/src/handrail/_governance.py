@@ -30,6 +30,7 @@ __all__ = [
     "standing_cover",
     "system_decision",
     "tally",
+    "widened",
     "with_terms",
 ]
 
@@ -85,7 +86,15 @@ def with_terms(task: Task, found: Explanation) -> Task:
         }
     if terms.quorum > 1:
         update |= {"redundancy": terms.slots, "max_answers": terms.slots}
+    if terms.escalate_to and terms.escalate_after_seconds is not None:
+        update["escalate_at"] = task.created_at + timedelta(seconds=terms.escalate_after_seconds)
     return task.model_copy(update=update)  # typed values, and a posted task's invariants hold
+
+
+def widened(terms: ReviewPolicy) -> ReviewPolicy:
+    """The review's terms with the next group of ``escalate_to`` let in."""
+    group, *rest = terms.escalate_to
+    return terms.model_copy(update={"groups": (*terms.groups, group), "escalate_to": tuple(rest)})
 
 
 def sealed(task: Task, decision: Decision, now: datetime) -> Decision:

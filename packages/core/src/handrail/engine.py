@@ -40,6 +40,7 @@ from ._governance import (
     standing_cover,
     system_decision,
     tally,
+    widened,
     with_terms,
 )
 from ._ids import new_id
@@ -317,6 +318,7 @@ class Engine:
         status: Status | str | builtins.list[Status | str] | None = None,
         kind: Kind | str | None = None,
         task_type: str | None = None,
+        batch_id: str | None = None,
         after: str | None = None,
         limit: int = 50,
         newest_first: bool = False,
@@ -330,6 +332,7 @@ class Engine:
             else None,
             kind=enum_value(Kind, kind, "$.kind") if kind is not None else None,
             task_type=task_type,
+            batch_id=batch_id,
             after=after,
             limit=limit + 1,
             newest_first=newest_first,
@@ -1440,6 +1443,45 @@ class Engine:
             except (InvalidTransition, NotFound):
                 continue
         return added
+
+    async def escalate_due(self, limit: int = 500) -> builtins.list[Task]:
+        """Let the next reviewer group of each review's rule (``escalate_to``) decide it
+        when nobody has taken it by its ``escalate_at``: a ``widen`` event in its history
+        (and the audit log), after which the engine's usual checks allow that group's
+        members too. The SLA sweep; returns the widened tasks."""
+        async with self.store.transaction(readonly=True) as tx:
+            due = await tx.escalation_due(self.clock.now(), limit)
+        done = []
+        for task in due:
+            system = Principal(org_id=task.org_id, id="sla", roles=frozenset({Role.ADMIN}))
+
+            async def op(step: Step, tx: Transaction) -> None:
+                current, terms = step.task, step.task.policy
+                if current.escalate_at is None or current.escalate_at > step.now:
+                    return  # widened meanwhile
+                if current.status not in (Status.POSTED, Status.ASSIGNED) or not current.open_slots:
+                    return  # taken meanwhile
+                if terms is None or not terms.escalate_to or not terms.escalate_after_seconds:
+                    return
+                wider = widened(terms)
+                group = wider.groups[-1]
+                every = timedelta(seconds=terms.escalate_after_seconds)
+                step.move(
+                    Event.WIDEN,
+                    policy=wider,
+                    escalate_at=step.now + every if wider.escalate_to else None,
+                    reason=f"nobody took it in {terms.escalate_after_seconds}s: "
+                    f"members of {group} may decide it too",
+                    data={"group": group, "groups": list(wider.groups)},
+                    actor="sla",
+                    role=SYSTEM,
+                )
+
+            try:
+                done.append(await self._mutate(system, task.id, Event.WIDEN, op, SYSTEM))
+            except (InvalidTransition, NotFound):
+                continue
+        return done
 
     async def _lapse_one(self, task: Task) -> Task:
         system = Principal(org_id=task.org_id, id="sla", roles=frozenset({Role.ADMIN}))

@@ -67,6 +67,7 @@ class Event(StrEnum):
     UPHOLD = "uphold"
     OVERTURN = "overturn"
     POLICY = "policy"
+    WIDEN = "widen"
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +105,8 @@ TRANSITIONS: tuple[Edge, ...] = (
     Edge(S.ASSIGNED, E.CANCEL, S.CANCELLED, "the requester withdraws the task"),
     Edge(S.POSTED, E.ADD_BACKUP, S.POSTED, "80% of the SLA gone: a backup worker's slot opens"),
     Edge(S.ASSIGNED, E.ADD_BACKUP, S.ASSIGNED, "80% of the SLA gone: a backup worker's slot opens"),
+    Edge(S.POSTED, E.WIDEN, S.POSTED, "nobody took the review in time: the next group may"),
+    Edge(S.ASSIGNED, E.WIDEN, S.ASSIGNED, "a slot stayed free too long: the next group may"),
     Edge(S.POSTED, E.REROUTE, S.POSTED, "the deadline passed: a new attempt, a new deadline"),
     Edge(S.ESTIMATE_PENDING, E.REROUTE, S.POSTED, "the deadline passed: a new attempt"),
     Edge(S.ASSIGNED, E.REROUTE, S.POSTED, "the deadline passed: workers released, new attempt"),
@@ -203,6 +206,8 @@ def render_markdown() -> str:
         " a rule's allow or deny, a standing approval or too few eligible reviewers as the"
         " task is created, or the rule's default outcome (`on_timeout: approve`) at its"
         " deadline. The decision carries a `reason_code` and the rule's id.",
+        "- `widen` lets the next reviewer group of the review's rule (`escalate_to`) decide"
+        " it when nobody took it within `escalate_after_seconds`; the SLA sweep records it.",
         "- Every transition appends an event to the task's history: who, when, from, to, why.",
         "",
     ]

@@ -321,6 +321,12 @@ class ReviewPolicy(_Model):
     on_timeout: Literal["reject", "approve"] = "reject"
     answer_ttl_seconds: int | None = Field(default=None, ge=1)
     standing: bool = Field(default=True, description="standing approvals may decide it")
+    escalate_to: tuple[str, ...] = Field(
+        default=(),
+        description="reviewer groups still to be let in, one per escalate_after_seconds, "
+        "while nobody takes the review",
+    )
+    escalate_after_seconds: int | None = Field(default=None, ge=1)
     error: str | None = Field(default=None, description="why the matching rule failed")
 
     @property
@@ -401,6 +407,11 @@ class TaskSpec(_Model):
     idempotency_key: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     callback_url: Annotated[str, Field(max_length=2048, pattern=r"^https?://\S+$")] | None = None
     metadata: JsonObject = Field(default_factory=dict)
+    batch_id: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+        default=None,
+        description="groups reviews asked together: the parallel tool calls of one agent turn "
+        "share it, and reviewers see them side by side",
+    )
     # review tasks
     action: Action | None = None
     agent_reasoning: str | None = Field(default=None, max_length=50_000)
@@ -469,6 +480,9 @@ class Task(TaskSpec):
     attempt: int = Field(default=1, ge=1)
     extra_slots: int = Field(default=0, ge=0, le=1, description="a backup worker's slot")
     backup_at: datetime | None = None
+    escalate_at: datetime | None = Field(
+        default=None, description="when the next reviewer group is let in, if nobody took it"
+    )
     status: Status = Status.POSTED
     sandbox: bool = False
     created_by: str

@@ -1,4 +1,5 @@
-"""SLA enforcement: backups at 80% of a task's SLA, re-routing or expiry at 100%.
+"""SLA enforcement: backups at 80% of a task's SLA, re-routing or expiry at 100%, and
+escalation of reviews nobody took to their rule's next reviewer group.
 
 :meth:`SlaScheduler.tick` does one round at the engine clock's current time, so tests
 drive it with a :class:`~handrail.clock.ManualClock` and no sleeps; :meth:`run` repeats it.
@@ -31,6 +32,8 @@ class SlaReport:
     """Tasks past their last deadline: expired, their escrow refunded."""
     assigned: list[Task] = field(default_factory=list)
     """Of those, the ones a dispatcher pushed to a worker."""
+    escalated: list[Task] = field(default_factory=list)
+    """Reviews nobody took in time, now open to their rule's next reviewer group."""
 
 
 class SlaScheduler:
@@ -47,6 +50,7 @@ class SlaScheduler:
         for task in await self.engine.expire_due():
             (report.expired if task.status is Status.EXPIRED else report.rerouted).append(task)
         report.backups = await self.engine.add_backups()
+        report.escalated = await self.engine.escalate_due()
         for task in report.backups + report.rerouted:
             dispatcher = self.dispatchers.get(task.org_id)
             if dispatcher is not None and (done := await dispatcher.dispatch(task)) is not None:

@@ -107,6 +107,9 @@ class ToolReview:
     tool_call_id: str | None = None
     description: str | None = None
     tool_description: str | None = None
+    batch_id: str | None = None
+    """The model turn the call came in: its parallel calls share it, and reviewers see
+    them side by side."""
 
     @property
     def identity(self) -> str:
@@ -135,6 +138,8 @@ class ToolReview:
             fields["instructions"] = self.description
         if self.tool_description:
             fields["payload"] = {"tool_description": self.tool_description}
+        if self.batch_id:
+            fields["batch_id"] = self.batch_id
         return fields
 
     def spec(self, timeout: float | None) -> dict[str, Any]:

@@ -9,6 +9,7 @@ audit trail.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any
 
 from langchain.agents.middleware import AgentMiddleware, AgentState, InterruptOnConfig
 from langchain.agents.middleware.types import ToolCallRequest
-from langchain_core.messages import ToolMessage
+from langchain_core.messages import AIMessage, ToolMessage
 from langgraph.runtime import get_runtime
 from langgraph.types import Command
 
@@ -59,6 +60,24 @@ def _rules(interrupt_on: Mapping[str, bool | InterruptOnConfig]) -> dict[str, _R
             )
         rules[name] = _Rule(allowed_decisions(names), config.get("description"), config.get("when"))
     return rules
+
+
+def turn_of(state: Any, call_id: str) -> str | None:
+    """The batch of the model turn that made tool call ``call_id``: the id of the AI
+    message carrying it (or, when the model gave it none, a digest of its calls' ids), so
+    the parallel calls of one turn share it. None when the state shows no such message."""
+    messages = state.get("messages", ()) if isinstance(state, Mapping) else ()
+    for message in reversed(messages):
+        if not isinstance(message, AIMessage):
+            continue
+        ids = [c.get("id") for c in message.tool_calls]
+        if call_id not in ids:
+            continue
+        if message.id:
+            return f"turn:{message.id}"[:200]
+        digest = hashlib.sha256("\x00".join(str(i) for i in ids).encode()).hexdigest()
+        return f"turn:{digest[:32]}"
+    return None
 
 
 class HandrailMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
@@ -178,6 +197,7 @@ class HandrailMiddleware(AgentMiddleware[AgentState[Any], Any, Any]):
             tool_call_id=call["id"],
             description=self._description(request, rule),
             tool_description=tool.description or None,
+            batch_id=turn_of(request.state, call["id"]) if call["id"] else None,
         )
 
     def _description(self, request: ToolCallRequest, rule: _Rule) -> str:

@@ -25,7 +25,9 @@ Adding a page:
    ``render(request, "your.html", {...})``. Engine errors raised from a handler become an
    error page with the right status (404 for another organisation's object).
 3. A template ``templates/your.html`` that ``{% extends "base.html" %}`` and fills
-   ``{% block main %}``; forms include ``{{ csrf_field() }}`` (from ``_macros.html``).
+   ``{% block main %}``; forms include ``{{ csrf_field() }}``, imported with
+   ``{% from "_macros.html" import csrf_field with context %}`` (without ``with context``
+   the token is empty and every POST is refused).
 4. ``add_nav("Label", "/path", Role.REVIEWER, ...)`` at import to show it in the
    navigation bar for those roles (admins see every entry).
 5. Behaviour in ``static/app.js`` hooks onto ``data-*`` attributes; no inline script.
@@ -42,7 +44,7 @@ from ._nav import add_nav, nav_for
 from ._render import STATIC_DIR, render, static_url
 from ._route import WebRoute, error_page
 from ._viewer import Viewer, ViewerDep, WebState, current_viewer, hub_of
-from .pages import org, queue, signin
+from .pages import batch, org, queue, signin, task
 
 __all__ = [
     "PAGES",
@@ -59,7 +61,7 @@ __all__ = [
     "static_url",
 ]
 
-PAGES = (signin, queue, org)
+PAGES = (signin, queue, task, batch, org)
 
 
 def install(app: FastAPI, settings: Settings) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 
 __all__ = ["SECURITY_HEADERS", "STATIC_DIR", "render", "secure", "static_url"]
 
@@ -57,11 +58,13 @@ def _pretty(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False)
 
 
-def _script_json(value: Any) -> str:
-    """JSON to put inside ``<script type="application/json">``: ``<`` escaped, so no
-    ``</script>`` can end the element early."""
+def _script_json(value: Any) -> Markup:
+    """JSON to put inside ``<script type="application/json">`` (raw text, where entities
+    mean nothing): ``<``, ``>`` and ``&`` as JSON escapes, so no ``</script>`` can end the
+    element early; safe as it stands."""
     text = json.dumps(value, ensure_ascii=False)
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return Markup(text)
 
 
 @cache

@@ -297,4 +297,6 @@ class CompiledPolicy:
             on_timeout=rule.on_timeout,
             answer_ttl_seconds=rule.answer_ttl_seconds,
             standing=rule.standing,
+            escalate_to=tuple(g for g in rule.escalate_to if g not in rule.reviewers),
+            escalate_after_seconds=rule.escalate_after_seconds,
         )

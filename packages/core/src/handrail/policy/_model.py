@@ -29,7 +29,16 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-_ASK_ONLY = ("reviewers", "quorum", "veto", "timeout_seconds", "on_timeout", "standing")
+_ASK_ONLY = (
+    "reviewers",
+    "quorum",
+    "veto",
+    "timeout_seconds",
+    "on_timeout",
+    "standing",
+    "escalate_to",
+    "escalate_after_seconds",
+)
 
 
 class PolicyRule(_Model):
@@ -46,8 +55,11 @@ class PolicyRule(_Model):
     organisation), ``quorum`` of them approving (any reject ends it unless ``veto`` is
     false; then the first side to reach the quorum wins), within ``timeout_seconds``,
     after which ``on_timeout`` stands. ``standing`` lets standing approvals decide reviews
-    the rule asks for (single-reviewer rules only). Any outcome may set the shelf life of
-    an approval (``answer_ttl_seconds``) and fields to mask (``redact``).
+    the rule asks for (single-reviewer rules only). When nobody has taken the review
+    ``escalate_after_seconds`` after it was posted, the first group of ``escalate_to`` may
+    decide it too (and so on, one group per period): the SLA sweep widens who may, as a
+    recorded task event. Any outcome may set the shelf life of an approval
+    (``answer_ttl_seconds``) and fields to mask (``redact``).
     """
 
     id: Slug
@@ -64,6 +76,8 @@ class PolicyRule(_Model):
     timeout_seconds: int | None = Field(default=None, ge=1, le=MAX_SLA_SECONDS)
     on_timeout: Literal["reject", "approve"] = "reject"
     standing: bool = True
+    escalate_to: tuple[Slug, ...] = Field(default=(), max_length=10)
+    escalate_after_seconds: int | None = Field(default=None, ge=1, le=MAX_SLA_SECONDS)
     answer_ttl_seconds: int | None = Field(default=None, ge=1, le=365 * 24 * 3600)
     redact: tuple[Annotated[str, Field(max_length=300)], ...] = Field(default=(), max_length=100)
 
@@ -77,6 +91,10 @@ class PolicyRule(_Model):
             odd = [n for n in _ASK_ONLY if getattr(self, n) != defaults[n].default]
             if odd:
                 raise ValueError(f"{', '.join(odd)} only apply to 'ask' rules")
+        if bool(self.escalate_to) != (self.escalate_after_seconds is not None):
+            raise ValueError("escalate_to and escalate_after_seconds go together")
+        if self.escalate_to and not self.reviewers:
+            raise ValueError("escalate_to widens reviewers: name the reviewer groups first")
         return self
 
 

@@ -38,6 +38,7 @@ class TaskQuery:
     statuses: frozenset[Status] | None = None
     kind: Kind | None = None
     task_type: str | None = None
+    batch_id: str | None = None
     after: str | None = None
     limit: int = 50
     newest_first: bool = False
@@ -136,6 +137,11 @@ class TaskTransaction(Protocol):
 
     async def backup_due(self, now: datetime, limit: int) -> list[Task]:
         """Tasks of any organisation, posted or assigned, whose ``backup_at`` has passed."""
+        ...
+
+    async def escalation_due(self, now: datetime, limit: int) -> list[Task]:
+        """Tasks of any organisation, posted or assigned with a free slot, whose
+        ``escalate_at`` has passed."""
         ...
 
 

@@ -258,6 +258,8 @@ def list_tasks(conn: Connection, seen: Seen, org_id: str, query: TaskQuery) -> l
         stmt = stmt.where(tasks.c.kind == query.kind.value)
     if query.task_type is not None:
         stmt = stmt.where(tasks.c.task_type == query.task_type)
+    if query.batch_id is not None:
+        stmt = stmt.where(tasks.c.batch_id == query.batch_id)
     if query.after is not None:
         after = tasks.c.id < query.after if query.newest_first else tasks.c.id > query.after
         stmt = stmt.where(after)
@@ -342,6 +344,20 @@ def due_tasks(conn: Connection, seen: Seen, now: datetime, limit: int) -> list[T
 
 def backup_due(conn: Connection, seen: Seen, now: datetime, limit: int) -> list[Task]:
     return _reached(conn, seen, _OPEN_TO_WORK, tasks.c.backup_at, now, limit)
+
+
+def escalation_due(conn: Connection, seen: Seen, now: datetime, limit: int) -> list[Task]:
+    stmt = (
+        select(tasks)
+        .where(
+            tasks.c.status.in_(_OPEN_TO_WORK),
+            tasks.c.escalate_at <= now,
+            tasks.c.open_slots > 0,
+        )
+        .order_by(tasks.c.escalate_at, tasks.c.id)
+        .limit(limit)
+    )
+    return _load(conn, seen, conn.execute(stmt).all())
 
 
 def changes_since(conn: Connection, seq: int, limit: int) -> list[Change]:

@@ -118,6 +118,8 @@ tasks = Table(
     Column("redact", Json),
     Column("policy", Json),
     Column("reviewer_groups", Json),  # the policy's groups, for the queue; NULL: anyone
+    Column("batch_id", String(200)),
+    Column("escalate_at", Stamp),  # when the rule's next reviewer group is let in
     UniqueConstraint("org_id", "idempotency_key", name="uq_tasks_org_idempotency_key"),
     CheckConstraint(_one_of("status", Status), name="status"),
     CheckConstraint(_one_of("kind", Kind), name="kind"),
@@ -147,6 +149,8 @@ tasks = Table(
     Index("ix_tasks_queue", "org_id", "status", "expires_at"),
     Index("ix_tasks_due", "status", "expires_at"),
     Index("ix_tasks_backup", "status", "backup_at"),
+    Index("ix_tasks_batch", "org_id", "batch_id"),
+    Index("ix_tasks_escalate", "status", "escalate_at"),
 )
 
 assignments = Table(

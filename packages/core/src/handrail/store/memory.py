@@ -325,6 +325,8 @@ class _MemoryTransaction:
                 continue
             if query.task_type is not None and t.task_type != query.task_type:
                 continue
+            if query.batch_id is not None and t.batch_id != query.batch_id:
+                continue
             out.append(_copy(t))
             if len(out) >= query.limit:
                 break
@@ -397,6 +399,11 @@ class _MemoryTransaction:
 
     async def backup_due(self, now: datetime, limit: int) -> list[Task]:
         return self._reached(_OPEN_TO_WORK, lambda t: t.backup_at, now, limit)
+
+    async def escalation_due(self, now: datetime, limit: int) -> list[Task]:
+        return self._reached(
+            _OPEN_TO_WORK, lambda t: t.escalate_at if t.open_slots > 0 else None, now, limit
+        )
 
     # ---------------------------------------------------------------- the ledger
 

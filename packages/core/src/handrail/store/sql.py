@@ -411,6 +411,9 @@ class SqlTransaction:
     async def backup_due(self, now: datetime, limit: int) -> list[Task]:
         return await self._run(q.backup_due, self._seen, now, limit)
 
+    async def escalation_due(self, now: datetime, limit: int) -> list[Task]:
+        return await self._run(q.escalation_due, self._seen, now, limit)
+
     # ---------------------------------------------------------------- the ledger
 
     async def find_posting(self, posting_id: str) -> Posting | None:

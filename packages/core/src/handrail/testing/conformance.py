@@ -343,7 +343,12 @@ class StoreConformance:
                     else {}
                 )
                 task = make_task(
-                    clock, status=status, task_type=f"type-{i % 3}", assignments=(), **kind_fields
+                    clock,
+                    status=status,
+                    task_type=f"type-{i % 3}",
+                    assignments=(),
+                    batch_id="turn-1" if i in (2, 5) else None,
+                    **kind_fields,
                 )
                 await tx.insert_task(task)
                 made.append(task)
@@ -364,6 +369,8 @@ class StoreConformance:
             assert [t.id for t in typed] == [ids[1], ids[4]]
             judged = await tx.list_tasks("org-a", TaskQuery(kind=Kind.JUDGMENT))
             assert [t.id for t in judged] == [ids[3]]
+            batch = await tx.list_tasks("org-a", TaskQuery(batch_id="turn-1"))
+            assert [(t.id, t.batch_id) for t in batch] == [(ids[2], "turn-1"), (ids[5], "turn-1")]
 
     async def test_open_tasks_are_the_queue(self, store: Store, clock: ManualClock) -> None:
         now = clock.now()

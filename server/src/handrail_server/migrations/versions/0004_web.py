@@ -1,7 +1,7 @@
 """The reviewer web UI's sessions (the cookie's id stored hashed).
 
 Revision ID: 0004_web
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-09 10:00:00.000000
 
 """
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004_web"
-down_revision: str | Sequence[str] | None = "0003"
+down_revision: str | Sequence[str] | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
