@@ -44,7 +44,7 @@ from ._nav import add_nav, nav_for
 from ._render import STATIC_DIR, render, static_url
 from ._route import WebRoute, error_page
 from ._viewer import Viewer, ViewerDep, WebState, current_viewer, hub_of
-from .pages import batch, queue, signin, task
+from .pages import batch, org, queue, signin, task
 
 __all__ = [
     "PAGES",
@@ -61,7 +61,7 @@ __all__ = [
     "static_url",
 ]
 
-PAGES = (signin, queue, task, batch)
+PAGES = (signin, queue, task, batch, org)
 
 
 def install(app: FastAPI, settings: Settings) -> None:
