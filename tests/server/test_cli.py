@@ -76,15 +76,18 @@ def test_serve_demo_prints_keys_that_work(tmp_path: Path) -> None:
         base = f"http://127.0.0.1:{port}"
         lines: list[str] = []
         assert proc.stdout is not None
-        while not any("Review in the browser" in line for line in lines):
+        while not any("-d '" in line for line in lines):
             line = proc.stdout.readline()
             assert line, "the server stopped: " + "".join(lines)
             lines.append(line)
         printed = "".join(lines)
         admin = re.search(r"(hr_live_\w+)", printed.split("running at")[0])
         requester = re.search(r"sandbox requester key.*?(hr_test_\w+)", printed)
+        live = re.search(r"  requester key.*?(hr_live_\w+)", printed)
         reviewer = re.search(r"reviewer key.*?(hr_live_\w+)", printed)
-        assert admin and requester and reviewer, printed
+        curl = re.search(r"Bearer (hr_\w+)", printed)
+        assert admin and requester and live and reviewer and curl, printed
+        assert curl.group(1) == live.group(1)  # the example asks a person, in the browser
         assert f"Review in the browser: {base}/signin" in printed
         deadline = time.monotonic() + 30
         while True:
@@ -105,10 +108,16 @@ def test_serve_demo_prints_keys_that_work(tmp_path: Path) -> None:
             f"{base}/v1/tasks/{task['id']}/wait?timeout=20", headers=ask, timeout=30
         ).json()
         assert (done["status"], done["output"]["reviewer_id"]) == ("verified", "sandbox")
+        asked = httpx.post(  # the live key's review waits for the demo reviewer
+            f"{base}/v1/tasks",
+            json={"kind": "review", "action": {"name": "refund", "args": {"order": "A-1"}}},
+            headers={"Authorization": f"Bearer {live.group(1)}"},
+        ).json()
         queue = httpx.get(
             f"{base}/v1/queue", headers={"Authorization": f"Bearer {reviewer.group(1)}"}
         )
         assert queue.status_code == 200
+        assert [t["id"] for t in queue.json()["data"]] == [asked["id"]]
         keys = httpx.get(f"{base}/v1/keys", headers={"Authorization": f"Bearer {admin.group(1)}"})
         assert keys.status_code == 200 and keys.json()[0]["org_id"] == "default"
     finally:

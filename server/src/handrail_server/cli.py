@@ -116,14 +116,17 @@ def serve(
         )
     base = f"http://{host}:{port}"
     if demo:
-        requester = _new_key(url, "demo", Role.REQUESTER, sandbox=True, principal="demo-agent")
+        sandbox = _new_key(url, "demo", Role.REQUESTER, sandbox=True, principal="demo-bot")
+        requester = _new_key(url, "demo", Role.REQUESTER, principal="demo-agent")
         reviewer = _new_key(url, "demo", Role.REVIEWER, principal="demo-reviewer")
         typer.echo(
             f"Handrail is running at {base}  (API docs: {base}/docs)\n"
-            f"  sandbox requester key (org 'demo'): {requester.key}\n"
+            f"  requester key         (org 'demo'): {requester.key}\n"
+            f"  sandbox requester key (org 'demo'): {sandbox.key}  (simulated reviewers answer)\n"
             f"  reviewer key          (org 'demo'): {reviewer.key}\n"
             f"Review in the browser: {base}/signin  (sign in with the reviewer's key)\n"
-            f"Try:\n"
+            f"Ask for a review (it appears in the browser's queue; a sandbox key gets an answer "
+            f"at once):\n"
             f"  curl -s {base}/v1/tasks -H 'Authorization: Bearer {requester.key}' \\\n"
             f"    -H 'Content-Type: application/json' \\\n"
             f"    -d '{_SAMPLE}'\n"
