@@ -49,6 +49,10 @@ TITLE = "malformed, oversized and hostile input"
 EXAMPLES = 3  # schemathesis cases per operation and mode
 UPLOAD_LIMIT = 1024 * 1024
 UNWATCHED = {"idempotency", "alembic_version"}  # stored replies are the protocol itself
+# A refused decision is written to the audit log on purpose (who tried to decide what): the
+# one trace a refusal leaves. Those entries, and the chain head they move, are not counted
+# as a change; any other audit entry is.
+AUDITED_REFUSAL = "decision.refused"
 STREAMS = ("/v1/events", "/v1/tasks/{task_id}/events")
 JSON = {"Content-Type": "application/json"}
 
@@ -108,10 +112,13 @@ class Digest:
         h = hashlib.sha256()
         with self.engine.connect() as conn:
             for name, table in sorted(self.tables.tables.items()):
-                if name in UNWATCHED:
+                if name in UNWATCHED or name == "audit_heads":
                     continue
+                query = sa.select(table)
+                if name == "audit_log":
+                    query = query.where(table.c.kind != AUDITED_REFUSAL)
                 h.update(name.encode())
-                for line in sorted(repr(tuple(r)) for r in conn.execute(sa.select(table))):
+                for line in sorted(repr(tuple(r)) for r in conn.execute(query)):
                     h.update(line.encode())
         return h.hexdigest()
 
@@ -637,7 +644,8 @@ def checks(o: HostileOutcome) -> list[Check]:
                 f"plain refusals: {missing(unclear, 8)}" if unclear else "all problem+json",
             ),
             check(
-                "no request answered with an error changed the database",
+                "no request answered with an error changed the database (a refused decision "
+                "leaves only its audit entry)",
                 not changed,
                 f"changed: {missing(changed, 8)}"
                 if changed

@@ -208,3 +208,24 @@ async def test_the_signed_in_page_has_the_sessions_token(server: Server) -> None
         assert rows[0]["csrf"] == csrf
         page = await client.get("/queue")
         assert csrf_of(page.text) == csrf
+
+
+def test_behind_a_tls_proxy_the_public_origin_is_our_own() -> None:
+    """The app sees http://10.0.0.5:8000 while the browser is on https://review.example:
+    with ``public_url`` set, that origin is ours; any other still is not."""
+    from starlette.requests import Request  # noqa: PLC0415
+
+    from handrail_server.problems import ApiProblem  # noqa: PLC0415
+    from handrail_server.web._security import check_origin  # noqa: PLC0415
+
+    def posted(origin: str) -> Request:
+        headers = [(b"host", b"10.0.0.5:8000"), (b"origin", origin.encode())]
+        scope = {"type": "http", "method": "POST", "scheme": "http", "path": "/signout"}
+        return Request({**scope, "headers": headers, "server": ("10.0.0.5", 8000)})
+
+    check_origin(posted("http://10.0.0.5:8000"))
+    with pytest.raises(ApiProblem):
+        check_origin(posted("https://review.example"))
+    check_origin(posted("https://review.example"), "https://review.example/")
+    with pytest.raises(ApiProblem):
+        check_origin(posted("https://evil.example"), "https://review.example")

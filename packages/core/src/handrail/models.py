@@ -385,6 +385,10 @@ class Verification(_Model):
     reasons: tuple[str, ...] = ()
 
 
+BATCH_ID = r"^[A-Za-z0-9._:@~-]+$"
+"""What a ``batch_id`` may hold."""
+
+
 class TaskSpec(_Model):
     """What a requester asks for. ``Task`` adds what the engine tracks."""
 
@@ -407,10 +411,11 @@ class TaskSpec(_Model):
     idempotency_key: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     callback_url: Annotated[str, Field(max_length=2048, pattern=r"^https?://\S+$")] | None = None
     metadata: JsonObject = Field(default_factory=dict)
-    batch_id: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+    batch_id: Annotated[str, Field(min_length=1, max_length=200, pattern=BATCH_ID)] | None = Field(
         default=None,
-        description="groups reviews asked together: the parallel tool calls of one agent turn "
-        "share it, and reviewers see them side by side",
+        description="groups reviews asked together: the parallel tool calls of one agent "
+        "turn share it, and reviewers see them side by side (letters, digits and . _ : @ ~ -, "
+        "so it travels in a URL as it is)",
     )
     # review tasks
     action: Action | None = None

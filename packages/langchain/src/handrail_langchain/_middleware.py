@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ from langgraph.types import Command
 
 from handrail import Decision, DecisionType, Handrail, WaitTimeout
 from handrail.client import OnTimeout
+from handrail.models import BATCH_ID
 
 from . import _messages
 from ._args import args_json_schema, edit_problem, merge_edit, visible_fields
@@ -73,10 +75,10 @@ def turn_of(state: Any, call_id: str) -> str | None:
         ids = [c.get("id") for c in message.tool_calls]
         if call_id not in ids:
             continue
-        if message.id:
-            return f"turn:{message.id}"[:200]
-        digest = hashlib.sha256("\x00".join(str(i) for i in ids).encode()).hexdigest()
-        return f"turn:{digest[:32]}"
+        if message.id and len(message.id) <= 190 and re.fullmatch(BATCH_ID, message.id):
+            return f"turn:{message.id}"
+        named = message.id or "\x00".join(str(i) for i in ids)
+        return f"turn:{hashlib.sha256(named.encode()).hexdigest()[:32]}"
     return None
 
 

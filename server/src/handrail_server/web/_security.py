@@ -9,6 +9,7 @@ cross-site`` from browsers that send it). The session cookie is also ``SameSite=
 from __future__ import annotations
 
 import hmac
+from urllib.parse import urlsplit
 
 from fastapi import Request
 
@@ -21,15 +22,20 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 
 
-def check_origin(request: Request) -> None:
-    """Refuse (403) a request a browser says comes from another site or origin."""
+def check_origin(request: Request, public_url: str | None = None) -> None:
+    """Refuse (403) a request a browser says comes from another site or origin. The
+    server's own origin is the one the request names, or ``public_url``'s (behind a proxy
+    that terminates TLS or rewrites the host, the browser's origin is that one)."""
     if request.headers.get("sec-fetch-site", "").lower() == "cross-site":
         raise ApiProblem(403, "cross_origin", "this request came from another site")
     origin = request.headers.get("origin")
     if origin is None:
         return
-    own = f"{request.url.scheme}://{request.url.netloc}".lower()
-    if origin.strip().lower().rstrip("/") != own:
+    own = {f"{request.url.scheme}://{request.url.netloc}".lower()}
+    if public_url:
+        public = urlsplit(public_url)
+        own.add(f"{public.scheme}://{public.netloc}".lower())
+    if origin.strip().lower().rstrip("/") not in own:
         raise ApiProblem(403, "cross_origin", "this request came from another origin")
 
 

@@ -98,7 +98,7 @@ async def current_viewer(request: Request) -> Viewer:
     viewer = Viewer(session.key, principal, session.csrf, session_id, nav_for(principal))
     request.state.viewer = viewer
     if request.method in UNSAFE:
-        check_origin(request)
+        check_origin(request, hub.settings.public_url)
         check_token(session.csrf, await presented_token(request))
     return viewer
 

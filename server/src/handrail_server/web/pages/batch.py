@@ -12,12 +12,13 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
-from handrail import DecisionType, HandrailError, Kind, Status, Task
+from handrail import DecisionType, HandrailError, Kind, Task
 
 from ...problems import ApiProblem
 from .._render import render
 from .._route import WebRoute
 from .._viewer import Viewer, ViewerDep, hub_of
+from .task import open_to
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 
@@ -34,11 +35,7 @@ class Outcome:
 
 def actionable(task: Task, viewer: Viewer) -> bool:
     """Whether the viewer could decide this review now (the engine has the last word)."""
-    mine = task.assignment_of(viewer.principal.id)
-    open_ = task.status in (Status.POSTED, Status.ASSIGNED) and (
-        task.open_slots > 0 or (mine is not None and mine.holds_slot)
-    )
-    return viewer.is_reviewer and task.kind is Kind.REVIEW and open_
+    return task.kind is Kind.REVIEW and open_to(task, viewer)
 
 
 async def batch_tasks(request: Request, viewer: Viewer, batch_id: str) -> list[Task]:
@@ -78,25 +75,47 @@ async def show_batch(request: Request, batch_id: BatchId, viewer: ViewerDep) -> 
     return await _page(request, viewer, batch_id)
 
 
+def _shown(values: list[str]) -> dict[str, int]:
+    """The reviews the page showed, as ``id@version`` hidden fields: task id to version."""
+    shown: dict[str, int] = {}
+    for value in values:
+        task_id, _, version = value.rpartition("@")
+        if not task_id or not version.isdigit():
+            raise ApiProblem(422, "invalid_form", "the page sent a malformed review list: reload")
+        shown[task_id] = int(version)
+    return shown
+
+
 @router.post("/batches/{batch_id}/approve-all")
 async def approve_all(request: Request, batch_id: BatchId, viewer: ViewerDep) -> Response:
-    """Approve every open review of the batch, each through the engine; refused when any
-    of them does not allow an approve (nothing is decided then)."""
+    """Approve the open reviews of the batch that the page showed, as it showed them, each
+    through the engine. A call that joined the batch since, or changed since, is left for
+    the reviewer to see (never approved unseen); the whole request is refused when any of
+    them does not allow an approve (nothing is decided then)."""
     hub = hub_of(request)
+    form = await request.form()
+    shown = _shown([v for v in form.getlist("task") if isinstance(v, str)])
     tasks = [t for t in await batch_tasks(request, viewer, batch_id) if actionable(t, viewer)]
-    if not tasks:
+    if not shown or not tasks:
         raise ApiProblem(409, "nothing_open", "no review in this batch is open to you")
-    refused = [t for t in tasks if DecisionType.APPROVE not in t.allowed_decisions]
+    refused = [
+        t for t in tasks if t.id in shown and DecisionType.APPROVE not in t.allowed_decisions
+    ]
     if refused:
         titles = ", ".join(t.title for t in refused)
         raise ApiProblem(
             422, "approve_not_allowed", f"these reviews do not allow approve: {titles}"
         )
-    form = await request.form()
     message = form.get("message")
     note = message.strip() if isinstance(message, str) and message.strip() else None
     outcomes = []
     for task in tasks:
+        if task.id not in shown:
+            outcomes.append(Outcome(task, False, "new since the page loaded: not approved"))
+            continue
+        if task.version != shown[task.id]:
+            outcomes.append(Outcome(task, False, "changed since the page loaded: not approved"))
+            continue
         try:
             await hub.engine.decide(viewer.principal, task.id, {"type": "approve", "message": note})
             outcomes.append(Outcome(task, True, "approved"))

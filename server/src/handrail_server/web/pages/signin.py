@@ -72,7 +72,7 @@ async def signin(request: Request) -> Response:
         )
         response.headers["Retry-After"] = retry
         return response
-    check_origin(request)
+    check_origin(request, hub_of(request).settings.public_url)
     presented = form.get("signin_token")
     check_token(
         request.cookies.get(PRE_COOKIE, ""), presented if isinstance(presented, str) else ""

@@ -81,10 +81,7 @@ async def task_page(
     )
     files = await hub.store.run(lambda c: [r._mapping for r in c.execute(query)], readonly=True)
     mine = task.assignment_of(viewer.principal.id)
-    open_ = task.status in (Status.POSTED, Status.ASSIGNED) and (
-        task.open_slots > 0 or (mine is not None and mine.holds_slot)
-    )
-    can_act = viewer.is_reviewer and open_
+    can_act = open_to(task, viewer)
     original_args = task.action.args if task.action else {}
     return render(
         request,
@@ -106,6 +103,17 @@ async def task_page(
             "done": request.query_params.get("done"),
         },
         status_code=status_code,
+    )
+
+
+def open_to(task: Task, viewer: Viewer) -> bool:
+    """Whether the viewer could decide or answer the task now (the engine has the last
+    word): a reviewer, the task open, a slot free or already held by them."""
+    mine = task.assignment_of(viewer.principal.id)
+    return (
+        viewer.is_reviewer
+        and task.status in (Status.POSTED, Status.ASSIGNED)
+        and (task.open_slots > 0 or (mine is not None and mine.holds_slot))
     )
 
 
