@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -11,17 +10,24 @@ from sqlalchemy import Connection, insert, select, update
 
 from handrail import Role
 from handrail._ids import new_id
-from handrail.clock import utc
 from handrail.money import MAX_MINOR
 from handrail.workers import WorkerProfile, WorkerStats
 
+from .._rows import aware
 from ..auth import require
 from ..deps import HubDep, PrincipalDep
 from ..keys import create_key, list_keys, revoke_key
 from ..problems import ApiProblem
 from ..schemas import KeyIn, KeyOut, WorkerId
-from ..tables import webhook_deliveries, webhook_endpoints, webhook_outbox
-from ..webhooks import EVENT_TYPES, UnsafeTarget, check_target, new_secret, queue_event
+from ..tables import webhook_endpoints
+from ..webhooks import (
+    EVENT_TYPES,
+    UnsafeTarget,
+    check_target,
+    delivery_log,
+    new_secret,
+    queue_event,
+)
 
 router = APIRouter(prefix="/v1", tags=["admin"])
 
@@ -169,13 +175,8 @@ async def _checked(hub: Any, url: str, events: list[str]) -> None:
         ) from None
 
 
-def _aware(row: Any) -> dict[str, Any]:
-    """A row as a dict, its times in UTC (SQLite gives naive datetimes back)."""
-    return {k: utc(v) if isinstance(v, datetime) else v for k, v in row._mapping.items()}
-
-
 def _endpoint(row: Any, secret: bool = False) -> dict[str, Any]:
-    m = _aware(row)
+    m = aware(row)
     return {
         "id": m["id"],
         "url": m["url"],
@@ -289,26 +290,12 @@ async def deliveries(
     require(principal, Role.ADMIN)
 
     def read(conn: Connection) -> dict[str, Any]:
-        _find(conn, principal.org_id, endpoint_id)
-        events = conn.execute(
-            select(webhook_outbox)
-            .where(webhook_outbox.c.endpoint_id == endpoint_id)
-            .order_by(webhook_outbox.c.created_at.desc())
-            .limit(limit)
-        ).all()
-        attempts = conn.execute(
-            select(webhook_deliveries)
-            .where(webhook_deliveries.c.endpoint_id == endpoint_id)
-            .order_by(webhook_deliveries.c.at.desc())
-            .limit(limit)
-        ).all()
+        log = delivery_log(conn, principal.org_id, endpoint_id, limit)
+        if log is None:
+            raise ApiProblem(404, "not_found", f"webhook endpoint {endpoint_id!r} not found")
         return {
-            "events": [
-                {k: v for k, v in _aware(r).items() if k not in ("payload", "lease_until")}
-                | {"type": r.event_type}
-                for r in events
-            ],
-            "attempts": [_aware(r) for r in attempts],
+            "events": [e | {"type": e["event_type"]} for e in log.events],
+            "attempts": log.attempts,
         }
 
     return await hub.store.run(read, readonly=True)

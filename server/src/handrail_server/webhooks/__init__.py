@@ -2,6 +2,7 @@
 
 from ._delivery import SCHEDULE, DeliveryWorker
 from ._guard import UnsafeTarget, check_target
+from ._log import DeliveryLog, delivery_log
 from ._outbox import EVENT_TYPES, OutboxHook, new_secret, queue_event
 from ._schemes import STANDARD, Outbound, Scheme, StandardWebhooks, schemes
 
@@ -9,6 +10,7 @@ __all__ = [
     "EVENT_TYPES",
     "SCHEDULE",
     "STANDARD",
+    "DeliveryLog",
     "DeliveryWorker",
     "Outbound",
     "OutboxHook",
@@ -16,6 +18,7 @@ __all__ = [
     "StandardWebhooks",
     "UnsafeTarget",
     "check_target",
+    "delivery_log",
     "new_secret",
     "queue_event",
     "schemes",

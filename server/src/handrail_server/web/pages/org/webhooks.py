@@ -6,7 +6,6 @@ query string or a long path segment may be a credential)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -15,9 +14,10 @@ from fastapi.responses import Response
 from sqlalchemy import Connection, func, select
 
 from handrail import NotFound, Role
-from handrail.clock import utc
 
-from ....tables import webhook_deliveries, webhook_endpoints, webhook_outbox
+from ...._rows import aware
+from ....tables import webhook_endpoints, webhook_outbox
+from ....webhooks import delivery_log
 from ..._nav import add_nav
 from ..._render import render
 from ..._route import WebRoute
@@ -35,7 +35,6 @@ _SHOWN_SEGMENT = 16
 
 # every column but the secret
 _ENDPOINT = [c for c in webhook_endpoints.c if c.name != "secret"]
-_EVENT = [c for c in webhook_outbox.c if c.name not in ("payload", "lease_until")]
 
 
 def masked_url(url: str) -> str:
@@ -50,11 +49,6 @@ def masked_url(url: str) -> str:
     segments = [s if len(s) <= _SHOWN_SEGMENT else f"…{s[-4:]}" for s in parts.path.split("/")]
     shown = f"{parts.scheme}://{host}{f':{port}' if port else ''}{'/'.join(segments)}"
     return shown + ("?…" if parts.query else "")
-
-
-def _row(row: Any) -> dict[str, Any]:
-    """A row as a dict, its times in UTC (SQLite gives naive datetimes back)."""
-    return {k: utc(v) if isinstance(v, datetime) else v for k, v in row._mapping.items()}
 
 
 def _endpoints(conn: Connection, org: str) -> list[dict[str, Any]]:
@@ -72,7 +66,7 @@ def _endpoints(conn: Connection, org: str) -> list[dict[str, Any]]:
         .order_by(webhook_endpoints.c.created_at)
     ).all()
     return [
-        _row(r)
+        aware(r)
         | {
             "shown_url": masked_url(r.url),
             "pending": counts.get((r.id, "pending"), 0),
@@ -91,36 +85,8 @@ async def endpoint_list(request: Request, viewer: ViewerDep) -> Response:
     return render(request, "org/webhooks.html", {"endpoints": endpoints})
 
 
-def _log(conn: Connection, org: str, endpoint_id: str, limit: int) -> dict[str, Any] | None:
-    found = conn.execute(
-        select(*_ENDPOINT).where(
-            webhook_endpoints.c.id == endpoint_id, webhook_endpoints.c.org_id == org
-        )
-    ).first()
-    if found is None:
-        return None
-    events = conn.execute(
-        select(*_EVENT)
-        .where(webhook_outbox.c.endpoint_id == endpoint_id)
-        .order_by(webhook_outbox.c.created_at.desc())
-        .limit(limit + 1)
-    ).all()
-    attempts = conn.execute(
-        select(webhook_deliveries)
-        .where(webhook_deliveries.c.endpoint_id == endpoint_id)
-        .order_by(webhook_deliveries.c.at.desc())
-        .limit(limit + 1)
-    ).all()
-    return {
-        "endpoint": _row(found) | {"shown_url": masked_url(found.url)},
-        "events": [_row(r) for r in events[:limit]],
-        "attempts": [_row(r) for r in attempts[:limit]],
-        "more": len(events) > limit or len(attempts) > limit,
-    }
-
-
 @router.get("/org/webhooks/{endpoint_id}")
-async def delivery_log(
+async def delivery_log_page(
     request: Request,
     endpoint_id: EndpointId,
     viewer: ViewerDep,
@@ -129,12 +95,25 @@ async def delivery_log(
     """The endpoint and its log, newest first (``limit`` rows of each; more on request)."""
     need(viewer, Role.ADMIN)
     org = viewer.principal.org_id
-    log = await hub_of(request).store.run(lambda c: _log(c, org, endpoint_id, limit), readonly=True)
+    log = await hub_of(request).store.run(
+        lambda c: delivery_log(c, org, endpoint_id, limit), readonly=True
+    )
     if log is None:
         raise NotFound("webhook endpoint", endpoint_id)
     more_url = (
         link(f"/org/webhooks/{endpoint_id}", limit=min(500, limit * 4))
-        if log["more"] and limit < 500
+        if log.more and limit < 500
         else None
     )
-    return render(request, "org/webhook.html", log | {"more_url": more_url})
+    endpoint = log.endpoint | {"shown_url": masked_url(log.endpoint["url"])}
+    return render(
+        request,
+        "org/webhook.html",
+        {
+            "endpoint": endpoint,
+            "events": log.events,
+            "attempts": log.attempts,
+            "more": log.more,
+            "more_url": more_url,
+        },
+    )
