@@ -5,6 +5,7 @@ else). Run on the memory store, SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -162,3 +163,14 @@ def test_escalation_needs_groups_and_a_period() -> None:
         PolicyRule(id="r", outcome="ask", escalate_to=("b",), escalate_after_seconds=5)
     with pytest.raises(PydanticError, match="only apply to 'ask'"):
         PolicyRule(id="r", outcome="allow", escalate_to=("b",), escalate_after_seconds=5)
+
+
+async def test_two_sweeps_at_once_widen_a_review_once(engine: Engine, clock: ManualClock) -> None:
+    """Both read the review as due; the second finds it widened already and reports
+    nothing, so the sweep's report counts only what it did."""
+    task = await engine.create(AGENT, pay())
+    clock.advance(120)
+    first, second = await asyncio.gather(engine.escalate_due(), engine.escalate_due())
+    assert sorted(len(r) for r in (first, second)) == [0, 1]
+    widen = [e for e in await engine.history(ADMIN, task.id) if e.event.value == "widen"]
+    assert len(widen) == 1

@@ -1453,9 +1453,12 @@ class Engine:
             due = await tx.escalation_due(self.clock.now(), limit)
         done = []
         for task in due:
+            widened_now = False
             system = Principal(org_id=task.org_id, id="sla", roles=frozenset({Role.ADMIN}))
 
             async def op(step: Step, tx: Transaction) -> None:
+                nonlocal widened_now
+                widened_now = False  # each attempt of the transaction decides afresh
                 current, terms = step.task, step.task.policy
                 if current.escalate_at is None or current.escalate_at > step.now:
                     return  # widened meanwhile
@@ -1466,6 +1469,7 @@ class Engine:
                 wider = widened(terms)
                 group = wider.groups[-1]
                 every = timedelta(seconds=terms.escalate_after_seconds)
+                widened_now = True
                 step.move(
                     Event.WIDEN,
                     policy=wider,
@@ -1478,9 +1482,11 @@ class Engine:
                 )
 
             try:
-                done.append(await self._mutate(system, task.id, Event.WIDEN, op, SYSTEM))
-            except (InvalidTransition, NotFound):
-                continue
+                after = await self._mutate(system, task.id, Event.WIDEN, op, SYSTEM)
+            except (InvalidTransition, NotFound, ConcurrencyConflict):
+                continue  # taken or changed meanwhile; a conflict is tried again next tick
+            if widened_now:
+                done.append(after)
         return done
 
     async def _lapse_one(self, task: Task) -> Task:
