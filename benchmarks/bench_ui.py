@@ -212,8 +212,8 @@ async def live(server: Server, keys: Keys, cookie: str, n: int) -> Live:
     seen: list[float] = []
     calls: list[float] = []
     try:
-        await rows(fetch, cookie)  # warm, and the stream is subscribed by the time it answers
-        await asyncio.sleep(0.2)
+        await rows(fetch, cookie)  # warm
+        await asyncio.sleep(0.2)  # the stream subscribes just after its first (comment) frame
         for _ in range(n):
             while not events.empty():
                 events.get_nowait()
