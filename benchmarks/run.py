@@ -34,6 +34,7 @@ import bench_langgraph
 import bench_ledger
 import bench_lifecycle
 import bench_policy
+import bench_ui
 import bench_verification
 import bench_wakeup
 from _common import Row, table
@@ -47,6 +48,7 @@ BENCHMARKS: dict[str, Bench] = {
     "verification": bench_verification.run,
     "policy": bench_policy.run,
     "http": bench_http.run,
+    "ui": bench_ui.run,
     "langchain": bench_langchain.run,
     "langgraph": bench_langgraph.run,
     "crewai": bench_crewai.run,
