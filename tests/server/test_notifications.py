@@ -710,3 +710,53 @@ async def test_a_private_slack_url_is_refused(tmp_path: Path) -> None:
             headers=server.a.admin,
         )
         assert mail.status_code == 422  # no SMTP relay configured
+
+
+# ---------------------------------------------------------------- bad input, refused cleanly
+
+
+@pytest.mark.parametrize("token", ["hrdt_a.é", "hrdt_é.é", "hrdt_a.\u2603x"])
+async def test_a_link_with_a_non_ascii_token_is_refused_not_a_crash(
+    server: Server, token: str
+) -> None:
+    task = await post_pay(server)
+    page = await server.client.get(f"/decide/{task['id']}", params={"token": token})
+    assert page.status_code == 403 and "not valid" in page.text
+    posted = await server.client.post(
+        f"/decide/{task['id']}", data={"token": token, "choice": "approve", "reason": ""}
+    )
+    assert posted.status_code == 403 and "not valid" in posted.text
+    rejected = await server.client.post(
+        f"/decide/{task['id']}", data={"token": token, "choice": "reject", "reason": "no"}
+    )
+    assert rejected.status_code == 403 and "not valid" in rejected.text
+    after = await task_of(server, task["id"])
+    assert (after["status"], after["output"]) == ("posted", None)
+
+
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        ("x-slack-signature", "v0=é"),
+        ("x-slack-signature", "v0=" + "\u00e9" * 64),
+        ("x-slack-request-timestamp", "9" * 400),
+        ("x-slack-request-timestamp", "9" * 13),
+        ("x-slack-request-timestamp", "-1"),
+        ("x-slack-request-timestamp", "١٢٣"),  # Unicode digits int() would take
+    ],
+)
+async def test_a_click_with_malformed_signature_headers_is_refused_not_a_crash(
+    slack: tuple[Server, dict[str, Any]], receiver: Receiver, header: str, value: str
+) -> None:
+    server, channel = slack
+    task = await post_pay(server)
+    body, headers = signed(click("UALICE", task["id"], "handrail_approve", receiver.url))
+    sent = {**headers, header: value}
+    url = f"/integrations/slack/{channel['id']}/interactions"
+    answer = await server.client.post(
+        url, content=body, headers=[(k, v.encode()) for k, v in sent.items()]
+    )
+    assert answer.status_code == 401, answer.text
+    assert (await task_of(server, task["id"]))["status"] == "posted"
+    await asyncio.sleep(0)
+    assert receiver.pending() == []
