@@ -850,3 +850,32 @@ async def test_a_link_whose_reviewer_was_revoked_since_decides_nothing(
         assert done.status_code == 403 and "no longer decide" in done.text
     after = await task_of(server, task["id"])
     assert (after["status"], after["output"]) == ("posted", None)
+
+
+# ---------------------------------------------------------------- what a message may carry
+
+
+async def test_a_title_with_line_breaks_is_one_subject_line(
+    server: Server, smtp: tuple[Mailbox, int]
+) -> None:
+    await post_pay(server, title="Pay\r\nBcc: mallory@example.com\n  now\t!")
+    await send_all(server)
+    (message,) = smtp[0].messages
+    assert message["Subject"] == "[Handrail] Review needed: Pay Bcc: mallory@example.com now !"
+    assert message["Bcc"] is None and message["To"] == "alice@example.com"
+
+
+@pytest.mark.parametrize(
+    "address", ["josé@example.com", "a@exämple.com", "a@example.cöm", "a b@example.com", "a@b"]
+)
+async def test_a_non_ascii_or_malformed_address_is_refused(server: Server, address: str) -> None:
+    made = await server.client.put(
+        "/v1/notifications/contacts/zed", json={"email": address}, headers=server.a.admin
+    )
+    assert made.status_code == 422, made.text
+    fine = await server.client.put(
+        "/v1/notifications/contacts/zed",
+        json={"email": "first.last+tag@mail.example.com"},
+        headers=server.a.admin,
+    )
+    assert fine.status_code == 200, fine.text
