@@ -566,6 +566,16 @@ class TestDecisionTokens:
         for untouched in (task, other):
             assert (await engine.get(AGENT, untouched.id)).status is Status.POSTED
 
+    @pytest.mark.parametrize("token", ["hrdt_a.é", "hrdt_é.é", "hrdt_a.\u2603"])
+    async def test_a_non_ascii_token_is_invalid_not_a_crash(
+        self, engine: Engine, token: str
+    ) -> None:
+        task = await engine.create(AGENT, review(amount=500))
+        with pytest.raises(TokenRejected) as caught:
+            await engine.redeem_decision_token(token, {"type": "approve"}, task_id=task.id)
+        assert caught.value.reason == "invalid"
+        assert (await engine.get(AGENT, task.id)).status is Status.POSTED
+
     async def test_tokens_obey_authority(self, engine: Engine) -> None:
         task = await engine.create(AGENT, review(amount=500))  # support: alice, dave
         with pytest.raises(NotEligible):

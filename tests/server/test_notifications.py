@@ -33,6 +33,7 @@ from sqlalchemy import select
 from handrail import Role
 from handrail.clock import ManualClock
 from handrail.sla import SlaScheduler
+from handrail_server.keys import list_keys, revoke_key
 from handrail_server.notifications import _queue, slack_sign
 from handrail_server.settings import Settings
 from handrail_server.tables import notify_outbox
@@ -142,6 +143,7 @@ async def setup_org(server: Server) -> None:
         made = await c.put(f"/v1/reviewer-groups/{group}", json={"members": members}, headers=admin)
         assert made.status_code == 200, made.text
     for name, slack in (("alice", "UALICE"), ("bob", "UBOB"), ("eve", "UEVE")):
+        await server.key("acme", Role.REVIEWER, principal=name)  # the key they decide with
         await contact(server, name, email=f"{name}@example.com", slack_user_id=slack)
     # the requester has an address too: it is never told of its own reviews
     await contact(server, "acme-agent", email="agent@example.com")
@@ -710,3 +712,170 @@ async def test_a_private_slack_url_is_refused(tmp_path: Path) -> None:
             headers=server.a.admin,
         )
         assert mail.status_code == 422  # no SMTP relay configured
+
+
+# ---------------------------------------------------------------- bad input, refused cleanly
+
+
+@pytest.mark.parametrize("token", ["hrdt_a.é", "hrdt_é.é", "hrdt_a.\u2603x"])
+async def test_a_link_with_a_non_ascii_token_is_refused_not_a_crash(
+    server: Server, token: str
+) -> None:
+    task = await post_pay(server)
+    page = await server.client.get(f"/decide/{task['id']}", params={"token": token})
+    assert page.status_code == 403 and "not valid" in page.text
+    posted = await server.client.post(
+        f"/decide/{task['id']}", data={"token": token, "choice": "approve", "reason": ""}
+    )
+    assert posted.status_code == 403 and "not valid" in posted.text
+    rejected = await server.client.post(
+        f"/decide/{task['id']}", data={"token": token, "choice": "reject", "reason": "no"}
+    )
+    assert rejected.status_code == 403 and "not valid" in rejected.text
+    after = await task_of(server, task["id"])
+    assert (after["status"], after["output"]) == ("posted", None)
+
+
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        ("x-slack-signature", "v0=é"),
+        ("x-slack-signature", "v0=" + "\u00e9" * 64),
+        ("x-slack-request-timestamp", "9" * 400),
+        ("x-slack-request-timestamp", "9" * 13),
+        ("x-slack-request-timestamp", "-1"),
+        ("x-slack-request-timestamp", "١٢٣"),  # Unicode digits int() would take
+    ],
+)
+async def test_a_click_with_malformed_signature_headers_is_refused_not_a_crash(
+    slack: tuple[Server, dict[str, Any]], receiver: Receiver, header: str, value: str
+) -> None:
+    server, channel = slack
+    task = await post_pay(server)
+    body, headers = signed(click("UALICE", task["id"], "handrail_approve", receiver.url))
+    sent = {**headers, header: value}
+    url = f"/integrations/slack/{channel['id']}/interactions"
+    answer = await server.client.post(
+        url, content=body, headers=[(k, v.encode()) for k, v in sent.items()]
+    )
+    assert answer.status_code == 401, answer.text
+    assert (await task_of(server, task["id"]))["status"] == "posted"
+    await asyncio.sleep(0)
+    assert receiver.pending() == []
+
+
+# ---------------------------------------------------------------- who a click or a link acts for
+
+
+async def revoke_all(server: Server, org: str, principal: str) -> None:
+    now = server.hub.clock.now()
+
+    def revoke(conn: Any) -> None:
+        for key in list_keys(conn, org):
+            if key.principal == principal:
+                revoke_key(conn, key.id, now, org)
+
+    await server.hub.store.run(revoke)
+
+
+async def test_a_click_for_a_reviewer_whose_key_is_revoked_decides_nothing(
+    slack: tuple[Server, dict[str, Any]], receiver: Receiver
+) -> None:
+    server, channel = slack
+    task = await post_pay(server)
+    await revoke_all(server, "acme", "alice")
+    body, headers = signed(click("UALICE", task["id"], "handrail_approve", receiver.url))
+    url = f"/integrations/slack/{channel['id']}/interactions"
+    answer = await server.client.post(url, content=body, headers=headers)
+    assert answer.status_code == 200
+    reply = answer.json()
+    assert reply["replace_original"] is False and reply["response_type"] == "ephemeral"
+    assert (
+        reply["text"].startswith("Nothing was decided") and "no live reviewer key" in reply["text"]
+    )
+    assert (await receiver.next()).json == reply
+    after = await task_of(server, task["id"])
+    assert (after["status"], after["output"]) == ("posted", None)
+
+
+async def test_a_contact_mapped_to_a_requester_decides_nothing(
+    slack: tuple[Server, dict[str, Any]], receiver: Receiver
+) -> None:
+    server, channel = slack
+    await contact(server, "acme-other-agent", slack_user_id="UAGENT")
+    await server.key("acme", Role.REQUESTER, principal="acme-other-agent")
+    await server.key("acme", Role.REVIEWER, principal="acme-other-agent", sandbox=True)
+    task = await post_pay(server)
+    body, headers = signed(click("UAGENT", task["id"], "handrail_approve", receiver.url))
+    url = f"/integrations/slack/{channel['id']}/interactions"
+    answer = await server.client.post(url, content=body, headers=headers)
+    assert answer.status_code == 200
+    assert "no live reviewer key" in answer.json()["text"]
+    after = await task_of(server, task["id"])
+    assert (after["status"], after["output"]) == ("posted", None)
+
+
+async def test_no_link_is_minted_for_a_reviewer_without_a_live_key(
+    server: Server, smtp: tuple[Mailbox, int]
+) -> None:
+    await revoke_all(server, "acme", "alice")
+    task = await post_pay(server)
+    await send_all(server)
+    assert smtp[0].messages == []
+    rows = await server.hub.store.run(
+        lambda c: (
+            c.execute(select(notify_outbox).where(notify_outbox.c.task_id == task["id"]))
+            .mappings()
+            .all()
+        )
+    )
+    assert [(r["recipient"], r["state"]) for r in rows] == [("alice", "skipped")]
+    assert "no live reviewer key" in rows[0]["last_error"]
+
+
+async def test_a_link_whose_reviewer_was_revoked_since_decides_nothing(
+    server: Server, smtp: tuple[Mailbox, int]
+) -> None:
+    task = await post_pay(server)
+    await send_all(server)
+    url = links(smtp[0].messages[0])
+    fields = form_of((await server.client.get(local(url["approve"]))).text)
+    await revoke_all(server, "acme", "alice")
+    page = await server.client.get(local(url["approve"]))
+    assert page.status_code == 403 and "no longer decide" in page.text
+    for choice, reason in (("approve", ""), ("reject", ""), ("reject", "no")):
+        done = await server.client.post(
+            f"/decide/{task['id']}", data={**fields, "choice": choice, "reason": reason}
+        )
+        assert done.status_code == 403 and "no longer decide" in done.text
+    after = await task_of(server, task["id"])
+    assert (after["status"], after["output"]) == ("posted", None)
+
+
+# ---------------------------------------------------------------- what a message may carry
+
+
+async def test_a_title_with_line_breaks_is_one_subject_line(
+    server: Server, smtp: tuple[Mailbox, int]
+) -> None:
+    await post_pay(server, title="Pay\r\nBcc: mallory@example.com\n  now\t!")
+    await send_all(server)
+    (message,) = smtp[0].messages
+    assert message["Subject"] == "[Handrail] Review needed: Pay Bcc: mallory@example.com now !"
+    assert message["Bcc"] is None and message["To"] == "alice@example.com"
+
+
+@pytest.mark.parametrize(
+    "address", ["josé@example.com", "a@exämple.com", "a@example.cöm", "a b@example.com", "a@b"]
+)
+async def test_a_non_ascii_or_malformed_address_is_refused(server: Server, address: str) -> None:
+    made = await server.client.put(
+        "/v1/notifications/contacts/zed", json={"email": address}, headers=server.a.admin
+    )
+    assert made.status_code == 422, made.text
+    fine = await server.client.put(
+        "/v1/notifications/contacts/zed",
+        json={"email": "first.last+tag@mail.example.com"},
+        headers=server.a.admin,
+    )
+    assert fine.status_code == 200, fine.text

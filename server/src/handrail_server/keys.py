@@ -30,6 +30,7 @@ __all__ = [
     "NewKey",
     "any_admin",
     "create_key",
+    "decider_key",
     "ensure_org",
     "hash_key",
     "list_keys",
@@ -146,6 +147,25 @@ def live_key(conn: Connection, key_id: str) -> KeyInfo | None:
     row = conn.execute(
         select(api_keys).where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
     ).first()
+    return _info(row._mapping) if row is not None else None
+
+
+def decider_key(conn: Connection, org_id: str, principal: str) -> KeyInfo | None:
+    """A live (not revoked, not sandbox) key of ``org_id`` acting as ``principal`` with a
+    role that decides reviews (reviewer, else admin), or None: whom a Slack click or a
+    decision link may act for, as of now."""
+    query = (
+        select(api_keys)
+        .where(
+            api_keys.c.org_id == org_id,
+            api_keys.c.principal == principal,
+            api_keys.c.role.in_([Role.REVIEWER.value, Role.ADMIN.value]),
+            api_keys.c.revoked_at.is_(None),
+            api_keys.c.sandbox.is_(False),
+        )
+        .order_by(api_keys.c.role.desc(), api_keys.c.created_at, api_keys.c.id)
+    )
+    row = conn.execute(query.limit(1)).first()
     return _info(row._mapping) if row is not None else None
 
 

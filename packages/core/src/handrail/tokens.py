@@ -98,7 +98,7 @@ class DecisionTokens:
         if not token.startswith(PREFIX) or len(token) > MAX_TOKEN or token.count(".") != 1:
             raise TokenRejected("invalid", "not a decision token")
         payload, signature = token[len(PREFIX) :].split(".")
-        if not hmac.compare_digest(signature, self._sign(payload)):
+        if not hmac.compare_digest(signature.encode(), self._sign(payload).encode()):
             raise TokenRejected("invalid", "the token's signature does not match")
         try:
             body = json.loads(_unb64(payload))

@@ -43,7 +43,8 @@ class Notification:
 
     @property
     def subject(self) -> str:
-        return f"[Handrail] {self.headline}: {self.task.title}"[:250]
+        title = " ".join(self.task.title.split())  # no CR/LF: a header is one line
+        return f"[Handrail] {self.headline}: {title}"[:250]
 
     @property
     def decidable(self) -> bool:

@@ -29,11 +29,10 @@ def verify(
     ``secret`` and ``timestamp`` lies within five minutes of ``now``."""
     if not timestamp or not signature:
         raise SignatureRefused("the Slack signature headers are missing")
-    try:
-        at = int(timestamp)
-    except ValueError:
-        raise SignatureRefused("the Slack timestamp is not a number") from None
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+        raise SignatureRefused("the Slack timestamp is not a number")
+    at = int(timestamp)
     if abs(now.timestamp() - at) > WINDOW:
         raise SignatureRefused("the Slack timestamp is more than five minutes off")
-    if not hmac.compare_digest(sign(secret, timestamp, body), signature):
+    if not hmac.compare_digest(sign(secret, timestamp, body).encode(), signature.encode()):
         raise SignatureRefused("the Slack signature does not match")

@@ -29,6 +29,7 @@ from handrail._ids import new_id
 from handrail.store.sql import SqlStore
 
 from .._leases import lease_due
+from ..keys import decider_key
 from ..settings import Settings
 from ..tables import notify_attempts, notify_channels, notify_contacts, notify_outbox
 from ..webhooks import SCHEDULE
@@ -250,6 +251,9 @@ class NotificationWorker:
         ttl = min(self.settings.notify_link_ttl, left)
         if ttl < 1:
             raise Moot("the task's time is up")
+        key = await self.store.run(lambda c: decider_key(c, task.org_id, reviewer), readonly=True)
+        if key is None:
+            raise Moot(f"{reviewer} has no live reviewer key: no decision link")
         notifier = Principal(org_id=task.org_id, id="notifier", roles=frozenset({Role.ADMIN}))
         try:
             token, _ = await self.engine.mint_decision_token(

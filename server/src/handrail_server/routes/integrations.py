@@ -27,7 +27,6 @@ from handrail import (
     NotEligible,
     NotFound,
     Principal,
-    Role,
     Status,
     Task,
     TokenRejected,
@@ -35,6 +34,7 @@ from handrail import (
 
 from ..deps import HubDep
 from ..hub import Hub
+from ..keys import decider_key
 from ..notifications import (
     APPROVE,
     REJECT,
@@ -70,6 +70,7 @@ _REFUSED = {
     "wrong_task": "This link is for another task. Nothing was decided.",
     "wrong_decision": "This link cannot make that decision. Nothing was decided.",
     "unavailable": "Decision links are not available on this server.",
+    "revoked": "The reviewer this link is for may no longer decide. Nothing was decided.",
 }
 
 
@@ -102,9 +103,17 @@ def _refusal(exc: HandrailError) -> HTMLResponse:
     return _message("Nothing was decided", str(exc), 422)
 
 
+async def _decider(hub: Hub, org_id: str, reviewer: str) -> Principal | None:
+    """The principal ``reviewer`` decides as: from a live reviewer (or admin) key of
+    ``org_id``; None when it has none (revoked, or never a reviewer)."""
+    key = await hub.store.run(lambda c: decider_key(c, org_id, reviewer), readonly=True)
+    return key.as_principal() if key is not None else None
+
+
 async def _read_link(hub: Hub, task_id: str, token: str) -> tuple[Task, str]:
     """The task a link is for and the reviewer it names, after the checks that need no
-    write: a genuine, unexpired, unspent token for this task. Raises ``TokenRejected``."""
+    write: a genuine, unexpired, unspent token for this task, naming a reviewer who still
+    has a live key. Raises ``TokenRejected``."""
     signer = hub.engine.tokens
     if signer is None:
         raise TokenRejected("unavailable", "no decision-token secret")
@@ -118,6 +127,8 @@ async def _read_link(hub: Hub, task_id: str, token: str) -> tuple[Task, str]:
         raise TokenRejected("used", "this decision token was used already")
     if task is None:
         raise NotFound("task", task_id)
+    if await _decider(hub, claims.org_id, claims.reviewer_id) is None:
+        raise TokenRejected("revoked", f"{claims.reviewer_id} has no live reviewer key")
     return task, claims.reviewer_id
 
 
@@ -166,11 +177,11 @@ async def decide_page(
     if choice not in (DecisionType.APPROVE, DecisionType.REJECT):
         return _message("Nothing was decided", "A link can approve or reject.", 422)
     text = reason.strip() or None
+    try:  # the checks that need no write, the reviewer's live key among them
+        task, reviewer = await _read_link(hub, task_id, token)
+    except HandrailError as exc:
+        return _refusal(exc)
     if choice is DecisionType.REJECT and text is None:
-        try:
-            task, reviewer = await _read_link(hub, task_id, token)
-        except HandrailError as exc:
-            return _refusal(exc)
         shown = task.for_worker()
         return _page(
             "confirm.html",
@@ -284,7 +295,13 @@ async def slack_interactions(
         log.warning("a Slack user unknown to %s clicked on task %s", org, task_id)
         text = "Nothing was decided: your Slack account is not linked to a Handrail reviewer."
         return _slack_answer(hub, tasks, payload, text, replace=False)
-    reviewer = Principal(org_id=org, id=contact.reviewer_id, roles=frozenset({Role.REVIEWER}))
+    reviewer = await _decider(hub, org, contact.reviewer_id)
+    if reviewer is None:
+        log.warning(
+            "%s of %s has no live reviewer key (task %s)", contact.reviewer_id, org, task_id
+        )
+        text = "Nothing was decided: your Handrail reviewer has no live reviewer key."
+        return _slack_answer(hub, tasks, payload, text, replace=False)
     if action_id == APPROVE:
         decision = Decision(type=DecisionType.APPROVE)
     else:

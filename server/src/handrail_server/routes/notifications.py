@@ -28,7 +28,13 @@ router = APIRouter(prefix="/v1/notifications", tags=["notifications"])
 EventName = Literal["task.new", "task.sla_warning", "task.manual_review", "task.escalated", "*"]
 ReviewerId = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^\S(?:.*\S)?$")]
 ChannelId = Annotated[str, Path(min_length=1, max_length=36)]
-Email = Annotated[str, Field(max_length=320, pattern=r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")]
+Email = Annotated[  # ASCII only: SMTP without SMTPUTF8 takes nothing else
+    str,
+    Field(
+        max_length=320,
+        pattern=r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+$",
+    ),
+]
 SlackUser = Annotated[str, Field(pattern=r"^[UW][A-Z0-9]{2,30}$")]
 Secret = Annotated[str, Field(min_length=8, max_length=200)]
 
