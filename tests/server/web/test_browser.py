@@ -8,32 +8,18 @@ test-artifacts/ui/.
 
 from __future__ import annotations
 
-import asyncio
-import os
 import threading
 import time
-from collections.abc import Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 
 from handrail import Decision, Handrail
 from tests.server._live import LiveServer, bearer, cli_key
-
-T = TypeVar("T")
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts" / "ui"
-REQUIRED = os.environ.get("HANDRAIL_REQUIRE_BROWSER") == "1"
-
-
-def _unavailable(reason: str) -> None:
-    if REQUIRED:
-        pytest.fail(f"HANDRAIL_REQUIRE_BROWSER=1 but {reason}")
-    pytest.skip(reason)
+from tests.server.web.conftest import ARTIFACTS, run_async
 
 
 @dataclass
@@ -48,41 +34,15 @@ class Site:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        _unavailable(f"{CHROMIUM} is missing (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright  # noqa: PLC0415
-    except ImportError:
-        _unavailable("playwright is not installed")
-    with sync_playwright() as p:
-        try:
-            launched = p.chromium.launch(
-                executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
-            )
-        except Exception as exc:
-            _unavailable(f"chromium did not start: {exc}")
-        yield launched
-        launched.close()
-
-
-def _run(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run ``coroutine`` on a loop of its own thread (Playwright's sync API keeps a loop
-    running on this one)."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
-
-
-@pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     work = tmp_path_factory.mktemp("ui")
     url = f"sqlite:///{work / 'ui.db'}"
-    reviewer = _run(cli_key(url, "acme", "reviewer", "alice"))
-    requester = _run(cli_key(url, "acme", "requester", "agent"))
+    reviewer = run_async(cli_key(url, "acme", "reviewer", "alice"))
+    requester = run_async(cli_key(url, "acme", "requester", "agent"))
     server = LiveServer(url, work, env={"HANDRAIL_SLA_INTERVAL": "0.2"})
     server.start()
     try:
-        _run(server.ready())
+        run_async(server.ready())
         yield Site(server, reviewer, requester)
     finally:
         server.stop()

@@ -9,42 +9,22 @@ test-artifacts/ui/.
 
 from __future__ import annotations
 
-import asyncio
-import os
-from collections.abc import Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.server._live import LiveServer, api_key, bearer, cli_key
+from tests.server.web.conftest import ARTIFACTS, run_async
 
-T = TypeVar("T")
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts" / "ui"
-REQUIRED = os.environ.get("HANDRAIL_REQUIRE_BROWSER") == "1"
 SCHEMA = {
     "type": "object",
     "properties": {"label": {"enum": ["cat", "dog"]}},
     "required": ["label"],
     "additionalProperties": False,
 }
-
-
-def _unavailable(reason: str) -> None:
-    if REQUIRED:
-        pytest.fail(f"HANDRAIL_REQUIRE_BROWSER=1 but {reason}")
-    pytest.skip(reason)
-
-
-def _run(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run ``coroutine`` on a loop of its own thread (Playwright's sync API keeps a loop
-    running on this one)."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
 
 
 @dataclass
@@ -59,39 +39,20 @@ class Site:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        _unavailable(f"{CHROMIUM} is missing (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright  # noqa: PLC0415
-    except ImportError:
-        _unavailable("playwright is not installed")
-    with sync_playwright() as p:
-        try:
-            launched = p.chromium.launch(
-                executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
-            )
-        except Exception as exc:
-            _unavailable(f"chromium did not start: {exc}")
-        yield launched
-        launched.close()
-
-
-@pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     work = tmp_path_factory.mktemp("org-ui")
     url = f"sqlite:///{work / 'ui.db'}"
-    admin = _run(cli_key(url, "acme", "admin", "root"))
+    admin = run_async(cli_key(url, "acme", "admin", "root"))
     server = LiveServer(url, work)
     server.start()
     try:
-        _run(server.ready())
+        run_async(server.ready())
 
         async def requester() -> str:
             async with httpx.AsyncClient(base_url=server.url, trust_env=False) as client:
                 return await api_key(client, admin, "requester", "agent")
 
-        yield Site(server, admin, _run(requester()))
+        yield Site(server, admin, run_async(requester()))
     finally:
         server.stop()
 
@@ -154,7 +115,7 @@ def tab_to_name(page: Any, tag: str, text: str, limit: int = 80) -> None:
 
 
 def test_an_admin_verifies_a_manual_review_task_by_keyboard(browser: Any, site: Site) -> None:
-    task_id = _run(_in_manual_review(site))
+    task_id = run_async(_in_manual_review(site))
     context = browser.new_context(viewport={"width": 1000, "height": 900})
     page = context.new_page()
     page.set_default_timeout(15_000)
