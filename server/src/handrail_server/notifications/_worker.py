@@ -11,8 +11,6 @@ that moment (single-use, expiring with the task at the latest); tokens are never
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -28,7 +26,7 @@ from handrail import Engine, HandrailError, NotEligible, Principal, Role, Status
 from handrail._ids import new_id
 from handrail.store.sql import SqlStore
 
-from .._leases import lease_due
+from .._leases import OutboxWorker, lease_due
 from ..keys import decider_key
 from ..settings import Settings
 from ..tables import notify_attempts, notify_channels, notify_contacts, notify_outbox
@@ -136,8 +134,10 @@ def _slack_ids(conn: Connection, org_id: str, reviewers: list[str]) -> list[str]
     return sorted(conn.execute(query).scalars())
 
 
-class NotificationWorker:
+class NotificationWorker(OutboxWorker):
     """Sends due notification rows through their channels, until cancelled."""
+
+    what = "notification"
 
     def __init__(
         self,
@@ -146,41 +146,16 @@ class NotificationWorker:
         settings: Settings,
         email: Channel | None = None,
     ) -> None:
-        self.store = store
+        super().__init__(store, engine.clock)
         self.engine = engine
         self.settings = settings
         self.email: Channel = email or EmailChannel(settings)
-        self._wake = asyncio.Event()
         self._client = httpx.AsyncClient(
             timeout=settings.notify_timeout, follow_redirects=False, trust_env=False
         )
 
-    @property
-    def clock(self) -> Any:
-        return self.engine.clock
-
-    def poke(self) -> None:
-        self._wake.set()
-
-    async def run(self, idle: float = 1.0) -> None:
-        while True:
-            try:
-                sent = await self.deliver_due()
-            except Exception:
-                log.exception("notification round failed")
-                sent = 0
-            if not sent:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(idle):
-                        await self._wake.wait()
-                self._wake.clear()
-
-    async def deliver_due(self, limit: int = 50) -> int:
-        now = self.clock.now()
-        rows = await self.store.run(lambda c: _lease_due(c, now, limit))
-        if rows:
-            await asyncio.gather(*(self._send(row) for row in rows))
-        return len(rows)
+    def _lease(self, conn: Connection, now: datetime, limit: int) -> list[dict[str, Any]]:
+        return _lease_due(conn, now, limit)
 
     async def _send(self, row: dict[str, Any]) -> None:
         started = time.perf_counter()

@@ -9,7 +9,6 @@ answers and errors retry after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h an
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -26,7 +25,7 @@ from handrail._ids import new_id
 from handrail.clock import Clock, utc
 from handrail.store.sql import SqlStore
 
-from .._leases import lease_due
+from .._leases import OutboxWorker, lease_due
 from ..settings import Settings
 from ..tables import webhook_deliveries, webhook_endpoints, webhook_outbox
 from ._guard import UnsafeTarget, check_target
@@ -103,9 +102,11 @@ def _record(
     return str(changes.get("state", "pending"))
 
 
-class DeliveryWorker:
+class DeliveryWorker(OutboxWorker):
     """Sends due outbox rows, each signed by its endpoint's scheme (``schemes``, by name;
     Standard Webhooks when not given)."""
+
+    what = "webhook delivery"
 
     def __init__(
         self,
@@ -114,39 +115,15 @@ class DeliveryWorker:
         clock: Clock,
         schemes: Mapping[str, Scheme] | None = None,
     ) -> None:
-        self.store = store
+        super().__init__(store, clock)
         self.settings = settings
-        self.clock = clock
         self.schemes = dict(schemes or {STANDARD.name: STANDARD})
-        self._wake = asyncio.Event()
         self._client = httpx.AsyncClient(
             timeout=settings.webhook_timeout, follow_redirects=False, trust_env=False
         )
 
-    def poke(self) -> None:
-        """Something may be due now (called after commits, on the event loop)."""
-        self._wake.set()
-
-    async def run(self, idle: float = 1.0) -> None:
-        """Deliver what is due, until cancelled; wakes at once when poked."""
-        while True:
-            try:
-                sent = await self.deliver_due()
-            except Exception:
-                log.exception("webhook delivery round failed")
-                sent = 0
-            if not sent:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(idle):
-                        await self._wake.wait()
-                self._wake.clear()
-
-    async def deliver_due(self, limit: int = 50) -> int:
-        now = self.clock.now()
-        rows = await self.store.run(lambda c: _lease_due(c, now, limit))
-        if rows:
-            await asyncio.gather(*(self._send(row) for row in rows))
-        return len(rows)
+    def _lease(self, conn: Connection, now: datetime, limit: int) -> list[dict[str, Any]]:
+        return _lease_due(conn, now, limit)
 
     async def _send(self, row: dict[str, Any]) -> None:
         body = json.dumps(row["payload"], separators=(",", ":"))
