@@ -4,7 +4,7 @@ For each store: create N review tasks, park one ``engine.wait`` per task (N at o
 decide the tasks one by one. For each decision record
 
 - decide → woken: from the start of ``decide()`` to that task's waiter returning;
-- returned → woken: from ``decide()`` returning to the waiter returning (the notifier's
+- returned → woken: from ``decide()`` returning to the waiter returning (the waker's
   hand-off plus the waiter's re-read of the task).
 
 Each of these is anchored to the same figure with a single waiter parked at a time, so
@@ -49,8 +49,8 @@ from _common import (
     row,
     table,
 )
-from handrail import Decision, Engine, LocalNotifier, Status
-from handrail.notify import Subscription
+from handrail import Decision, Engine, LocalWaker, Status
+from handrail.wake import Subscription
 
 BENCH = "wakeup"
 STORES: tuple[StoreKind, ...] = ("memory", "sqlite")
@@ -64,9 +64,9 @@ PACE = 0.05  # seconds between decisions while the default backstop is on
 
 
 class _ParkedSubscription:
-    """A subscription that tells its notifier while it is blocked in ``wait``."""
+    """A subscription that tells its waker while it is blocked in ``wait``."""
 
-    def __init__(self, owner: ParkingNotifier, inner: Subscription) -> None:
+    def __init__(self, owner: ParkingWaker, inner: Subscription) -> None:
         self._owner = owner
         self._inner = inner
 
@@ -92,12 +92,12 @@ class _ParkedSubscription:
         self.close()
 
 
-class ParkingNotifier:
-    """``LocalNotifier`` that can say when a given number of waiters are parked, so the
+class ParkingWaker:
+    """``LocalWaker`` that can say when a given number of waiters are parked, so the
     benchmark starts deciding only once every waiter is blocked (no guessed sleep)."""
 
     def __init__(self) -> None:
-        self._local = LocalNotifier()
+        self._local = LocalWaker()
         self.parked = 0
         self._target = 0
         self._reached = asyncio.Event()
@@ -188,12 +188,12 @@ async def _create(engine: Engine, n: int) -> list[str]:
 
 
 async def _park(
-    engine: Engine, notifier: ParkingNotifier, n: int
+    engine: Engine, waker: ParkingWaker, n: int
 ) -> tuple[list[str], list[asyncio.Task[float]]]:
     """N new review tasks, each with a waiter blocked on it."""
     ids = await _create(engine, n)
     watchers = [asyncio.create_task(_notified(engine, i)) for i in ids]
-    await notifier.until_parked(n)
+    await waker.until_parked(n)
     return ids, watchers
 
 
@@ -210,10 +210,10 @@ class Samples:
     backstop: list[float] = field(default_factory=list)  # crowd, default wait_backstop
 
 
-async def _alone(engine: Engine, notifier: ParkingNotifier, n: int, out: Samples) -> None:
+async def _alone(engine: Engine, waker: ParkingWaker, n: int, out: Samples) -> None:
     """``n`` decisions, each with only its own waiter parked."""
     for _ in range(n):
-        start, ret = await _decide_all(engine, *await _park(engine, notifier, 1))
+        start, ret = await _decide_all(engine, *await _park(engine, waker, 1))
         out.alone_start += start
         out.alone_return += ret
 
@@ -221,17 +221,17 @@ async def _alone(engine: Engine, notifier: ParkingNotifier, n: int, out: Samples
 async def measure(kind: StoreKind, waiters: int, alone: int, pollers: int, per_sdk: int) -> Samples:
     out = Samples()
     async with open_store(kind) as store:
-        notifier = ParkingNotifier()
-        engine = Engine(store, notifier=notifier, wait_backstop=NO_BACKSTOP)
-        await _decide_all(engine, *await _park(engine, notifier, WARMUP))  # discarded
+        waker = ParkingWaker()
+        engine = Engine(store, waker=waker, wait_backstop=NO_BACKSTOP)
+        await _decide_all(engine, *await _park(engine, waker, WARMUP))  # discarded
 
         # The single-waiter anchor is taken half before and half after the crowd, so a
         # drift in the machine's speed during the run touches both alike.
-        await _alone(engine, notifier, alone // 2, out)
+        await _alone(engine, waker, alone // 2, out)
         out.crowd_start, out.crowd_return = await _decide_all(
-            engine, *await _park(engine, notifier, waiters)
+            engine, *await _park(engine, waker, waiters)
         )
-        await _alone(engine, notifier, alone - alone // 2, out)
+        await _alone(engine, waker, alone - alone // 2, out)
 
         rng = random.Random(1)
         ids = await _create(engine, pollers)
@@ -248,10 +248,10 @@ async def measure(kind: StoreKind, waiters: int, alone: int, pollers: int, per_s
 async def measure_backstop(kind: StoreKind, waiters: int) -> list[float]:
     """decide→woken with the default backstop, decisions paced past its first round."""
     async with open_store(kind) as store:
-        notifier = ParkingNotifier()
-        engine = Engine(store, notifier=notifier)
-        await _decide_all(engine, *await _park(engine, notifier, WARMUP))  # discarded
-        ids, watchers = await _park(engine, notifier, waiters)
+        waker = ParkingWaker()
+        engine = Engine(store, waker=waker)
+        await _decide_all(engine, *await _park(engine, waker, WARMUP))  # discarded
+        ids, watchers = await _park(engine, waker, waiters)
         parked = time.perf_counter()
         latencies: list[float] = []
         for i, (task_id, watcher) in enumerate(zip(ids, watchers, strict=True)):

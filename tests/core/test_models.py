@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from handrail import Action, Currency, Decision, DecisionType, Kind, Money, TaskSpec
-from handrail._ids import new_id
+from handrail.ids import new_id
 from handrail.money import MAX_MINOR
 
 

@@ -10,7 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from handrail import ChangeFeedNotifier, Engine, Principal, Role, Status
+from handrail import ChangeFeedWaker, Engine, Principal, Role, Status
 from handrail.store.sql import SqlStore
 
 AGENT = Principal(org_id="local", id="agent", roles=frozenset({Role.REQUESTER}))
@@ -44,7 +44,7 @@ async def test_a_decision_in_another_process_wakes_the_waiter(tmp_path: Path) ->
     db = str(tmp_path / "shared.db")
     store = await SqlStore.open(f"sqlite:///{db}")
     # an hour-long backstop: only the change feed can wake the waiter in time
-    engine = Engine(store, notifier=await ChangeFeedNotifier.open(store), wait_backstop=3600)
+    engine = Engine(store, waker=await ChangeFeedWaker.open(store), wait_backstop=3600)
     try:
         task = await engine.create(AGENT, {"kind": "review", "action": {"name": "pay"}})
         reviewer = asyncio.create_task(asyncio.to_thread(python, DECIDE_IN_ANOTHER_PROCESS, db))

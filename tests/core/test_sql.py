@@ -20,7 +20,7 @@ from handrail import (
     Task,
     TaskEvent,
 )
-from handrail._ids import new_id
+from handrail.ids import new_id
 from handrail.store.sql import SqlStore, normalize_url
 from handrail.testing import make_task
 from tests.postgres import fresh_schema

@@ -15,8 +15,8 @@ from sqlalchemy import Connection, func, insert, select, text
 from handrail.clock import ManualClock
 from handrail.store._sql_rows import task_row
 from handrail.store._sql_tables import APPEND_ONLY
-from handrail.store._sql_tables import metadata as engine_tables
 from handrail.store.sql import SqlStore
+from handrail.store.sql import metadata as engine_tables
 from handrail.testing import make_task
 from handrail_server.migrate import alembic_config, current_revision, migrate
 from handrail_server.tables import metadata as server_tables

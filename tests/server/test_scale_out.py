@@ -5,7 +5,7 @@ The module gets a PostgreSQL database of its own (``CREATE DATABASE``, dropped `
 share.
 
 - A long-poll on one process wakes when the decision is posted to the other: the
-  ``LISTEN/NOTIFY`` notifier carries it across. Without it the waiter would only see the
+  ``LISTEN/NOTIFY`` waker carries it across. Without it the waiter would only see the
   decision at its engine's fallback re-read, 2.5 to 5 s after it parked; each waiter here
   returns within 2 s of the decision and within 2.5 s of parking.
 - Each webhook outbox row is delivered by exactly one of the two processes (rows are

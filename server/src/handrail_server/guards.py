@@ -19,8 +19,8 @@ from fastapi import Request
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from handrail._validation import json_path
 from handrail.errors import ValidationError
+from handrail.validation import json_path
 
 from .problems import PROBLEM
 

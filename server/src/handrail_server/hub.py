@@ -1,7 +1,7 @@
 """The hub: everything a running server holds, built at start and closed at stop.
 
 One store, one engine with its ledger escrow and its webhook and notification outboxes, a
-notifier that reaches every process on the database (LISTEN/NOTIFY on PostgreSQL, the
+waker that reaches every process on the database (LISTEN/NOTIFY on PostgreSQL, the
 change feed on SQLite), the authenticator, and the background jobs: SLA sweeps (with
 escalations) and settlement, webhook delivery, notifications (email, Slack), and simulated
 reviewers for sandbox organisations.
@@ -19,13 +19,13 @@ from typing import Any
 
 from sqlalchemy import select
 
-from handrail import ChangeFeedNotifier, Engine, Notifier, SandboxReviewer, Task
+from handrail import ChangeFeedWaker, Engine, SandboxReviewer, Task, Waker
 from handrail.clock import Clock, SystemClock
 from handrail.ledger import Ledger, LedgerEscrow
 from handrail.sla import SlaScheduler
-from handrail.store.pg_notify import PostgresNotifier
 from handrail.store.sql import SqlStore
 from handrail.tokens import DecisionTokens
+from handrail.wake.postgres import PostgresWaker
 
 from .auth import Authenticator, RateLimiter
 from .blobs import BlobStore, LocalBlobStore
@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 class Hub:
     settings: Settings
     store: SqlStore
-    notifier: Notifier
+    waker: Waker
     engine: Engine
     ledger: Ledger
     auth: Authenticator
@@ -108,11 +108,11 @@ async def open_hub(
     store = await SqlStore.open(settings.database_url, create=False)
     try:
         await migrate(store)
-        notifier: Notifier
+        waker: Waker
         if store.dialect == "postgresql":
-            notifier = await PostgresNotifier.open(settings.database_url)
+            waker = await PostgresWaker.open(settings.database_url)
         else:
-            notifier = await ChangeFeedNotifier.open(store)
+            waker = await ChangeFeedWaker.open(store)
     except BaseException:
         await store.close()
         raise
@@ -131,7 +131,7 @@ async def open_hub(
     )
     engine = Engine(
         store,
-        notifier=notifier,
+        waker=waker,
         clock=clock,
         escrow=LedgerEscrow(ledger),
         hooks=[OutboxHook(signers), NotifyHook()],
@@ -141,7 +141,7 @@ async def open_hub(
     hub = Hub(
         settings=settings,
         store=store,
-        notifier=notifier,
+        waker=waker,
         engine=engine,
         ledger=ledger,
         auth=Authenticator(

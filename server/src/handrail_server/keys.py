@@ -20,8 +20,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from handrail import Principal, Role
-from handrail._ids import new_id
 from handrail.clock import utc
+from handrail.ids import new_id
 
 from .tables import api_keys, orgs
 

@@ -19,8 +19,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from handrail import HandrailError
-from handrail._ids import new_id
-from handrail._validation import json_path
 from handrail.errors import (
     ConcurrencyConflict,
     IdempotencyConflict,
@@ -33,6 +31,8 @@ from handrail.errors import (
     ValidationError,
     WaitTimeout,
 )
+from handrail.ids import new_id
+from handrail.validation import json_path
 
 __all__ = [
     "PROBLEM",

@@ -55,12 +55,12 @@ from .models import (
     Verification,
 )
 from .money import Currency, Money
-from .notify import ChangeFeedNotifier, LocalNotifier, Notifier
 from .policy import Explanation, Policy, PolicyRule, ReviewerGroup, StandingApproval
 from .sandbox import SandboxReviewer, SandboxRule
 from .store import MemoryStore, Store
 from .tokens import DecisionTokens, TokenClaims
 from .verification import PassThroughVerifier, Verifier
+from .wake import ChangeFeedWaker, LocalWaker, Waker
 
 __version__ = "0.1.0"
 
@@ -71,7 +71,7 @@ __all__ = [
     "AuditEntry",
     "Backend",
     "ChainReport",
-    "ChangeFeedNotifier",
+    "ChangeFeedWaker",
     "Clock",
     "ConcurrencyConflict",
     "Currency",
@@ -93,7 +93,7 @@ __all__ = [
     "InvalidTransition",
     "Kind",
     "LocalBackend",
-    "LocalNotifier",
+    "LocalWaker",
     "ManualClock",
     "MemoryStore",
     "Money",
@@ -102,7 +102,6 @@ __all__ = [
     "NotAssigned",
     "NotEligible",
     "NotFound",
-    "Notifier",
     "Page",
     "PassThroughVerifier",
     "PermissionDenied",
@@ -136,5 +135,6 @@ __all__ = [
     "Verification",
     "Verifier",
     "WaitTimeout",
+    "Waker",
     "__version__",
 ]

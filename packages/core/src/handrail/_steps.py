@@ -9,9 +9,9 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from . import lifecycle
-from ._ids import new_id
 from ._jsonschema import validation_issues
 from .errors import DecisionNotAllowed, InvalidTransition, NotAssigned, ValidationError
+from .ids import new_id
 from .lifecycle import Event, Status
 from .models import (
     Assignment,

@@ -19,8 +19,8 @@ from .engine import Engine
 from .errors import InvalidTransition, NotFound, PermissionDenied
 from .lifecycle import EXPIRABLE
 from .models import AssignmentStatus, Principal, Role, Task
-from .notify import org_channel
 from .routing import Router
+from .wake import org_channel
 from .workers import reliability
 
 __all__ = ["Dispatcher"]
@@ -126,7 +126,7 @@ class Dispatcher:
     async def run(self, *, backstop: float = 5.0) -> None:
         """Load the workers, then assign open work as it arrives, until cancelled."""
         await self.load()
-        async with self.engine.notifier.subscribe([org_channel(self.org_id)]) as sub:
+        async with self.engine.waker.subscribe([org_channel(self.org_id)]) as sub:
             while True:
                 try:
                     await self.dispatch_open()

@@ -5,7 +5,7 @@ transitions (``handrail.lifecycle``), appends them to the history, lets the escr
 money for them, and writes the task back with an optimistic version check. When two
 writers race, the loser re-reads and re-decides: so of two workers claiming the last slot
 at once, exactly one wins and the other gets ``InvalidTransition``. Waiters are woken after
-the commit, through the notifier.
+the commit, through the waker.
 
 Every method takes the acting :class:`Principal`; objects of another organisation are
 ``NotFound``.
@@ -30,20 +30,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapp
 from datetime import datetime, timedelta
 from typing import Any
 
-from ._governance import (
-    authority_problem,
-    eligible,
-    groups_of,
-    members,
-    policy_verification,
-    sealed,
-    standing_cover,
-    system_decision,
-    tally,
-    widened,
-    with_terms,
-)
-from ._ids import new_id
 from ._jsonpatch import diff
 from ._jsonschema import validate_instance
 from ._redact import redact_event_data, unmask_args
@@ -58,8 +44,20 @@ from ._steps import (
     need_text,
     replace,
 )
-from ._validation import parse, spec_issues
 from .audit import AuditEntry, AuditRecord, ChainReport, ChainVerifier
+from .authority import (
+    authority_problem,
+    eligible,
+    groups_of,
+    members,
+    policy_verification,
+    sealed,
+    standing_cover,
+    system_decision,
+    tally,
+    widened,
+    with_terms,
+)
 from .clock import Clock, SystemClock
 from .errors import (
     ConcurrencyConflict,
@@ -76,6 +74,7 @@ from .errors import (
 )
 from .escrow import Escrow, NoEscrow
 from .hooks import Hook
+from .ids import new_id
 from .lifecycle import EXPIRABLE, Event, Status
 from .models import (
     Assignment,
@@ -98,7 +97,6 @@ from .models import (
     Verification,
 )
 from .money import Money
-from .notify import LocalNotifier, Notifier, org_channel, task_channel
 from .pipeline import Pipeline
 from .policy import (
     CompiledPolicy,
@@ -110,7 +108,9 @@ from .policy import (
 )
 from .store import PolicyContext, Store, TaskQuery, Transaction
 from .tokens import DecisionTokens, TokenClaims
+from .validation import parse, spec_issues
 from .verification import Verifier
+from .wake import LocalWaker, Waker, org_channel, task_channel
 from .workers import WorkerProfile, WorkerStats
 
 __all__ = ["Engine"]
@@ -139,7 +139,7 @@ class Engine:
     """Task operations over a :class:`~handrail.store.Store`.
 
     ``verifier`` judges submitted answers (default: the verification pipeline), ``escrow``
-    moves money at lifecycle points (default: none), ``notifier`` wakes waiters (default:
+    moves money at lifecycle points (default: none), ``waker`` wakes waiters (default:
     in-process), ``clock`` tells the time (default: the system's).
     ``hooks`` run inside each change's transaction (see ``handrail.hooks``);
     ``observers`` are told ``(before, after)`` after each change commits (``before`` is None
@@ -154,7 +154,7 @@ class Engine:
         self,
         store: Store,
         *,
-        notifier: Notifier | None = None,
+        waker: Waker | None = None,
         clock: Clock | None = None,
         verifier: Verifier | None = None,
         escrow: Escrow | None = None,
@@ -165,7 +165,7 @@ class Engine:
         tokens: DecisionTokens | None = None,
     ) -> None:
         self.store = store
-        self.notifier: Notifier = notifier or LocalNotifier()
+        self.waker: Waker = waker or LocalWaker()
         self.clock: Clock = clock or SystemClock()
         self.verifier: Verifier = verifier or Pipeline()
         self.escrow: Escrow = escrow or NoEscrow()
@@ -178,7 +178,7 @@ class Engine:
         self._compiled: dict[str, CompiledPolicy] = {}  # by organisation: its newest policy
 
     async def aclose(self) -> None:
-        await self.notifier.aclose()
+        await self.waker.aclose()
         await self.store.close()
 
     # ------------------------------------------------------------------ requester side
@@ -412,7 +412,7 @@ class Engine:
         """
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        async with self.notifier.subscribe([task_channel(task_id)]) as sub:
+        async with self.waker.subscribe([task_channel(task_id)]) as sub:
             while True:
                 task = await self.get(principal, task_id)
                 if task.terminal:
@@ -485,7 +485,7 @@ class Engine:
         ``[]`` after ``timeout`` seconds."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        async with self.notifier.subscribe([org_channel(principal.org_id)]) as sub:
+        async with self.waker.subscribe([org_channel(principal.org_id)]) as sub:
             while True:
                 found = await self.queue(
                     principal, kind=kind, task_type=task_type, risk_tier=risk_tier, limit=limit
@@ -1269,7 +1269,7 @@ class Engine:
     ) -> tuple[str, TokenClaims]:
         """A single-use token that lets ``reviewer_id`` decide review ``task_id`` (and only
         as ``decision``, when given) until ``ttl_seconds`` from now: what an email or chat
-        link carries (admins, or the server's notifier). The reviewer must be allowed to
+        link carries (admins, or the server's notification worker). The reviewer must be allowed to
         decide the review now; redeeming checks again."""
         self._require(principal, Role.ADMIN, "mint decision tokens")
         signer = self._token_signer()
@@ -1559,7 +1559,7 @@ class Engine:
                 observe(before, task)
             except Exception:  # an observer's trouble must not undo a committed change
                 log.exception("observer %r failed on task %s", observe, task.id)
-        await self.notifier.publish([task_channel(task.id), org_channel(task.org_id)])
+        await self.waker.publish([task_channel(task.id), org_channel(task.org_id)])
 
     def _backstop(self) -> float:
         # Jittered, so waiters parked together do not all re-read at the same moment.

@@ -21,7 +21,7 @@ from ._examples import example_for
 from .engine import Engine
 from .errors import HandrailError
 from .models import Decision, Kind, Principal, Role, Task
-from .notify import org_channel
+from .wake import org_channel
 
 __all__ = ["SandboxReviewer", "SandboxRule"]
 
@@ -111,7 +111,7 @@ class SandboxReviewer:
         seen: set[str] = set()
         running: set[asyncio.Task[None]] = set()
         try:
-            async with engine.notifier.subscribe([org_channel(org_id)]) as sub:
+            async with engine.waker.subscribe([org_channel(org_id)]) as sub:
                 while True:
                     for task in await engine.queue(me, limit=200):
                         if task.id in seen or (self.only_sandbox_tasks and not task.sandbox):

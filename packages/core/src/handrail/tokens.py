@@ -19,8 +19,8 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from ._ids import new_id
 from .errors import TokenRejected
+from .ids import new_id
 from .models import DecisionType
 
 __all__ = ["DecisionTokens", "TokenClaims", "peek_task"]

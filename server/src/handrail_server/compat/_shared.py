@@ -16,8 +16,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from handrail import HandrailError, Kind, Money, Principal, Status, Task
-from handrail._ids import new_id
 from handrail.errors import ValidationError
+from handrail.ids import new_id
 from handrail.ledger import Hold
 from handrail.money import Currency
 

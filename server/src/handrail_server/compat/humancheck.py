@@ -40,9 +40,9 @@ from handrail import (
     Task,
     WaitTimeout,
 )
-from handrail._ids import new_id
 from handrail.clock import utc
 from handrail.errors import ValidationError
+from handrail.ids import new_id
 
 from ..auth import require
 from ..deps import HubDep, PrincipalDep

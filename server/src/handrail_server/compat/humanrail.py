@@ -36,9 +36,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from handrail import Currency, Kind, Money, Principal, RiskTier, Role, Status, Task
-from handrail._ids import new_id
 from handrail.clock import utc
 from handrail.errors import ValidationError
+from handrail.ids import new_id
 
 from ..auth import require
 from ..deps import HubDep, PrincipalDep

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from handrail.store._sql_tables import metadata as engine_tables
+from handrail.store.sql import metadata as engine_tables
 from handrail_server.tables import metadata as server_tables
 
 connection = context.config.attributes["connection"]

@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, select
 
 from handrail import Event, Kind, Status, Task
-from handrail._governance import authority_problem, members
-from handrail._ids import new_id
+from handrail.authority import authority_problem, members
+from handrail.ids import new_id
 from handrail.policy import ReviewerGroup
 from handrail.store import Transaction
 from handrail.store.sql import SqlTransaction

@@ -23,7 +23,7 @@ import httpx
 from sqlalchemy import Connection, and_, insert, select, update
 
 from handrail import Engine, HandrailError, NotEligible, Principal, Role, Status, Task
-from handrail._ids import new_id
+from handrail.ids import new_id
 from handrail.store.sql import SqlStore
 
 from .._leases import OutboxWorker, lease_due

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection, insert, select, update
 
 from handrail import Role
-from handrail._ids import new_id
+from handrail.ids import new_id
 from handrail.money import MAX_MINOR
 from handrail.workers import WorkerProfile, WorkerStats
 

@@ -13,8 +13,8 @@ from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from handrail import Role
-from handrail._ids import new_id
 from handrail.clock import utc
+from handrail.ids import new_id
 
 from ..auth import require
 from ..deps import HubDep, PrincipalDep

@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from sqlalchemy import insert, select
 
-from handrail._ids import new_id
+from handrail.ids import new_id
 
 from ..deps import HubDep, PrincipalDep
 from ..migrate import current_revision

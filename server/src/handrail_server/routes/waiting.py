@@ -1,6 +1,6 @@
 """Waiting without polling: long-poll, a task's event stream, the organisation's stream.
 
-Each wakes within milliseconds of a change: the engine's notifier reaches every process
+Each wakes within milliseconds of a change: the engine's waker reaches every process
 (LISTEN/NOTIFY on PostgreSQL). Streams send a comment every 15 s to keep proxies open.
 """
 
@@ -15,7 +15,7 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 
 from handrail import Principal, WaitTimeout
-from handrail.notify import org_channel, task_channel
+from handrail.wake import org_channel, task_channel
 
 from ..deps import HubDep, PrincipalDep
 from ..hub import Hub
@@ -53,7 +53,7 @@ def _frame(event: str, data: Any, id: int | str | None = None) -> str:
 
 
 async def _task_stream(hub: Hub, principal: Principal, task_id: str) -> AsyncIterator[str]:
-    async with hub.notifier.subscribe([task_channel(task_id)]) as sub:
+    async with hub.waker.subscribe([task_channel(task_id)]) as sub:
         version = -1
         while True:
             task = await hub.engine.get(principal, task_id)
@@ -77,7 +77,7 @@ async def task_events(task_id: TaskId, hub: HubDep, principal: PrincipalDep) -> 
 
 
 async def _org_stream(hub: Hub, principal: Principal, after: int) -> AsyncIterator[str]:
-    async with hub.notifier.subscribe([org_channel(principal.org_id)]) as sub:
+    async with hub.waker.subscribe([org_channel(principal.org_id)]) as sub:
         while True:
             async with hub.store.transaction(readonly=True) as tx:
                 events = await tx.org_events(principal.org_id, after, 200)

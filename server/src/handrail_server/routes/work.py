@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
 
 from handrail import Decision, Kind, RiskTier, Role
-from handrail._jsonschema import validate_instance
+from handrail.validation import validate_instance
 
 from ..auth import require
 from ..deps import HubDep, PrincipalDep

@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 from sqlalchemy import Connection, and_, insert, update
 
-from handrail._ids import new_id
 from handrail.clock import Clock, utc
+from handrail.ids import new_id
 from handrail.store.sql import SqlStore
 
 from .._leases import OutboxWorker, lease_due

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, or_, select
 
 from handrail import Event, Status, Task
-from handrail._ids import new_id
+from handrail.ids import new_id
 from handrail.store import Transaction
 from handrail.store.sql import SqlTransaction
 

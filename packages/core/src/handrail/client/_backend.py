@@ -29,9 +29,9 @@ from ..models import (
     TaskSpec,
 )
 from ..money import Currency, Money
-from ..notify import org_channel
 from ..policy import Explanation, Policy, ReviewerGroup, StandingApproval
 from ..tokens import TokenClaims
+from ..wake import org_channel
 
 __all__ = ["Backend", "LocalBackend", "opened"]
 
@@ -224,7 +224,7 @@ class LocalBackend:
 
     async def _events(self, after: int | None) -> AsyncGenerator[TaskEvent | None, None]:
         engine, org = self.engine, self.principal.org_id
-        async with engine.notifier.subscribe([org_channel(org)]) as sub:
+        async with engine.waker.subscribe([org_channel(org)]) as sub:
             position = await engine.store.last_seq() if after is None else after
             yield None  # open: subscribed, and the position fixed
             while True:

@@ -3,7 +3,7 @@
 Every operation has a sync method and an async twin named with an ``a`` prefix
 (``create``/``acreate``, ``review``/``areview``; ``wait``/``await_`` because ``await`` is a
 keyword). The client runs its backend on a private loop (see ``_portal``), so both kinds
-of caller share one engine, one connection pool and one notifier.
+of caller share one engine, one connection pool and one waker.
 """
 
 from __future__ import annotations
@@ -671,9 +671,9 @@ class Handrail:
         reviewer = SandboxReviewer() if sandbox is True else sandbox or None
 
         async def build() -> tuple[Engine, Ledger, builtins.list[Any]]:
-            from ..notify import ChangeFeedNotifier, Notifier  # noqa: PLC0415
+            from ..wake import ChangeFeedWaker, Waker  # noqa: PLC0415
 
-            notifier: Notifier | None = None
+            waker: Waker | None = None
             if path is None:
                 from ..store import MemoryStore  # noqa: PLC0415
 
@@ -682,13 +682,13 @@ class Handrail:
                 from ..store.sql import SqlStore  # noqa: PLC0415 - needs the sql extra
 
                 store = await SqlStore.open(f"sqlite:///{Path(path)}")
-                notifier = await ChangeFeedNotifier.open(store)
+                waker = await ChangeFeedWaker.open(store)
             ledger = Ledger(
                 store, clock=clock, fees=fees, hold_period=hold_period, payout_rail=payout_rail
             )
             engine = Engine(
                 store,
-                notifier=notifier,
+                waker=waker,
                 clock=clock,
                 verifier=verifier,
                 escrow=LedgerEscrow(ledger),

@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import BaseModel, ConfigDict, JsonValue
 
-from .._ids import new_id
 from .._retry import retry_conflicts
 from ..clock import Clock, SystemClock
 from ..errors import (
@@ -37,6 +36,7 @@ from ..errors import (
     PermissionDenied,
     ValidationError,
 )
+from ..ids import new_id
 from ..models import Principal, Role, Task
 from ..money import Currency, Money
 from ._accounts import Account, AccountKind

@@ -50,7 +50,7 @@ from . import _sql_queries as q
 from ._protocol import Change, PolicyContext, Store, TaskQuery, Transaction
 from ._sql_tables import metadata
 
-__all__ = ["SqlStore", "SqlTransaction", "normalize_url"]
+__all__ = ["SqlStore", "SqlTransaction", "metadata", "normalize_url"]
 
 P = ParamSpec("P")
 T = TypeVar("T")

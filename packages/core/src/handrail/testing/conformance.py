@@ -27,7 +27,6 @@ try:
 except ImportError as _missing:  # pragma: no cover
     raise ImportError("handrail.testing needs pytest") from _missing
 
-from .._ids import new_id
 from ..audit import AuditRecord, verify
 from ..clock import ManualClock
 from ..engine import Engine
@@ -39,6 +38,7 @@ from ..errors import (
     NotAssigned,
     ValidationError,
 )
+from ..ids import new_id
 from ..ledger import (
     Account,
     AccountKind,

@@ -10,7 +10,7 @@ from fastapi import Header, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from handrail import Principal, Role
-from handrail._ids import new_id
+from handrail.ids import new_id
 
 from ...auth import RateLimiter
 from ...deps import HubDep, PrincipalDep

@@ -9,8 +9,8 @@ from fastapi import Depends, Header, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from handrail import Principal, Role, Status
-from handrail._ids import new_id
 from handrail.errors import NotFound
+from handrail.ids import new_id
 from handrail.ledger import Account, PayoutStatus, PostingKind
 
 from ...deps import HubDep, PrincipalDep

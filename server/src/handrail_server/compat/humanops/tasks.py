@@ -13,9 +13,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from handrail import Kind, Principal, Role, Status, Task
-from handrail._ids import new_id
 from handrail.clock import utc
 from handrail.errors import InvalidTransition, NotFound, ValidationError
+from handrail.ids import new_id
 from handrail.models import MAX_SLA_SECONDS
 
 from ...auth import require

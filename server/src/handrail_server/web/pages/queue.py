@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from handrail import RiskTier, Role, Task
-from handrail.notify import org_channel
+from handrail.wake import org_channel
 
 from ...problems import ApiProblem
 from .._nav import add_nav
@@ -85,7 +85,7 @@ async def queue_rows(
 async def _changes(request: Request, viewer: Viewer) -> AsyncIterator[str]:
     hub = hub_of(request)
     yield "retry: 3000\n: connected\n\n"
-    async with hub.notifier.subscribe([org_channel(viewer.principal.org_id)]) as sub:
+    async with hub.waker.subscribe([org_channel(viewer.principal.org_id)]) as sub:
         while True:
             changed = await sub.wait(KEEPALIVE)
             if not await signed_in(hub, viewer.session_id):

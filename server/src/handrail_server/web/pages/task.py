@@ -18,8 +18,8 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 
 from handrail import Decision, DecisionType, HandrailError, Kind, Status, Task
-from handrail._jsonschema import validate_instance
 from handrail.errors import ValidationError, ValidationIssue
+from handrail.validation import validate_instance
 
 from ...problems import ApiProblem, status_of
 from ...tables import uploads

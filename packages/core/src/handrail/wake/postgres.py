@@ -1,8 +1,8 @@
-"""``PostgresNotifier``: waiters in every process on one PostgreSQL wake on any change.
+"""``PostgresWaker``: waiters in every process on one PostgreSQL wake on any change.
 
 Publishing sends ``NOTIFY`` on a channel every process ``LISTEN``s to (after the change
 committed, as the engine always publishes). Each process hands what arrives to its own
-in-process subscribers. If the listening connection drops, the notifier reconnects with
+in-process subscribers. If the listening connection drops, the waker reconnects with
 backoff and wakes every local waiter once, so nothing that happened meanwhile is missed:
 they re-read. Local subscribers are also woken at once, without waiting for the round trip.
 """
@@ -18,9 +18,9 @@ from typing import Any
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from ..notify import LocalNotifier, _LocalSubscription
+from ._local import LocalWaker, _LocalSubscription
 
-__all__ = ["PostgresNotifier", "asyncpg_dsn"]
+__all__ = ["PostgresWaker", "asyncpg_dsn"]
 
 log = logging.getLogger(__name__)
 MAX_PAYLOAD = 7_000  # NOTIFY payloads must stay under 8,000 bytes
@@ -32,12 +32,12 @@ def asyncpg_dsn(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-class PostgresNotifier:
+class PostgresWaker:
     def __init__(self, dsn: str, *, channel: str = "handrail_changes", **connect: Any) -> None:
         self.dsn = dsn
         self.channel = channel
         self._connect = connect
-        self._local = LocalNotifier()
+        self._local = LocalWaker()
         self._listener: asyncpg.Connection | None = None
         self._sender: asyncpg.Connection | None = None
         self._send_lock = asyncio.Lock()
@@ -47,10 +47,10 @@ class PostgresNotifier:
     @classmethod
     async def open(
         cls, url: str, *, channel: str = "handrail_changes", **connect: Any
-    ) -> PostgresNotifier:
-        notifier = cls(asyncpg_dsn(url), channel=channel, **connect)
-        await notifier._listen()
-        return notifier
+    ) -> PostgresWaker:
+        waker = cls(asyncpg_dsn(url), channel=channel, **connect)
+        await waker._listen()
+        return waker
 
     async def _listen(self) -> None:
         conn = await asyncpg.connect(self.dsn, **self._connect)

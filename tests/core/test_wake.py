@@ -8,30 +8,30 @@ from pathlib import Path
 
 import pytest
 
-from handrail import ChangeFeedNotifier, Engine, LocalNotifier, Principal, Role
-from handrail.notify import org_channel, task_channel
+from handrail import ChangeFeedWaker, Engine, LocalWaker, Principal, Role
 from handrail.store.sql import SqlStore
+from handrail.wake import org_channel, task_channel
 
 AGENT = Principal(org_id="o", id="agent", roles=frozenset({Role.REQUESTER}))
 
 
 async def test_a_publication_before_the_wait_is_not_lost() -> None:
-    notifier = LocalNotifier()
-    async with notifier.subscribe(["a"]) as sub:
-        await notifier.publish(["b"])
+    waker = LocalWaker()
+    async with waker.subscribe(["a"]) as sub:
+        await waker.publish(["b"])
         assert not await sub.wait(0.01)
-        await notifier.publish(["a", "b"])
+        await waker.publish(["a", "b"])
         assert await sub.wait(0)  # it came before we waited
         assert not await sub.wait(0.01)  # and was consumed
-    assert notifier.subscriber_count == 0
+    assert waker.subscriber_count == 0
 
 
 async def test_cancel_wins_over_a_simultaneous_wake_up() -> None:
-    notifier = LocalNotifier()
-    sub = notifier.subscribe(["a"])
+    waker = LocalWaker()
+    sub = waker.subscribe(["a"])
     waiter = asyncio.create_task(sub.wait(10))
     await asyncio.sleep(0)  # the waiter is parked
-    notifier.publish_now(["a"])
+    waker.publish_now(["a"])
     waiter.cancel()  # in the same step as the wake-up: the cancel must not be lost
     with pytest.raises(asyncio.CancelledError):
         await waiter
@@ -39,26 +39,26 @@ async def test_cancel_wins_over_a_simultaneous_wake_up() -> None:
 
 
 async def test_publishing_from_another_thread_wakes_this_loop() -> None:
-    notifier = LocalNotifier()
-    async with notifier.subscribe(["x"]) as sub:
-        threading.Thread(target=notifier.publish_now, args=(["x"],)).start()
+    waker = LocalWaker()
+    async with waker.subscribe(["x"]) as sub:
+        threading.Thread(target=waker.publish_now, args=(["x"],)).start()
         assert await sub.wait(5)
 
 
 def test_publishing_into_a_closed_loop_is_harmless() -> None:
-    notifier = LocalNotifier()
+    waker = LocalWaker()
 
     async def subscribe() -> None:
-        notifier.subscribe(["x"])  # never closed: its loop ends first
+        waker.subscribe(["x"])  # never closed: its loop ends first
 
     asyncio.run(subscribe())
-    notifier.publish_now(["x"])
+    waker.publish_now(["x"])
 
 
 async def test_the_change_feed_carries_other_processes_writes(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'feed.db'}"
     ours, theirs = await SqlStore.open(url), await SqlStore.open(url)
-    feed = await ChangeFeedNotifier.open(ours, interval=0.005)
+    feed = await ChangeFeedWaker.open(ours, interval=0.005)
     writer = Engine(theirs)  # another process, as far as `feed` can tell
     try:
         async with feed.subscribe([org_channel("o")]) as org_sub:

@@ -1,4 +1,6 @@
-"""Turning bad input into ``ValidationError`` with JSON paths."""
+"""Turning bad input into ``ValidationError`` with JSON paths: pydantic models
+(:func:`parse`), JSON Schema 2020-12 (:func:`validate_instance`, :func:`check_schema`),
+and JSON paths for locations (:func:`json_path`)."""
 
 from __future__ import annotations
 
@@ -8,11 +10,19 @@ from typing import Any, TypeVar
 import pydantic
 from pydantic import BaseModel
 
-from ._jsonschema import schema_issues
+from ._jsonschema import check_schema, schema_issues, validate_instance, validation_issues
 from .errors import ValidationError, ValidationIssue
 from .models import Kind, TaskSpec
 
-__all__ = ["json_path", "parse", "spec_issues"]
+__all__ = [
+    "check_schema",
+    "json_path",
+    "parse",
+    "schema_issues",
+    "spec_issues",
+    "validate_instance",
+    "validation_issues",
+]
 
 M = TypeVar("M", bound=BaseModel)
 

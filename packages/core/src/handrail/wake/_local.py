@@ -1,15 +1,5 @@
-"""Waking waiters: the ``Notifier`` protocol and its implementations.
-
-A change to a task is published, after its transaction commits, on two channels: the
-task's (``task:<id>``) and its organisation's (``org:<id>``). A waiter subscribes *before*
-it reads the task, so a change that lands between the read and the wait still wakes it.
-
-- :class:`LocalNotifier` wakes waiters in this process at once; it is safe across threads
-  and event loops.
-- :class:`ChangeFeedNotifier` adds changes committed by other processes, read from the
-  store's change feed every few milliseconds, and only while someone is waiting. It is how a
-  terminal reviewer in one process wakes an agent blocked in another on the same SQLite file.
-"""
+"""The in-process waker, the change-feed waker and the protocol they share (see the
+package docstring)."""
 
 from __future__ import annotations
 
@@ -21,13 +11,13 @@ from collections.abc import Collection
 from types import TracebackType
 from typing import Protocol, Self
 
-from .store import Store
+from ..store import Store
 
 __all__ = [
-    "ChangeFeedNotifier",
-    "LocalNotifier",
-    "Notifier",
+    "ChangeFeedWaker",
+    "LocalWaker",
     "Subscription",
+    "Waker",
     "org_channel",
     "task_channel",
 ]
@@ -64,7 +54,7 @@ class Subscription(Protocol):
     ) -> None: ...
 
 
-class Notifier(Protocol):
+class Waker(Protocol):
     def subscribe(self, channels: Collection[str]) -> Subscription: ...
 
     async def publish(self, channels: Collection[str]) -> None: ...
@@ -75,8 +65,8 @@ class Notifier(Protocol):
 class _LocalSubscription:
     __slots__ = ("_channels", "_event", "_loop", "_notifier")
 
-    def __init__(self, notifier: LocalNotifier, channels: Collection[str]) -> None:
-        self._notifier = notifier
+    def __init__(self, waker: LocalWaker, channels: Collection[str]) -> None:
+        self._notifier = waker
         self._channels = tuple(channels)
         self._loop = asyncio.get_running_loop()
         self._event = asyncio.Event()
@@ -120,7 +110,7 @@ class _LocalSubscription:
         self.close()
 
 
-class LocalNotifier:
+class LocalWaker:
     """In-process publish/subscribe. Subscribing must happen inside a running event loop."""
 
     def __init__(self) -> None:
@@ -171,7 +161,7 @@ class LocalNotifier:
         return None
 
 
-class ChangeFeedNotifier:
+class ChangeFeedWaker:
     """Local notification plus changes other processes commit to a shared store.
 
     While at least one subscription is open, a background task reads the store's change
@@ -181,14 +171,14 @@ class ChangeFeedNotifier:
 
     def __init__(self, store: Store, seq: int, *, interval: float = 0.01) -> None:
         self._store = store
-        self._local = LocalNotifier()
+        self._local = LocalWaker()
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
         self._seq = seq
 
     @classmethod
-    async def open(cls, store: Store, *, interval: float = 0.01) -> ChangeFeedNotifier:
-        """A notifier following the feed from its current end."""
+    async def open(cls, store: Store, *, interval: float = 0.01) -> ChangeFeedWaker:
+        """A waker following the feed from its current end."""
         return cls(store, await store.last_seq(), interval=interval)
 
     def subscribe(self, channels: Collection[str]) -> _LocalSubscription:
