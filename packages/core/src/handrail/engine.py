@@ -26,7 +26,15 @@ import hashlib
 import json
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Mapping,
+    Sequence,
+)
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -430,6 +438,37 @@ class Engine:
                         raise WaitTimeout(task_id, timeout or 0.0, task.status.value)
                     pause = min(pause, left)
                 await sub.wait(pause)
+
+    async def events(
+        self, principal: Principal, after: int | None = None
+    ) -> AsyncGenerator[TaskEvent, None]:
+        """Every history entry of the principal's organisation after sequence number
+        ``after`` (None: from now on), in order, as committed; it never ends. The position
+        is fixed (and the subscription open) when this returns."""
+        feed = self.event_feed(principal, after)
+        await anext(feed)
+        return _events_only(feed)
+
+    async def event_feed(
+        self, principal: Principal, after: int | None = None, *, idle: float | None = None
+    ) -> AsyncGenerator[TaskEvent | None, None]:
+        """What :meth:`events` gives, with ``None`` first (subscribed, position fixed) and
+        then after every ``idle`` seconds with nothing new (a stream's keepalive)."""
+        org = principal.org_id
+        async with self.waker.subscribe([org_channel(org)]) as sub:
+            position = await self.store.last_seq() if after is None else after
+            yield None
+            while True:
+                async with self.store.transaction(readonly=True) as tx:
+                    found = await tx.org_events(org, position, EVENT_BATCH)
+                for event in found:
+                    position = event.seq or position
+                    yield event
+                if found:
+                    continue
+                woke = await sub.wait(self._backstop() if idle is None else idle)
+                if not woke and idle is not None:
+                    yield None
 
     # ------------------------------------------------------------------ worker side
 
@@ -1782,3 +1821,18 @@ def _lapse(step: Step) -> None:
         actor="sla",
         role=SYSTEM,
     )
+
+
+EVENT_BATCH = 200
+"""Events read at a time from the store by an event stream."""
+
+
+async def _events_only(
+    feed: AsyncGenerator[TaskEvent | None, None],
+) -> AsyncGenerator[TaskEvent, None]:
+    try:
+        async for event in feed:
+            if event is not None:
+                yield event
+    finally:
+        await feed.aclose()

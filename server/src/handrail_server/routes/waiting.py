@@ -15,7 +15,7 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 
 from handrail import Principal, WaitTimeout
-from handrail.wake import org_channel, task_channel
+from handrail.wake import task_channel
 
 from ..deps import HubDep, PrincipalDep
 from ..hub import Hub
@@ -77,17 +77,15 @@ async def task_events(task_id: TaskId, hub: HubDep, principal: PrincipalDep) -> 
 
 
 async def _org_stream(hub: Hub, principal: Principal, after: int) -> AsyncIterator[str]:
-    async with hub.waker.subscribe([org_channel(principal.org_id)]) as sub:
-        while True:
-            async with hub.store.transaction(readonly=True) as tx:
-                events = await tx.org_events(principal.org_id, after, 200)
-            for event in events:
-                after = event.seq or after
-                yield _frame(event.event.value, event.model_dump(mode="json"), after)
-            if events:
-                continue
-            if not await sub.wait(KEEPALIVE):
+    feed = hub.engine.event_feed(principal, after, idle=KEEPALIVE)
+    try:
+        async for event in feed:
+            if event is None:
                 yield ": keepalive\n\n"
+            else:
+                yield _frame(event.event.value, event.model_dump(mode="json"), event.seq)
+    finally:
+        await feed.aclose()
 
 
 @router.get("/events", response_class=StreamingResponse)

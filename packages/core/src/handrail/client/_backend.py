@@ -10,7 +10,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import AsyncGenerator, Collection, Mapping
 from datetime import datetime
-from typing import Any, Final, Protocol, cast
+from typing import Any, Protocol, cast
 
 from ..audit import AuditEntry, ChainReport
 from ..engine import Engine
@@ -31,14 +31,8 @@ from ..models import (
 from ..money import Currency, Money
 from ..policy import Explanation, Policy, ReviewerGroup, StandingApproval
 from ..tokens import TokenClaims
-from ..wake import org_channel
 
 __all__ = ["Backend", "LocalBackend", "opened"]
-
-EVENT_BATCH: Final = 200
-"""Events read at a time from the store by an event stream."""
-EVENT_BACKSTOP: Final = 5.0
-"""How long an event stream trusts notifications alone before it reads again anyway."""
 
 
 async def opened(
@@ -220,21 +214,7 @@ class LocalBackend:
         """Every history entry of the organisation's tasks after sequence number ``after``
         (None: from now on), in order, as they are committed; it never ends. The position
         is fixed when this returns."""
-        return await opened(self._events(after))
-
-    async def _events(self, after: int | None) -> AsyncGenerator[TaskEvent | None, None]:
-        engine, org = self.engine, self.principal.org_id
-        async with engine.waker.subscribe([org_channel(org)]) as sub:
-            position = await engine.store.last_seq() if after is None else after
-            yield None  # open: subscribed, and the position fixed
-            while True:
-                async with engine.store.transaction(readonly=True) as tx:
-                    found = await tx.org_events(org, position, EVENT_BATCH)
-                for event in found:
-                    position = event.seq or position
-                    yield event
-                if not found:
-                    await sub.wait(EVENT_BACKSTOP)
+        return await self.engine.events(self.principal, after)
 
     async def cancel(self, task_id: str, reason: str | None = None) -> Task:
         return await self.engine.cancel(self.principal, task_id, reason)
