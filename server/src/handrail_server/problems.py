@@ -3,6 +3,11 @@
 Every error leaves as ``application/problem+json``: ``type``, ``title``, ``status``,
 ``detail``, ``instance``, plus ``code``, ``request_id`` and the error's own context (for
 validation errors, ``errors`` with a JSON path each). No traceback ever leaves the server.
+
+An engine error words itself (``HandrailError.to_problem()``: its class carries its status
+and code); this module adds only what is HTTP's own: the instance and request id, the
+problems FastAPI and Starlette raise (request validation, unknown routes, body limits), the
+API's own refusals (``ApiProblem``: 401, 429...) and the last-resort 500.
 """
 
 from __future__ import annotations
@@ -19,18 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from handrail import HandrailError
-from handrail.errors import (
-    ConcurrencyConflict,
-    IdempotencyConflict,
-    InsufficientFunds,
-    InvalidTransition,
-    NoAnswer,
-    NotFound,
-    PermissionDenied,
-    StoreError,
-    ValidationError,
-    WaitTimeout,
-)
+from handrail.errors import StoreError, problem_body
 from handrail.ids import new_id
 from handrail.validation import json_path
 
@@ -49,38 +43,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
-TYPE_BASE = "https://handrail.dev/problems/"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
-
-_STATUS: list[tuple[type[HandrailError], int]] = [
-    (NotFound, 404),
-    (IdempotencyConflict, 422),
-    (ValidationError, 422),
-    (PermissionDenied, 403),
-    (InsufficientFunds, 402),
-    (ConcurrencyConflict, 409),
-    (InvalidTransition, 409),
-    (WaitTimeout, 408),
-    (NoAnswer, 409),
-    (StoreError, 503),
-]
-_TITLES = {
-    400: "Bad request",
-    401: "Unauthorized",
-    402: "Payment required",
-    403: "Forbidden",
-    404: "Not found",
-    405: "Method not allowed",
-    408: "Request timeout",
-    409: "Conflict",
-    410: "Gone",
-    413: "Content too large",
-    415: "Unsupported media type",
-    422: "Unprocessable content",
-    429: "Too many requests",
-    500: "Internal server error",
-    503: "Service unavailable",
-}
 
 
 class ApiProblem(Exception):
@@ -102,22 +65,9 @@ class ApiProblem(Exception):
         self.context = context
 
 
-def problem_body(status: int, code: str, detail: str, **context: Any) -> dict[str, Any]:
-    return {
-        "type": TYPE_BASE + code,
-        "title": _TITLES.get(status, "Error"),
-        "status": status,
-        "detail": detail,
-        "code": code,
-        **context,
-    }
-
-
 def handrail_problem(exc: HandrailError) -> tuple[int, dict[str, Any]]:
-    """The status and problem body for an engine error."""
-    context = {k: v for k, v in exc.to_dict().items() if k not in ("code", "message")}
-    status = status_of(exc)
-    return status, problem_body(status, exc.code, exc.message, **context)
+    """The status and problem body for an engine error: the error words both itself."""
+    return exc.http_status, exc.to_problem()
 
 
 def problem(
@@ -134,12 +84,8 @@ def problem(
 
 
 def status_of(exc: HandrailError) -> int:
-    if isinstance(exc, InvalidTransition) and exc.from_status == "expired":
-        return 410
-    for kind, status in _STATUS:
-        if isinstance(exc, kind):
-            return status
-    return 400
+    """The HTTP status of an engine error (for pages that show it rather than send it)."""
+    return exc.http_status
 
 
 def request_issues(exc: RequestValidationError) -> list[dict[str, str]]:

@@ -45,7 +45,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Self
 
 from .errors import ValidationError, ValidationIssue
 
@@ -63,6 +63,13 @@ class ExpressionError(ValidationError):
         )
         self.source = source
         self.column = column
+
+    @classmethod
+    def _rebuild(cls, fields: Mapping[str, Any], detail: str) -> Self:
+        """From a problem body: only the issues travel (source and column stay behind)."""
+        error = cls(str(fields.get("source") or ""), detail)
+        error.errors = ValidationError._rebuild(fields, detail).errors
+        return error
 
 
 _TOKEN = re.compile(
