@@ -1,0 +1,167 @@
+"""The store's SQL for the audit chains: sealing records onto each organisation's chain under
+its locked head, and reading entries and heads."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from ..audit import AuditEntry, AuditHead, AuditRecord, chain
+from ..models import TaskEvent
+from ._sql_rows import audit_from
+from ._sql_tables import audit_heads, audit_log
+from ._sql_tasks import append_events
+
+
+def _head_upsert(make: Any) -> Any:
+    new = make(audit_heads).values(org_id=bindparam("org_id"), seq=0, hash="")
+    return new.on_conflict_do_update(
+        index_elements=["org_id"], set_={"seq": audit_heads.c.seq}
+    ).returning(audit_heads.c.seq, audit_heads.c.hash)
+
+
+# The organisation's head, locked until the transaction ends (created when new): one
+# statement, so concurrent writers queue on it and each links onto the last commit.
+_LOCK_HEAD = {"postgresql": _head_upsert(pg_insert), "sqlite": _head_upsert(sqlite_insert)}
+_INSERT_AUDIT = insert(audit_log)
+_MOVE_HEAD = (
+    update(audit_heads)
+    .where(audit_heads.c.org_id == bindparam("where_org"))
+    .values(seq=bindparam("seq"), hash=bindparam("hash"))
+)
+
+
+Heads = dict[str, AuditHead]
+"""The heads a store last sealed onto, by organisation: a guess, checked by the database."""
+
+_COLUMNS = ("org_id", "seq", "kind", "task_id", "at", "body", "prev_hash", "hash")
+_TYPES = ("VARCHAR", "BIGINT", "VARCHAR", "VARCHAR", "TIMESTAMPTZ", "TEXT", "VARCHAR", "VARCHAR")
+_ON_GUESS: dict[int, Any] = {}
+
+
+def _on_guess(count: int) -> Any:
+    """PostgreSQL, one round trip: move the head on from where this store last left it
+    (a guarded UPDATE, which also locks it) and, only if that matched, insert the entries."""
+    statement = _ON_GUESS.get(count)
+    if statement is None:
+        rows = ", ".join(
+            "("
+            + ", ".join(f"CAST(:{c}{i} AS {t})" for c, t in zip(_COLUMNS, _TYPES, strict=True))
+            + ")"
+            for i in range(count)
+        )
+        statement = _ON_GUESS[count] = text(
+            "WITH moved AS (UPDATE audit_heads SET seq = :new_seq, hash = :new_hash "
+            "WHERE org_id = :org AND seq = :old_seq AND hash = :old_hash RETURNING org_id) "
+            f"INSERT INTO audit_log ({', '.join(_COLUMNS)}) SELECT * FROM (VALUES {rows}) "
+            f"AS v ({', '.join(_COLUMNS)}) WHERE EXISTS (SELECT 1 FROM moved) RETURNING seq"
+        )
+    return statement
+
+
+def _rows(sealed: Sequence[tuple[AuditEntry, str]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "org_id": e.org_id,
+            "seq": e.seq,
+            "kind": e.kind,
+            "task_id": e.task_id,
+            "at": e.at,
+            "body": body,
+            "prev_hash": e.prev_hash,
+            "hash": e.hash,
+        }
+        for e, body in sealed
+    ]
+
+
+def _seal_on_guess(
+    conn: Connection, org_id: str, records: Sequence[AuditRecord], guess: AuditHead
+) -> AuditHead | None:
+    sealed = chain(records, guess)
+    last = sealed[-1][0]
+    params: dict[str, Any] = {
+        "org": org_id,
+        "old_seq": guess.seq,
+        "old_hash": guess.hash,
+        "new_seq": last.seq,
+        "new_hash": last.hash,
+    }
+    for i, row in enumerate(_rows(sealed)):
+        params.update({f"{c}{i}": v for c, v in row.items()})
+    if not conn.execute(_on_guess(len(sealed)), params).all():
+        return None  # another writer moved the head (or the guess was never committed)
+    return AuditHead(org_id, last.seq, last.hash)
+
+
+def seal_audit(
+    conn: Connection,
+    records: Sequence[AuditRecord],
+    heads: Heads | None = None,
+    events: Sequence[TaskEvent] = (),
+) -> None:
+    """Chain ``records`` onto their organisations' heads (in organisation order, so two
+    transactions never wait for each other's heads) and move the heads on. The head is
+    locked until the transaction ends, so concurrent writers queue on it and each links
+    onto the last commit. On PostgreSQL, ``heads`` (this store's guesses) makes it one
+    round trip when this store was the last to write.
+
+    The transaction's task ``events`` are inserted here, each organisation's once its head
+    is locked: their sequence numbers are drawn while no other writer of that organisation
+    can commit, so an organisation's events commit in the order of their numbers. (Drawn
+    earlier, a transaction holding a lower number could commit after one holding a higher,
+    and a reader following ``seq`` would pass its events by for good.)"""
+    by_org: dict[str, list[AuditRecord]] = {}
+    for record in records:
+        by_org.setdefault(record.org_id, []).append(record)
+    events_of: dict[str, list[TaskEvent]] = {}
+    for event in events:
+        events_of.setdefault(event.org_id, []).append(event)
+        by_org.setdefault(event.org_id, [])
+    postgres = conn.dialect.name == "postgresql"
+    lock = _LOCK_HEAD[conn.dialect.name]
+    for org_id in sorted(by_org):
+        if not by_org[org_id]:  # events with no audit record (never, from the engine)
+            conn.execute(lock, {"org_id": org_id}).one()  # the head locked all the same
+            append_events(conn, events_of[org_id])
+            continue
+        guess = heads.get(org_id) if heads is not None and postgres else None
+        moved = _seal_on_guess(conn, org_id, by_org[org_id], guess) if guess else None
+        if moved is None:
+            row = conn.execute(lock, {"org_id": org_id}).one()
+            head = AuditHead(org_id, int(row.seq), row.hash) if row.seq else None
+            sealed = chain(by_org[org_id], head)
+            conn.execute(_INSERT_AUDIT, _rows(sealed))
+            last = sealed[-1][0]
+            conn.execute(_MOVE_HEAD, {"where_org": org_id, "seq": last.seq, "hash": last.hash})
+            moved = AuditHead(org_id, last.seq, last.hash)
+        if heads is not None:
+            heads[org_id] = moved
+        if org_id in events_of:
+            append_events(conn, events_of[org_id])
+
+
+def audit_entries(conn: Connection, org_id: str, after: int, limit: int) -> list[AuditEntry]:
+    query = (
+        select(audit_log)
+        .where(audit_log.c.org_id == org_id, audit_log.c.seq > after)
+        .order_by(audit_log.c.seq)
+        .limit(limit)
+    )
+    return [audit_from(r) for r in conn.execute(query).all()]
+
+
+def audit_head(conn: Connection, org_id: str) -> AuditHead | None:
+    row = conn.execute(select(audit_heads).where(audit_heads.c.org_id == org_id)).first()
+    if row is None or not row.seq:
+        return None
+    return AuditHead(org_id, int(row.seq), row.hash)
+
+
+def audit_orgs(conn: Connection) -> list[str]:
+    query = select(audit_heads.c.org_id).where(audit_heads.c.seq > 0).order_by(audit_heads.c.org_id)
+    return list(conn.execute(query).scalars())

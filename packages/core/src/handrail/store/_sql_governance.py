@@ -1,0 +1,138 @@
+"""The store's SQL for policies and authority: versioned policies, reviewer groups, standing
+approvals and decision tokens."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Connection, bindparam, delete, func, select
+
+from ..errors import ConcurrencyConflict
+from ..policy import Policy, ReviewerGroup, StandingApproval
+from ._protocol import PolicyContext
+from ._sql_ledger import _put
+from ._sql_rows import group_from, group_row, policy_from, standing_from, standing_row
+from ._sql_tables import decision_tokens, policies, reviewer_groups, standing_approvals
+
+_LATEST_POLICY = (
+    select(policies)
+    .where(policies.c.org_id == bindparam("org_id"))
+    .order_by(policies.c.version.desc())
+    .limit(1)
+)
+
+
+def get_policy(conn: Connection, org_id: str) -> Policy | None:
+    row = conn.execute(_LATEST_POLICY, {"org_id": org_id}).first()
+    return policy_from(row) if row is not None else None
+
+
+def put_policy(conn: Connection, org_id: str, policy: Policy) -> None:
+    current = get_policy(conn, org_id)
+    if policy.version != (current.version + 1 if current else 1):
+        raise ConcurrencyConflict("policy", org_id)
+    row = {
+        "org_id": org_id,
+        "version": policy.version,
+        "rules": [r.model_dump(mode="json") for r in policy.rules],
+        "updated_at": policy.updated_at,
+        "updated_by": policy.updated_by,
+    }
+    _put(conn, policies, ("org_id", "version"), row, None, "policy")
+
+
+_GROUPS = (
+    select(reviewer_groups)
+    .where(reviewer_groups.c.org_id == bindparam("org_id"))
+    .order_by(reviewer_groups.c.name)
+)
+_LIVE_STANDING = (
+    select(standing_approvals)
+    .where(
+        standing_approvals.c.org_id == bindparam("org_id"),
+        standing_approvals.c.tool == bindparam("tool"),
+        standing_approvals.c.revoked_at.is_(None),
+        standing_approvals.c.expires_at > bindparam("now"),
+    )
+    .order_by(standing_approvals.c.id)
+)
+
+
+def list_groups(conn: Connection, org_id: str) -> list[ReviewerGroup]:
+    return [group_from(r) for r in conn.execute(_GROUPS, {"org_id": org_id}).all()]
+
+
+def put_group(conn: Connection, group: ReviewerGroup, expected_version: int | None) -> None:
+    keys = ("org_id", "name")
+    _put(conn, reviewer_groups, keys, group_row(group), expected_version, "reviewer group")
+
+
+def delete_group(conn: Connection, org_id: str, name: str, expected_version: int) -> None:
+    gone = conn.execute(
+        delete(reviewer_groups).where(
+            reviewer_groups.c.org_id == org_id,
+            reviewer_groups.c.name == name,
+            reviewer_groups.c.version == expected_version,
+        )
+    )
+    if gone.rowcount != 1:
+        raise ConcurrencyConflict("reviewer group", f"{org_id}/{name}")
+
+
+def get_standing(conn: Connection, org_id: str, approval_id: str) -> StandingApproval | None:
+    row = conn.execute(
+        select(standing_approvals).where(
+            standing_approvals.c.id == approval_id, standing_approvals.c.org_id == org_id
+        )
+    ).first()
+    return standing_from(row) if row is not None else None
+
+
+def list_standing(
+    conn: Connection, org_id: str, tool: str | None, active_at: datetime | None
+) -> list[StandingApproval]:
+    query = select(standing_approvals).where(standing_approvals.c.org_id == org_id)
+    if tool is not None:
+        query = query.where(standing_approvals.c.tool == tool)
+    if active_at is not None:
+        query = query.where(
+            standing_approvals.c.revoked_at.is_(None), standing_approvals.c.expires_at > active_at
+        )
+    rows = conn.execute(query.order_by(standing_approvals.c.id)).all()
+    return [standing_from(r) for r in rows]
+
+
+def put_standing(
+    conn: Connection, approval: StandingApproval, expected_version: int | None
+) -> None:
+    row = standing_row(approval)
+    _put(conn, standing_approvals, ("id",), row, expected_version, "standing approval")
+
+
+_POLICY_VERSION = select(func.max(policies.c.version)).where(
+    policies.c.org_id == bindparam("org_id")
+)
+
+
+def policy_context(
+    conn: Connection, org_id: str, tool: str, now: datetime, known_version: int | None
+) -> PolicyContext:
+    version = int(conn.execute(_POLICY_VERSION, {"org_id": org_id}).scalar() or 0)
+    policy = None if version in (0, known_version) else get_policy(conn, org_id)
+    live = conn.execute(_LIVE_STANDING, {"org_id": org_id, "tool": tool, "now": now}).all()
+    return PolicyContext(
+        version=policy.version if policy is not None else version,
+        policy=policy,
+        groups=list_groups(conn, org_id),
+        standing=[standing_from(r) for r in live],
+    )
+
+
+def token_spent(conn: Connection, token_id: str) -> bool:
+    query = select(decision_tokens.c.id).where(decision_tokens.c.id == token_id)
+    return conn.execute(query).first() is not None
+
+
+def spend_token(conn: Connection, org_id: str, token_id: str, task_id: str, at: datetime) -> None:
+    row = {"id": token_id, "org_id": org_id, "task_id": task_id, "spent_at": at}
+    _put(conn, decision_tokens, ("id",), row, None, "decision token")
