@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from .lifecycle import BACKUP_AT
 from .models import (
     Decision,
     DecisionType,
@@ -33,8 +34,6 @@ __all__ = [
     "widened",
     "with_terms",
 ]
-
-BACKUP_AT = 0.8
 
 
 def members(groups: Sequence[ReviewerGroup], names: Collection[str]) -> set[str]:

@@ -17,6 +17,7 @@ from enum import StrEnum
 from .errors import InvalidTransition
 
 __all__ = [
+    "BACKUP_AT",
     "CANCELLABLE",
     "EXPIRABLE",
     "FINAL",
@@ -129,6 +130,10 @@ FINAL: frozenset[Status] = frozenset(
 
 CANCELLABLE: frozenset[Status] = frozenset(e.source for e in TRANSITIONS if e.event is E.CANCEL)
 EXPIRABLE: frozenset[Status] = frozenset(e.source for e in TRANSITIONS if e.event is E.EXPIRE)
+"""States a deadline applies to: past it, a task is re-routed or expires."""
+
+BACKUP_AT = 0.8
+"""The share of a task's SLA after which a backup worker's slot opens (``add_backup``)."""
 
 _BY_SOURCE_EVENT: dict[tuple[Status, Event], tuple[Status, ...]] = {}
 for _edge in TRANSITIONS:
