@@ -12,20 +12,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
 
-from handrail import ChangeFeedWaker, Engine, SandboxReviewer, Task, Waker
-from handrail.clock import Clock, SystemClock
-from handrail.ledger import Ledger, LedgerEscrow
-from handrail.sla import SlaScheduler
+from handrail import Engine, SandboxReviewer, Task, Waker
+from handrail.clock import Clock
+from handrail.ledger import Ledger
+from handrail.runtime import Runtime, open_runtime
+from handrail.store import Store
 from handrail.store.sql import SqlStore
 from handrail.tokens import DecisionTokens
-from handrail.wake.postgres import PostgresWaker
 
 from .auth import Authenticator, RateLimiter
 from .blobs import BlobStore, LocalBlobStore
@@ -43,35 +42,42 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Hub:
+    """The server's parts around the core :class:`Runtime` (store, waker, clock, ledger,
+    engine and the sweep loop, built by :func:`handrail.runtime.open_runtime` exactly as
+    ``Handrail.local`` builds them)."""
+
     settings: Settings
+    runtime: Runtime
     store: SqlStore
-    waker: Waker
-    engine: Engine
-    ledger: Ledger
     auth: Authenticator
     blobs: BlobStore
-    clock: Clock
     delivery: DeliveryWorker
     notifications: NotificationWorker
     jobs: list[asyncio.Task[Any]] = field(default_factory=list)
     sandboxes: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
+    @property
+    def engine(self) -> Engine:
+        return self.runtime.engine
+
+    @property
+    def ledger(self) -> Ledger:
+        return self.runtime.ledger
+
+    @property
+    def waker(self) -> Waker:
+        return self.runtime.waker
+
+    @property
+    def clock(self) -> Clock:
+        return self.runtime.clock
+
     def start_background(self) -> None:
-        self.jobs.append(asyncio.create_task(self._sweep(), name="handrail-sla"))
+        self.runtime.start_sweeps(self.settings.sla_interval)
         self.jobs.append(asyncio.create_task(self.delivery.run(), name="handrail-webhooks"))
         self.jobs.append(
             asyncio.create_task(self.notifications.run(), name="handrail-notifications")
         )
-
-    async def _sweep(self) -> None:
-        sla = SlaScheduler(self.engine)
-        while True:
-            try:
-                await sla.tick()
-                await self.ledger.settle_due()
-            except Exception:
-                log.exception("the SLA sweep failed; trying again")
-            await asyncio.sleep(self.settings.sla_interval)
 
     def observe(self, before: Task | None, after: Task) -> None:
         """After each commit: sandbox tasks get simulated reviewers; webhooks and
@@ -90,6 +96,7 @@ class Hub:
             )
 
     async def close(self) -> None:
+        await self.runtime.stop_sweeps()
         for job in [*self.jobs, *self.sandboxes.values()]:
             job.cancel()
         for job in [*self.jobs, *self.sandboxes.values()]:
@@ -97,7 +104,7 @@ class Hub:
                 await job
         await self.delivery.aclose()
         await self.notifications.aclose()
-        await self.engine.aclose()
+        await self.runtime.aclose()  # the engine, its waker and the store
 
 
 async def open_hub(
@@ -105,51 +112,35 @@ async def open_hub(
 ) -> Hub:
     """Everything a server holds; ``schemes`` are webhook schemes besides Standard Webhooks
     (the peers' dialects' callbacks)."""
-    store = await SqlStore.open(settings.database_url, create=False)
-    try:
-        await migrate(store)
-        waker: Waker
-        if store.dialect == "postgresql":
-            waker = await PostgresWaker.open(settings.database_url)
-        else:
-            waker = await ChangeFeedWaker.open(store)
-    except BaseException:
-        await store.close()
-        raise
-    clock = clock or SystemClock()
-    ledger = Ledger(store, clock=clock)
-    signers = webhook_schemes(*schemes)
-    delivery = DeliveryWorker(store, settings, clock, signers)
     secret = settings.decision_token_secret
     if secret is None:
         log.warning(
             "HANDRAIL_DECISION_TOKEN_SECRET is not set: decision links are signed with a "
             "random secret of this process and stop working when it restarts"
         )
-    tokens = DecisionTokens(
-        secret.get_secret_value() if secret is not None else secrets.token_bytes(32)
-    )
-    engine = Engine(
-        store,
-        waker=waker,
+    signers = webhook_schemes(*schemes)
+    runtime = await open_runtime(
+        settings.database_url,
+        create_schema=False,  # the migrations own the schema
+        prepare=_migrate,
         clock=clock,
-        escrow=LedgerEscrow(ledger),
         hooks=[OutboxHook(signers), NotifyHook()],
         wait_backstop=settings.wait_backstop,
-        tokens=tokens,
+        tokens=DecisionTokens(secret.get_secret_value()) if secret is not None else None,
+        sweep_interval=None,  # started with the other background jobs
     )
+    store = runtime.store
+    assert isinstance(store, SqlStore)  # opened from a database URL
+    engine = runtime.engine
     hub = Hub(
         settings=settings,
+        runtime=runtime,
         store=store,
-        waker=waker,
-        engine=engine,
-        ledger=ledger,
         auth=Authenticator(
             store, RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
         ),
         blobs=LocalBlobStore(settings.upload_dir),
-        clock=clock,
-        delivery=delivery,
+        delivery=DeliveryWorker(store, settings, runtime.clock, signers),
         notifications=NotificationWorker(store, engine, settings),
     )
     engine.observers.append(hub.observe)
@@ -164,3 +155,8 @@ async def open_hub(
         for org in sandbox_orgs:
             hub.ensure_sandbox(org)
     return hub
+
+
+async def _migrate(store: Store) -> None:
+    assert isinstance(store, SqlStore)  # open_runtime opens a database URL as one
+    await migrate(store)

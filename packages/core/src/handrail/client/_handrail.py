@@ -8,11 +8,9 @@ of caller share one engine, one connection pool and one waker.
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import logging
 import os
-import secrets
 from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,16 +21,13 @@ import httpx
 
 from ..audit import AuditEntry, ChainReport
 from ..clock import Clock
-from ..engine import Engine
-from ..errors import HandrailError, InvalidTransition, NoAnswer, WaitTimeout
+from ..errors import InvalidTransition, NoAnswer, WaitTimeout
 from ..ledger import (
     Account,
     Balance,
     Earnings,
     EntryPage,
     FeeSchedule,
-    Ledger,
-    LedgerEscrow,
     PayoutRail,
     PayoutRecord,
     Posting,
@@ -53,8 +48,8 @@ from ..models import (
 )
 from ..money import Currency, Money
 from ..policy import Explanation, Policy, ReviewerGroup, StandingApproval
+from ..runtime import Runtime, open_runtime
 from ..sandbox import SandboxReviewer
-from ..sla import SlaScheduler
 from ..tokens import DecisionTokens, TokenClaims
 from ..verification import Verifier
 from ._backend import Backend, LocalBackend
@@ -532,19 +527,6 @@ def _action(action: Action | Mapping[str, Any] | str, args: Mapping[str, Any] | 
     return action
 
 
-async def _sweep(engine: Engine, ledger: Ledger, interval: float) -> None:
-    """Enforce SLAs (backups, re-routing, expiry) and settle due earnings, every
-    ``interval`` seconds."""
-    sla = SlaScheduler(engine)
-    while True:
-        try:
-            await sla.tick()
-            await ledger.settle_due()
-        except HandrailError:
-            log.warning("sweep failed; trying again in %.1f s", interval, exc_info=True)
-        await asyncio.sleep(interval)
-
-
 class Handrail:
     """Ask humans for decisions and answers; or, as a reviewer, give them.
 
@@ -670,47 +652,33 @@ class Handrail:
         )
         reviewer = SandboxReviewer() if sandbox is True else sandbox or None
 
-        async def build() -> tuple[Engine, Ledger, builtins.list[Any]]:
-            from ..wake import ChangeFeedWaker, Waker  # noqa: PLC0415
-
-            waker: Waker | None = None
-            if path is None:
-                from ..store import MemoryStore  # noqa: PLC0415
-
-                store: Any = MemoryStore()
-            else:
-                from ..store.sql import SqlStore  # noqa: PLC0415 - needs the sql extra
-
-                store = await SqlStore.open(f"sqlite:///{Path(path)}")
-                waker = await ChangeFeedWaker.open(store)
-            ledger = Ledger(
-                store, clock=clock, fees=fees, hold_period=hold_period, payout_rail=payout_rail
-            )
-            engine = Engine(
-                store,
-                waker=waker,
+        async def build() -> tuple[Runtime, builtins.list[Any]]:
+            runtime = await open_runtime(
+                None if path is None else Path(path),
                 clock=clock,
                 verifier=verifier,
-                escrow=LedgerEscrow(ledger),
-                tokens=DecisionTokens(token_secret or secrets.token_bytes(32)),
+                fees=fees,
+                hold_period=hold_period,
+                payout_rail=payout_rail,
+                tokens=DecisionTokens(token_secret) if token_secret else None,
+                sweep_interval=sweep_interval or None,
             )
             background: builtins.list[Any] = []
             if reviewer is not None:
-                background.append(portal.spawn(reviewer.run(engine, org)))
-            if sweep_interval:
-                background.append(portal.spawn(_sweep(engine, ledger, sweep_interval)))
-            return engine, ledger, background
+                background.append(portal.spawn(reviewer.run(runtime.engine, org)))
+            return runtime, background
 
         try:
-            engine, ledger, background = portal.call(build())
+            runtime, background = portal.call(build())
         except BaseException:
             portal.close()
             raise
+        engine, ledger = runtime.engine, runtime.ledger
 
         async def shutdown() -> None:
             for job in background:
                 job.cancel()
-            await engine.aclose()
+            await runtime.aclose()
 
         return cls(
             backend=LocalBackend(engine, principal, ledger), portal=portal, on_close=shutdown
