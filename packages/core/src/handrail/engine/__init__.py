@@ -46,6 +46,9 @@ Where each operation lives (one class per concept, each a subclass of the kernel
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from ..models import Principal
 from .audit import AuditMixin
 from .decision_tokens import DecisionTokensMixin
 from .decisions import DecisionsMixin
@@ -55,6 +58,10 @@ from .requests import RequestsMixin
 from .sweeps import SweepsMixin
 from .work import WorkMixin
 from .workers import WorkersMixin
+
+if TYPE_CHECKING:
+    from ..ledger import Ledger
+    from ..session import Session
 
 __all__ = ["Engine"]
 
@@ -73,3 +80,14 @@ class Engine(
     """Task operations over a :class:`~handrail.store.Store`: every concept's operations
     on one object (see the module's map). The constructor's arguments are the kernel's
     (:class:`handrail.engine._kernel.Kernel`)."""
+
+    def session(self, principal: Principal, ledger: Ledger | None = None) -> Session:
+        """This engine acting as ``principal``: every operation of :class:`Session`, the
+        principal bound (``handrail._in_process``). Money moves through ``ledger``, by
+        default the ledger this engine's escrow holds money in (if it does)."""
+        from .._in_process import InProcessSession  # noqa: PLC0415 - it imports the engine
+        from ..ledger import LedgerEscrow  # noqa: PLC0415
+
+        if ledger is None and isinstance(self.escrow, LedgerEscrow):
+            ledger = self.escrow.ledger
+        return InProcessSession(self, principal, ledger).session()
