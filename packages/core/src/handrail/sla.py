@@ -7,13 +7,11 @@ drive it with a :class:`~handrail.clock.ManualClock` and no sleeps; :meth:`run` 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass, field
 
 from .dispatch import Dispatcher
 from .engine import Engine
-from .errors import HandrailError
 from .lifecycle import Status
 from .models import Task
 
@@ -56,12 +54,3 @@ class SlaScheduler:
             if dispatcher is not None and (done := await dispatcher.dispatch(task)) is not None:
                 report.assigned.append(done)
         return report
-
-    async def run(self, interval: float = 1.0) -> None:
-        """``tick`` every ``interval`` seconds, until cancelled."""
-        while True:
-            try:
-                await self.tick()
-            except HandrailError:
-                log.warning("SLA round failed; trying again", exc_info=True)
-            await asyncio.sleep(interval)
