@@ -2,7 +2,8 @@
 escalation of reviews nobody took to their rule's next reviewer group.
 
 :meth:`SlaScheduler.tick` does one round at the engine clock's current time, so tests
-drive it with a :class:`~handrail.clock.ManualClock` and no sleeps; :meth:`run` repeats it.
+drive it with a :class:`~handrail.clock.ManualClock` and no sleeps;
+:func:`handrail.runtime.run_sweeps` repeats it.
 """
 
 from __future__ import annotations
