@@ -17,13 +17,16 @@ human-in-the-loop middleware.
 - :func:`ask_human_tool` lets the model put a question to a human.
 - :class:`HandrailMiddleware` is ``HumanInTheLoopMiddleware`` with Handrail deciding.
 - :mod:`handrail_langchain.interrupts` pauses a LangGraph run with ``interrupt()`` until
-  a task is decided (the LangGraph adapter builds on it).
+  a task is decided: it is :mod:`handrail_langgraph.interrupts`, since a LangChain agent
+  is a LangGraph graph (this adapter builds on that one, never the other way round).
 """
+
+from handrail.interrupts import allowed_decisions
+from handrail.tool_review import DO_NOT_RETRY, EDIT_NOTICE
+from handrail_langgraph.tool_calls import Mode
 
 from . import interrupts
 from ._ask import AskHumanTool, HumanQuestion, ask_human_tool
-from ._gate import Mode, allowed_decisions
-from ._messages import DO_NOT_RETRY, EDIT_NOTICE
 from ._middleware import HandrailMiddleware
 from ._tool import GatedTool, OnReject, require_approval
 

@@ -17,10 +17,11 @@ from langchain_core.tools import ToolException
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from handrail import Handrail, NoAnswer, Status, Task
+from handrail.tool_review import task_fields
+from handrail_langgraph.interrupts import apause, pause
+from handrail_langgraph.tool_calls import Gate, Mode, call_key
 
 from ._calls import CallAwareTool
-from ._gate import Gate, Mode, call_key, task_fields
-from .interrupts import apause, pause
 
 __all__ = ["AskHumanTool", "HumanQuestion", "ask_human_tool"]
 

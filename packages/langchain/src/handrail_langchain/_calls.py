@@ -16,7 +16,7 @@ from typing import Any
 from langchain_core.tools import BaseTool
 from langgraph.errors import is_invalid_resume
 
-from ._gate import must_propagate
+from handrail_langgraph.tool_calls import must_propagate
 
 __all__ = ["Call", "CallAwareTool"]
 

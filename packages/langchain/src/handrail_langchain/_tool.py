@@ -21,13 +21,22 @@ from langchain_core.tools import tool as as_tool
 from pydantic import ConfigDict, Field, PrivateAttr
 
 from handrail import Decision, DecisionType, Handrail, WaitTimeout
+from handrail import tool_review as texts
 from handrail.client import OnTimeout
+from handrail.interrupts import allowed_decisions as parse_decisions
+from handrail.tool_review import ToolReview
+from handrail_langgraph.tool_calls import (
+    Gate,
+    Mode,
+    annotate_edit,
+    args_json_schema,
+    edit_problem,
+    merge_edit,
+    tool_message,
+    visible_args,
+)
 
-from . import _messages
-from ._args import args_json_schema, edit_problem, merge_edit, visible_args
 from ._calls import Call, CallAwareTool
-from ._gate import Gate, Mode, ToolReview
-from ._gate import allowed_decisions as parse_decisions
 
 __all__ = ["GatedTool", "OnReject", "require_approval"]
 
@@ -67,7 +76,7 @@ class GatedTool(CallAwareTool):
     review_description: Description | None = None
     """Shown to the reviewer; a function gets the tool's name and the call's arguments."""
     mode: Mode = "auto"
-    edit_notice: str | None = _messages.EDIT_NOTICE
+    edit_notice: str | None = texts.EDIT_NOTICE
 
     _gate: Gate = PrivateAttr()
 
@@ -143,7 +152,7 @@ class GatedTool(CallAwareTool):
             raise exc
         log.warning("%s: no decision (%s); the call was not run", review.name, exc, exc_info=exc)
         facts = {"error": str(exc), "tool_call_id": review.tool_call_id}
-        return self._not_run(review, _messages.failed(review.name, exc), "error", facts).result
+        return self._not_run(review, texts.failed(review.name, exc), "error", facts).result
 
     def _act(self, review: ToolReview, call: Call, decision: Decision) -> Any:
         """The input to run the wrapped tool with, or a :class:`_NotRun`."""
@@ -156,8 +165,8 @@ class GatedTool(CallAwareTool):
             if problem is None:
                 return tool_input
             log.warning("%s: the reviewer's edited arguments are invalid: %s", self.name, problem)
-            return self._not_run(review, _messages.invalid_edit(self.name, problem), "error", facts)
-        content, status = _messages.refusal(self.name, decision)
+            return self._not_run(review, texts.invalid_edit(self.name, problem), "error", facts)
+        content, status = texts.refusal(self.name, decision)
         if status == "error" and self.on_reject == "raise":
             raise ToolException(content)
         return self._not_run(review, content, status, facts)
@@ -171,7 +180,7 @@ class GatedTool(CallAwareTool):
     ) -> _NotRun:
         if review.tool_call_id is None:
             return _NotRun(content)
-        message = _messages.tool_message(
+        message = tool_message(
             content, name=self.name, tool_call_id=review.tool_call_id, status=status, facts=facts
         )
         return _NotRun(message)
@@ -188,8 +197,8 @@ class GatedTool(CallAwareTool):
         if decision.type is not DecisionType.MODIFY or not self.edit_notice:
             return result
         shown = visible_args(self.inner, ran)
-        notice = _messages.edit_notice(self.name, shown, decision.message, self.edit_notice)
-        return _messages.annotate_edit(result, notice, review.tool_call_id)
+        notice = texts.edit_notice(self.name, shown, decision.message, self.edit_notice)
+        return annotate_edit(result, notice, review.tool_call_id)
 
 
 def require_approval(
@@ -202,7 +211,7 @@ def require_approval(
     allowed_decisions: Sequence[str | DecisionType] = ("approve", "reject", "modify"),
     description: Description | None = None,
     mode: Mode = "auto",
-    edit_notice: str | None = _messages.EDIT_NOTICE,
+    edit_notice: str | None = texts.EDIT_NOTICE,
 ) -> GatedTool:
     """``tool``, gated: each call waits for a human's decision in Handrail.
 

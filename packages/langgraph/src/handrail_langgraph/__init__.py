@@ -10,6 +10,10 @@ decision lands.
 - :class:`HandrailResumer` resumes each paused thread once its decision is recorded: by
   following the organisation's event stream (:meth:`HandrailResumer.run`) or from Handrail
   webhooks (:meth:`HandrailResumer.router`).
+- :mod:`handrail_langgraph.interrupts` pauses a run for a Handrail task (the pause loop;
+  its framework-free half is core's :mod:`handrail.interrupts`), and
+  :mod:`handrail_langgraph.tool_calls` reviews LangChain tool calls on a run: the pieces
+  the LangChain adapter builds on. This adapter needs neither it nor ``langchain``.
 """
 
 from ._cursor import CheckpointCursor, Cursor, MemoryCursor

@@ -45,8 +45,8 @@ from langgraph.pregel import Pregel
 from langgraph.types import Command, Interrupt
 
 from handrail import Handrail, NotFound, Task, TaskEvent
+from handrail.interrupts import paused_thread, task_id_of
 from handrail.lifecycle import TERMINAL
-from handrail_langchain.interrupts import paused_thread, task_id_of
 
 from ._cursor import CheckpointCursor, Cursor
 from ._locks import PROCESS_LOCK, ThreadLock, holding

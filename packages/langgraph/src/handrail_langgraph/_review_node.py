@@ -20,8 +20,10 @@ from langgraph.types import Command
 
 from handrail import Action, Decision, DecisionType, Handrail, InvalidTransition, Task, WaitTimeout
 from handrail.client import decision_of
-from handrail_langchain import allowed_decisions as allowed_decisions_of
-from handrail_langchain.interrupts import DurableRun, NoDurableRun, apause, current_run, pause
+from handrail.interrupts import DurableRun, NoDurableRun
+from handrail.interrupts import allowed_decisions as allowed_decisions_of
+
+from .interrupts import apause, current_run, pause
 
 __all__ = ["ReviewOutcome", "blocking_review_node", "review_node"]
 

@@ -16,7 +16,7 @@ from typing import Any
 from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.types import Interrupt
 
-from handrail_langchain.interrupts import task_id_of
+from handrail.interrupts import task_id_of
 
 from ._cursor import CURSOR_THREAD_PREFIX
 

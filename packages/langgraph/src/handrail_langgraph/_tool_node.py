@@ -4,8 +4,8 @@ Each gated call is one Handrail review task, and runs only on a recorded approve
 modify; a reject (or an expired review) answers the call with an error ``ToolMessage``,
 so every call of the turn gets its answer and the conversation stays valid. The per-call
 work (the review a call needs, the verdict, the messages, the checking of edited
-arguments) is the LangChain adapter's ``HandrailMiddleware``, plugged in as the node's
-``wrap_tool_call``.
+arguments) is :class:`~handrail_langgraph.tool_calls.ToolCallReviewer` (the LangChain
+adapter's ``HandrailMiddleware`` is the same), plugged in as the node's ``wrap_tool_call``.
 
 What this node adds is the order, for a graph with a checkpointer. A ``ToolNode`` runs
 all the calls of a model turn in one LangGraph task, and LangGraph runs a paused task
@@ -19,9 +19,8 @@ nothing runs before its decision.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
-from langchain.agents.middleware import InterruptOnConfig
 from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 from langgraph.prebuilt import ToolNode, ToolRuntime
@@ -30,24 +29,22 @@ from langgraph.runtime import Runtime
 
 from handrail import DecisionType, Handrail
 from handrail.client import OnTimeout
-from handrail_langchain import EDIT_NOTICE, HandrailMiddleware, Mode
-from handrail_langchain.interrupts import (
-    DurableRun,
-    PausePoint,
-    apause_all,
-    pause_all,
-    task_key,
-)
+from handrail.interrupts import DurableRun, PausePoint, task_key
+from handrail.tool_review import EDIT_NOTICE
+
+from ._gate import Mode
+from ._reviewer import ReviewConfig, ToolCallReviewer
+from .interrupts import apause_all, pause_all
 
 __all__ = ["ReviewedToolNode"]
 
-Gated = Collection[str] | Mapping[str, bool | InterruptOnConfig]
+Gated = Collection[str] | Mapping[str, ReviewConfig]
 
 
 def _interrupt_on(
     gated: Gated | None, allowed: Sequence[str | DecisionType], names: Sequence[str]
-) -> dict[str, bool | InterruptOnConfig]:
-    """``HandrailMiddleware``'s configuration for ``gated`` (tool names, or its own
+) -> dict[str, ReviewConfig]:
+    """``ToolCallReviewer``'s configuration for ``gated`` (tool names, or its own
     mapping; None: every tool)."""
     if isinstance(gated, str):
         raise TypeError("gated must be a collection of tool names, not one string")
@@ -58,7 +55,7 @@ def _interrupt_on(
     if isinstance(gated, Mapping):
         return dict(gated)
     decisions = [_LANGCHAIN.get(str(getattr(a, "value", a)), str(a)) for a in allowed]
-    config = cast("InterruptOnConfig", {"allowed_decisions": decisions})
+    config: ReviewConfig = {"allowed_decisions": decisions}
     return dict.fromkeys(chosen, config)
 
 
@@ -108,7 +105,7 @@ class ReviewedToolNode(ToolNode):
         **tool_node_options: Any,
     ) -> None:
         probe = ToolNode(tools)  # the tools as the node will hold them, for their names
-        self.middleware = HandrailMiddleware(
+        self.middleware = ToolCallReviewer(
             client,
             _interrupt_on(gated, allowed_decisions, list(probe.tools_by_name)),
             mode=mode,
