@@ -22,6 +22,8 @@ from pydantic import (
     model_validator,
 )
 
+from ._assignments import Assignment, AssignmentStatus, Estimate, StageResult, Verification
+from ._model_base import _Model
 from ._redact import check_paths, redact_decision, redact_paths
 from .expressions import compiles
 from .lifecycle import TERMINAL, Event, Status
@@ -146,13 +148,6 @@ class Role(StrEnum):
     """A human worker: claims tasks, decides reviews, submits answers."""
     ADMIN = "admin"
     """Everything, plus manual review and dispute resolution."""
-
-
-class _Model(BaseModel):
-    # allow_inf_nan: NaN and infinities are not JSON; no task, decision or answer holds one
-    model_config = ConfigDict(
-        frozen=True, extra="forbid", use_enum_values=False, allow_inf_nan=False
-    )
 
 
 def _strip_nonempty(value: str) -> str:
@@ -333,56 +328,6 @@ class ReviewPolicy(_Model):
     def slots(self) -> int:
         """How many reviewers may vote: 2N-1, so N approvals stay reachable."""
         return min(25, 2 * self.quorum - 1)
-
-
-class AssignmentStatus(StrEnum):
-    ACTIVE = "active"
-    SUBMITTED = "submitted"
-    RELEASED = "released"
-
-
-class Assignment(_Model):
-    """One worker's hold on a task, and its answer once submitted."""
-
-    worker_id: str
-    status: AssignmentStatus = AssignmentStatus.ACTIVE
-    claimed_at: datetime
-    submitted_at: datetime | None = None
-    released_at: datetime | None = None
-    output: JsonValue = None
-
-    @property
-    def holds_slot(self) -> bool:
-        return self.status is not AssignmentStatus.RELEASED
-
-
-class Estimate(_Model):
-    """A worker's offer to do an estimate-first task for a price, in a time."""
-
-    worker_id: str
-    amount: Money | None = None
-    eta_seconds: int | None = Field(default=None, ge=1)
-    note: str | None = Field(default=None, max_length=2_000)
-    offered_at: datetime
-
-
-class StageResult(_Model):
-    """One verification stage's verdict."""
-
-    name: str
-    verdict: Literal["pass", "fail", "uncertain"]
-    score: float = Field(ge=0, le=100)
-    reasons: tuple[str, ...] = ()
-
-
-class Verification(_Model):
-    """The verification pipeline's result, stored on the task."""
-
-    outcome: Literal["verified", "failed", "manual_review", "repost", "more_answers"]
-    score: float = Field(ge=0, le=100)
-    stages: tuple[StageResult, ...] = ()
-    output: JsonValue = None
-    reasons: tuple[str, ...] = ()
 
 
 BATCH_ID = r"^[A-Za-z0-9._:@~-]+$"
