@@ -266,6 +266,68 @@ class TestJudgments:
         assert paths(caught.value) == ["$.output.eligible", "$.output.reason_code"]
 
 
+class TestSubmitWithoutClaim:
+    """A worker that never claimed a judgment task answers it: the engine claims for it in
+    the same transaction (the rule every transport follows, the HTTP route included)."""
+
+    async def test_an_open_task_is_claimed_and_answered_in_one_commit(
+        self, clock: ManualClock
+    ) -> None:
+        commits: list[Task] = []
+        engine = Engine(MemoryStore(), clock=clock, observers=[lambda _, t: commits.append(t)])
+        task = await engine.create(AGENT, JUDGMENT)
+        answer = {"eligible": True, "reason_code": "approved"}
+        done = await engine.submit(ALICE, task.id, answer)
+        assert (done.status, done.output) == (Status.VERIFIED, answer)
+        assert [e.event for e in await engine.history(AGENT, task.id)] == [
+            Event.CREATE,
+            Event.CLAIM,
+            Event.SUBMIT,
+            Event.VERIFY,
+        ]  # as POST /v1/tasks/{id}/submissions records it
+        assert len(commits) == 2 and done.version == 2  # the create, then one transaction
+        assert await engine.submit(ALICE, task.id, answer) == done  # a replay changes nothing
+
+    async def test_an_answer_that_does_not_fit_claims_nothing(self, engine: Engine) -> None:
+        task = await engine.create(AGENT, JUDGMENT)
+        with pytest.raises(ValidationError) as caught:
+            await engine.submit(ALICE, task.id, {"eligible": "yes", "reason_code": "approved"})
+        assert paths(caught.value) == ["$.output.eligible"]
+        after = await engine.get(AGENT, task.id)
+        assert (after.status, after.assignments, after.version) == (Status.POSTED, (), 1)
+        assert [e.event for e in await engine.history(AGENT, task.id)] == [Event.CREATE]
+        assert [t.id for t in await engine.queue(ALICE)] == [task.id]  # still open to all
+
+    async def test_the_claim_checks_apply(self, engine: Engine) -> None:
+        answer = {"eligible": True, "reason_code": "approved"}
+        await engine.put_worker(
+            ADMIN, {"id": "alice", "skills": ["translation"], "capacity": 1, "trust_tier": "low"}
+        )
+        task = await engine.create(AGENT, JUDGMENT)
+        with pytest.raises(PermissionDenied, match="does not cover 'refund_check'"):
+            await engine.submit(ALICE, task.id, answer)
+        assert (await engine.get(AGENT, task.id)).assignments == ()
+        estimate_first = await engine.create(
+            AGENT, {**JUDGMENT, "require_estimate": True, "payout": None}
+        )
+        with pytest.raises(InvalidTransition, match="estimate first"):
+            await engine.submit(BOB, estimate_first.id, answer)
+
+    async def test_no_free_slot_is_not_assigned(self, engine: Engine) -> None:
+        answer = {"eligible": True, "reason_code": "approved"}
+        task = await engine.create(AGENT, JUDGMENT)
+        await engine.claim(ALICE, task.id)
+        with pytest.raises(NotAssigned):  # alice holds the only slot
+            await engine.submit(BOB, task.id, answer)
+        await engine.submit(ALICE, task.id, answer)
+        with pytest.raises(NotAssigned):  # verified: nothing left to take
+            await engine.submit(BOB, task.id, answer)
+        pair = await engine.create(AGENT, {**JUDGMENT, "redundancy": 2})
+        await engine.submit(ALICE, pair.id, answer)
+        with pytest.raises(NotAssigned):  # a different answer is not a second one
+            await engine.submit(ALICE, pair.id, {**answer, "eligible": False})
+
+
 class TestEstimates:
     async def test_estimate_first_tasks(self, engine: Engine) -> None:
         spec = {**JUDGMENT, "require_estimate": True, "payout": {"currency": "USD", "amount": "1"}}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from handrail import Role
+from handrail import Principal, Role
 from tests.server.conftest import Server, review
 
 ANSWER_SCHEMA = {
@@ -244,6 +244,26 @@ async def test_a_refused_answer_leaves_no_claim_behind(server: Server) -> None:
     assert await _events(server, task["id"]) == ["create"]
     queue = (await c.get("/v1/queue", headers=a.reviewer)).json()["data"]
     assert [t["id"] for t in queue] == [task["id"]]  # still open to everyone
+
+
+async def test_a_submission_without_a_claim_is_one_transaction(server: Server) -> None:
+    """The route only calls ``Engine.submit``: the claim is the engine's, in the same
+    commit; a task someone else holds is not the submitter's to answer (403)."""
+    c, a = server.client, server.a
+    task = await _post(server, judgment())
+    done = await c.post(
+        f"/v1/tasks/{task['id']}/submissions", json={"output": {"label": "cat"}}, headers=a.reviewer
+    )
+    assert done.status_code == 200 and done.json()["status"] == "verified"
+    requester = Principal(org_id="acme", id="agent", roles=frozenset({Role.REQUESTER}))
+    assert (await server.hub.engine.get(requester, task["id"])).version == 2
+    held = await _post(server, judgment())
+    assert (await c.post(f"/v1/tasks/{held['id']}/claim", headers=a.reviewer)).status_code == 200
+    bob = await server.key("acme", Role.REVIEWER, principal="bob")
+    late = await c.post(
+        f"/v1/tasks/{held['id']}/submissions", json={"output": {"label": "cat"}}, headers=bob
+    )
+    assert late.status_code == 403 and late.json()["code"] == "not_assigned"
 
 
 async def test_a_submission_on_a_claimed_judgment(server: Server) -> None:

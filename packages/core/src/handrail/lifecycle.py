@@ -207,6 +207,10 @@ def render_markdown() -> str:
         " answers is refunded in full (no answer is paid until verification passes it).",
         "- A reviewer's decision on a `posted` review task is `claim`, `submit` and `verify`"
         " (or `escalate`) in one transaction.",
+        "- An answer to a judgment task from a worker holding no slot claims a free one in the"
+        " same transaction (`claim`, `submit`, and `verify` with the last answer), in-process"
+        " and over HTTP alike; an answer that does not fit claims nothing, and a task with no"
+        " free slot for the worker refuses it (`not_assigned`).",
         "- `policy` records a decision the system made for a review (see docs/policies.md):"
         " a rule's allow or deny, a standing approval or too few eligible reviewers as the"
         " task is created, or the rule's default outcome (`on_timeout: approve`) at its"

@@ -8,7 +8,6 @@ from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
 
 from handrail import Decision, Kind, RiskTier, Role
-from handrail.validation import validate_instance
 
 from ..auth import require
 from ..deps import HubDep, PrincipalDep
@@ -84,16 +83,11 @@ async def decide(
 async def submit(
     request: Request, task_id: TaskId, body: Submission, hub: HubDep, principal: PrincipalDep
 ) -> JSONResponse:
-    """Answer a task; an open judgment task is claimed first (a review is decided, and
-    claimed, in one transaction). An answer that does not fit claims nothing, and the same
-    answer again changes nothing."""
+    """Answer a task (a review's answer is a decision). A reviewer that holds no slot
+    claims one in the same transaction, as ``Engine.submit`` decides for every transport:
+    an answer that does not fit claims nothing, and the same answer again changes nothing."""
 
     async def run(key: str | None) -> tuple[int, Any]:
-        task = await hub.engine.get(principal, task_id)
-        mine = task.assignment_of(principal.id)
-        if task.kind is Kind.JUDGMENT and (mine is None or not mine.holds_slot):
-            validate_instance(body.output, task.output_schema, "$.output", "output does not fit")
-            await hub.engine.claim(principal, task_id)
         return 200, TaskOut.of(await hub.engine.submit(principal, task_id, body.output))
 
     return await idempotent(

@@ -8,7 +8,7 @@ from typing import Any
 from .._jsonpatch import diff
 from .._jsonschema import validate_instance
 from .._redact import unmask_args
-from .._steps import Step, already_answered, answered, check_decision, claim
+from .._steps import Step, already_answered, answered, check_decision
 from ..authority import members, sealed, tally
 from ..errors import EditDenied, InvalidTransition, NotAssigned, ValidationError
 from ..lifecycle import Event, Status
@@ -37,10 +37,18 @@ class DecisionsMixin(WorkMixin):
     """Answers and decisions, votes, and their verification."""
 
     async def submit(self, principal: Principal, task_id: str, output: Any) -> Task:
-        """Answer a judgment task the worker holds. The answer must fit ``output_schema``.
+        """Answer a judgment task. The answer must fit ``output_schema``.
+
+        A worker that holds no slot on the task claims one in the same transaction (one
+        commit: claim, submit and, with the last answer, verification), under every check
+        :meth:`claim` makes (``NotEligible``, a worker profile's limits, estimate first).
+        The answer is checked first: one that does not fit raises ``ValidationError`` and
+        claims nothing. A task with no free slot for the worker (taken by others, answered
+        by it already, or past taking) raises ``NotAssigned``. This is the rule on every
+        transport: the HTTP route only calls this.
 
         Submitting the same answer again changes nothing. On a review task, ``output`` is
-        read as a decision (see :meth:`decide`).
+        read as a decision (see :meth:`decide`, which claims the same way).
         """
 
         async def op(step: Step, tx: Transaction) -> None:
@@ -52,8 +60,9 @@ class DecisionsMixin(WorkMixin):
             if already_answered(task, principal.id, output):
                 return
             validate_instance(output, task.output_schema, "$.output", "output does not fit")
-            if task.active_assignment(principal.id) is None:
+            if task.active_assignment(principal.id) is None and not _open_to(task, principal.id):
                 raise NotAssigned(task.id, principal.id)
+            await self._take_slot(step, tx, principal.id)
             await self._answer(step, tx, principal.id, output, made_with(principal))
 
         return await self._refusable(
@@ -66,10 +75,14 @@ class DecisionsMixin(WorkMixin):
     async def decide(
         self, principal: Principal, task_id: str, decision: Decision | Mapping[str, Any]
     ) -> Task:
-        """Decide a review task: claim (when posted), record the decision, verify.
+        """Decide a review task: claim (when the reviewer holds no slot), record the
+        decision, verify.
 
         On a task with one slot, posted → assigned → submitted → verified happens in one
-        transaction. The same decision again by the same reviewer changes nothing.
+        transaction. The claim makes every check :meth:`claim` makes, and a review with
+        nothing left to claim refuses as a claim does (``InvalidTransition``); a decision
+        that is not allowed or does not fit claims nothing. The same decision again by the
+        same reviewer changes nothing.
         """
         parsed = parse(Decision, decision)
 
@@ -121,9 +134,7 @@ class DecisionsMixin(WorkMixin):
             raise InvalidTransition(
                 task.id, task.status.value, "decide", detail=f"{worker} has already decided"
             )
-        if task.active_assignment(worker) is None:
-            await self._check_worker(tx, task, worker)
-            claim(step, worker)
+        await self._take_slot(step, tx, worker)
         used = made_with(principal, token)
         output = stamped.model_dump(mode="json")
         if task.policy is not None and task.policy.quorum > 1:
@@ -293,6 +304,15 @@ class DecisionsMixin(WorkMixin):
                 data=data,
                 role=SYSTEM,
             )
+
+
+def _open_to(task: Task, worker: str) -> bool:
+    """Whether ``worker``, holding no slot on ``task``, could claim one now: the task is
+    open with a free slot, and the worker has not answered it already."""
+    if task.status not in (Status.POSTED, Status.ASSIGNED) or task.open_slots <= 0:
+        return False
+    earlier = task.assignment_of(worker)
+    return earlier is None or earlier.status is not AssignmentStatus.SUBMITTED
 
 
 def _check_rememberable(task: Task) -> None:

@@ -94,9 +94,7 @@ class WorkMixin(GovernanceMixin):
         reviewer who may decide a review may claim it."""
 
         async def op(step: Step, tx: Transaction) -> None:
-            if step.task.active_assignment(principal.id) is None:
-                await self._check_worker(tx, step.task, principal.id)
-                claim(step, principal.id)
+            await self._take_slot(step, tx, principal.id)
 
         return await self._refusable(
             principal,
@@ -104,6 +102,14 @@ class WorkMixin(GovernanceMixin):
             "claim tasks",
             lambda: self._mutate(principal, task_id, Event.CLAIM, op, Role.REVIEWER),
         )
+
+    async def _take_slot(self, step: Step, tx: Transaction, worker: str) -> None:
+        """Claim a slot for ``worker`` in this transaction unless it holds one already,
+        with every check a claim makes: what :meth:`claim` does, and what a decision or an
+        answer from a reviewer who never claimed does first (see ``submit``)."""
+        if step.task.active_assignment(worker) is None:
+            await self._check_worker(tx, step.task, worker)
+            claim(step, worker)
 
     async def assign(self, principal: Principal, task_id: str, worker_id: str) -> Task:
         """Push a task to a worker (the router's choice): a claim made on its behalf."""
