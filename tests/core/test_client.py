@@ -30,7 +30,7 @@ from handrail import (
     ValidationError,
     WaitTimeout,
 )
-from handrail.client import LocalBackend
+from handrail._in_process import InProcessSession
 
 SCHEMA = {"type": "object", "required": ["spam"], "properties": {"spam": {"type": "boolean"}}}
 
@@ -131,7 +131,7 @@ class TestReview:
         assert task.status is Status.CANCELLED
 
     def test_a_decision_that_beats_the_withdrawal_counts(self) -> None:
-        class LateBackend(LocalBackend):
+        class LateSession(InProcessSession):
             """The reviewer decides just as the agent's wait runs out."""
 
             async def wait(self, task_id: str, timeout: float | None = None) -> Task:
@@ -139,9 +139,10 @@ class TestReview:
                 raise WaitTimeout(task_id, timeout or 0, "posted")
 
         with Handrail.local() as hr:
+            mine = hr._session
+            assert isinstance(mine, InProcessSession)
             racing = Handrail(
-                backend=LateBackend(hr._backend.engine, hr._backend.principal),  # type: ignore[attr-defined]
-                portal=hr._portal,
+                session=LateSession(mine.engine, mine.principal).session(), portal=hr._portal
             )
             got = racing.review("pay", timeout=1)
         assert (got.type, got.message, got.reviewer_id) == (
@@ -160,14 +161,13 @@ class TestReview:
                 hr.review("pay", sla_seconds=1, on_timeout="raise")
 
     def test_errors_raise_and_never_approve(self, hr: Handrail) -> None:
-        class Broken(LocalBackend):
+        class Broken(InProcessSession):
             async def wait(self, task_id: str, timeout: float | None = None) -> Task:
                 raise StoreError("database unreachable")
 
-        broken = Handrail(
-            backend=Broken(hr._backend.engine, hr._backend.principal),  # type: ignore[attr-defined]
-            portal=hr._portal,
-        )
+        mine = hr._session
+        assert isinstance(mine, InProcessSession)
+        broken = Handrail(session=Broken(mine.engine, mine.principal).session(), portal=hr._portal)
         with pytest.raises(StoreError):
             broken.review("pay")
         with pytest.raises(ValidationError):

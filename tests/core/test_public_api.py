@@ -5,7 +5,103 @@ from __future__ import annotations
 import inspect
 
 import handrail
+import handrail.client
 from handrail import errors
+
+PUBLIC = [
+    "Action",
+    "Assignment",
+    "AssignmentStatus",
+    "AuditEntry",
+    "ChainReport",
+    "ChangeFeedWaker",
+    "Clock",
+    "ConcurrencyConflict",
+    "Currency",
+    "Decision",
+    "DecisionNotAllowed",
+    "DecisionTokens",
+    "DecisionType",
+    "EditDenied",
+    "Engine",
+    "Escrow",
+    "Estimate",
+    "Event",
+    "Explanation",
+    "Handrail",
+    "HandrailError",
+    "IdempotencyConflict",
+    "InsufficientFunds",
+    "InvalidTransition",
+    "Kind",
+    "LocalWaker",
+    "ManualClock",
+    "MemoryStore",
+    "Money",
+    "NoAnswer",
+    "NoEscrow",
+    "NotAssigned",
+    "NotEligible",
+    "NotFound",
+    "Page",
+    "PassThroughVerifier",
+    "PermissionDenied",
+    "Policy",
+    "PolicyRule",
+    "Principal",
+    "ReasonCode",
+    "Remember",
+    "RetryPolicy",
+    "ReviewPolicy",
+    "ReviewerGroup",
+    "RiskTier",
+    "Role",
+    "RuleOutcome",
+    "SandboxReviewer",
+    "SandboxRule",
+    "Session",
+    "StageResult",
+    "StandingApproval",
+    "Status",
+    "Store",
+    "StoreError",
+    "SystemClock",
+    "Task",
+    "TaskEvent",
+    "TaskSpec",
+    "Tasks",
+    "TokenClaims",
+    "TokenRejected",
+    "ValidationError",
+    "ValidationIssue",
+    "Verification",
+    "Verifier",
+    "WaitTimeout",
+    "Waker",
+    "__version__",
+]
+"""Exactly what ``from handrail import *`` gives: a name joins (or leaves) the public API
+here, on purpose, never by accident (no transports, no internals)."""
+
+CLIENT = [
+    "AsyncEventStream",
+    "AuditOps",
+    "EventStream",
+    "Handrail",
+    "HttpSession",
+    "LedgerOps",
+    "OnTimeout",
+    "PolicyOps",
+    "RetryPolicy",
+    "Tasks",
+    "WorkerOps",
+    "decision_of",
+]
+
+
+def test_all_is_exactly_the_public_api() -> None:
+    assert handrail.__all__ == PUBLIC
+    assert handrail.client.__all__ == CLIENT
 
 
 def test_all_is_sorted_and_importable() -> None:
@@ -13,6 +109,11 @@ def test_all_is_sorted_and_importable() -> None:
     assert names == sorted(names)
     for name in handrail.__all__:
         assert getattr(handrail, name) is not None
+    for name in handrail.client.__all__:
+        assert getattr(handrail.client, name) is not None
+    for gone in ("Backend", "LocalBackend", "HttpBackend"):
+        assert not hasattr(handrail, gone)
+        assert not hasattr(handrail.client, gone)
 
 
 def test_every_error_is_in_the_tree_and_the_drawing() -> None:

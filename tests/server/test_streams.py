@@ -86,6 +86,24 @@ async def test_queue_long_poll_wakes_when_work_arrives(server: Server) -> None:
     assert time.monotonic() - started < 5
 
 
+async def test_queue_leaves_out_skipped_tasks_and_long_polls_past_them(server: Server) -> None:
+    c, a = server.client, server.a
+    first = await _post(server)
+    skipped = await c.get(f"/v1/queue?skip={first['id']}", headers=a.reviewer)
+    assert skipped.status_code == 200
+    assert skipped.json()["data"] == []  # no wait: answered at once, without the skipped
+    polling = asyncio.create_task(
+        c.get(f"/v1/queue?wait=30&skip={first['id']}&skip=other", headers=a.reviewer)
+    )
+    await asyncio.sleep(0.2)
+    assert not polling.done()  # only skipped work is queued: the long-poll holds
+    second = await _post(server)
+    answer = await asyncio.wait_for(polling, SAFETY)
+    assert [t["id"] for t in answer.json()["data"]] == [second["id"]]
+    too_many = "&".join(f"skip=t{i}" for i in range(501))
+    assert (await c.get(f"/v1/queue?{too_many}", headers=a.reviewer)).status_code == 422
+
+
 async def test_queue_long_poll_is_not_woken_by_another_organisations_work(server: Server) -> None:
     c = server.client
     started = time.monotonic()

@@ -8,7 +8,7 @@
 """
 
 from .audit import AuditEntry, ChainReport
-from .client import Backend, Handrail, HttpBackend, LocalBackend, RetryPolicy, Tasks
+from .client import Handrail, RetryPolicy, Tasks
 from .clock import Clock, ManualClock, SystemClock
 from .engine import Engine
 from .errors import (
@@ -70,7 +70,6 @@ __all__ = [
     "Assignment",
     "AssignmentStatus",
     "AuditEntry",
-    "Backend",
     "ChainReport",
     "ChangeFeedWaker",
     "Clock",
@@ -88,12 +87,10 @@ __all__ = [
     "Explanation",
     "Handrail",
     "HandrailError",
-    "HttpBackend",
     "IdempotencyConflict",
     "InsufficientFunds",
     "InvalidTransition",
     "Kind",
-    "LocalBackend",
     "LocalWaker",
     "ManualClock",
     "MemoryStore",

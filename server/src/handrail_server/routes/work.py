@@ -36,13 +36,24 @@ async def queue(
     risk_tier: RiskTier | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     wait: Annotated[float, Query(ge=0, le=60, description="long-poll while empty")] = 0,
+    skip: Annotated[
+        list[str] | None,
+        Query(max_length=500, description="task ids to leave out (repeat the parameter)"),
+    ] = None,
 ) -> dict[str, Any]:
-    """Open tasks this reviewer may take, soonest deadline first. With ``wait``, an empty
-    queue answers as soon as work arrives (or after ``wait`` seconds)."""
+    """Open tasks this reviewer may take, soonest deadline first, less the ``skip`` ids.
+    With ``wait``, a queue with nothing else answers as soon as work arrives (or after
+    ``wait`` seconds)."""
     require(principal, Role.REVIEWER)
-    if wait:
+    if wait or skip:
         tasks = await hub.engine.wait_for_work(
-            principal, wait, kind=kind, task_type=task_type, risk_tier=risk_tier, limit=limit
+            principal,
+            wait,
+            kind=kind,
+            task_type=task_type,
+            risk_tier=risk_tier,
+            limit=limit,
+            skip=frozenset(skip or ()),
         )
     else:
         tasks = await hub.engine.queue(

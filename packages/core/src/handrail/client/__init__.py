@@ -1,23 +1,26 @@
 """The Handrail client: one object for agents and reviewers, sync and async, in-process
-(``Handrail.local``) or over HTTP (``Handrail(url, api_key)``)."""
+(``Handrail.local``) or over HTTP (``Handrail(url, api_key)``), over one
+:class:`~handrail.session.Session` either way (``engine.session()`` or :class:`HttpSession`).
+"""
 
-from ._backend import Backend, LocalBackend
 from ._events import AsyncEventStream, EventStream
-from ._handrail import AuditOps, Handrail, LedgerOps, OnTimeout, PolicyOps, Tasks, decision_of
-from ._http import HttpBackend, RetryPolicy
+from ._facades import AuditOps, LedgerOps, PolicyOps, Tasks, WorkerOps
+from ._handrail import Handrail
+from ._http import RetryPolicy
+from ._http_session import HttpSession
+from ._review import OnTimeout, decision_of
 
 __all__ = [
     "AsyncEventStream",
     "AuditOps",
-    "Backend",
     "EventStream",
     "Handrail",
-    "HttpBackend",
+    "HttpSession",
     "LedgerOps",
-    "LocalBackend",
     "OnTimeout",
     "PolicyOps",
     "RetryPolicy",
     "Tasks",
+    "WorkerOps",
     "decision_of",
 ]
