@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from handrail import Principal
+from handrail import Principal, Session
 
 from .hub import Hub
 from .keys import ApiKeys
@@ -22,6 +22,7 @@ __all__ = [
     "HubDep",
     "KeysDep",
     "PrincipalDep",
+    "SessionDep",
     "UploadsDep",
 ]
 
@@ -37,6 +38,14 @@ async def _principal(request: Request) -> Principal:
 
 HubDep = Annotated[Hub, Depends(_hub)]
 PrincipalDep = Annotated[Principal, Depends(_principal)]
+
+
+def _session(hub: HubDep, principal: PrincipalDep) -> Session:
+    return hub.engine.session(principal, hub.ledger)
+
+
+SessionDep = Annotated[Session, Depends(_session)]
+"""The engine acting as the request's principal: what a route calls."""
 
 
 def _keys(hub: HubDep) -> ApiKeys:

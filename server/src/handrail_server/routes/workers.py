@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from handrail.money import MAX_MINOR
 from handrail.workers import WorkerProfile, WorkerStats
 
-from ..deps import HubDep, PrincipalDep
+from ..deps import SessionDep
 from ..schemas import WorkerId
 
 router = APIRouter(prefix="/v1", tags=["workers"])
@@ -26,24 +26,20 @@ class WorkerIn(BaseModel):
 
 
 @router.put("/workers/{worker_id}", response_model=WorkerProfile)
-async def put_worker(
-    worker_id: WorkerId, body: WorkerIn, hub: HubDep, principal: PrincipalDep
-) -> WorkerProfile:
-    return await hub.engine.put_worker(principal, {"id": worker_id, **body.model_dump()})
+async def put_worker(worker_id: WorkerId, body: WorkerIn, session: SessionDep) -> WorkerProfile:
+    return await session.put_worker({"id": worker_id, **body.model_dump()})
 
 
 @router.get("/workers", response_model=list[WorkerProfile])
-async def list_workers(hub: HubDep, principal: PrincipalDep) -> list[WorkerProfile]:
-    return await hub.engine.list_workers(principal)
+async def list_workers(session: SessionDep) -> list[WorkerProfile]:
+    return await session.list_workers()
 
 
 @router.get("/workers/{worker_id}", response_model=WorkerProfile)
-async def get_worker(worker_id: WorkerId, hub: HubDep, principal: PrincipalDep) -> WorkerProfile:
-    return await hub.engine.get_worker(principal, worker_id)
+async def get_worker(worker_id: WorkerId, session: SessionDep) -> WorkerProfile:
+    return await session.get_worker(worker_id)
 
 
 @router.get("/workers/{worker_id}/stats", response_model=list[WorkerStats])
-async def worker_stats(
-    worker_id: WorkerId, hub: HubDep, principal: PrincipalDep
-) -> list[WorkerStats]:
-    return await hub.engine.worker_stats(principal, worker_id)
+async def worker_stats(worker_id: WorkerId, session: SessionDep) -> list[WorkerStats]:
+    return await session.worker_stats(worker_id)
