@@ -17,16 +17,18 @@ from .guards import BodyLimitMiddleware, check_input
 from .hub import open_hub
 from .problems import RequestIdMiddleware, install
 from .routes import (
-    admin,
     audit,
     integrations,
+    keys,
     money,
     notifications,
     policy,
     system,
     tasks,
     waiting,
+    webhooks,
     work,
+    workers,
 )
 from .settings import Settings
 
@@ -90,7 +92,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         money,
         policy,
         audit,
-        admin,
+        workers,
+        keys,
+        webhooks,
         notifications,
         integrations,
         system,

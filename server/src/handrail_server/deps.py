@@ -1,4 +1,5 @@
-"""FastAPI dependencies: the hub, and the calling principal."""
+"""FastAPI dependencies: the hub, the calling principal, and the server modules a route
+calls (each built from the hub, per request: they hold no state of their own)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,24 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from handrail import Principal
+from handrail import Principal, Session
 
 from .hub import Hub
+from .keys import ApiKeys
+from .notifications import ChannelSettings, Contacts
+from .uploads import Uploads
+from .webhooks import WebhookEndpoints
 
-__all__ = ["HubDep", "PrincipalDep"]
+__all__ = [
+    "ChannelsDep",
+    "ContactsDep",
+    "EndpointsDep",
+    "HubDep",
+    "KeysDep",
+    "PrincipalDep",
+    "SessionDep",
+    "UploadsDep",
+]
 
 
 def _hub(request: Request) -> Hub:
@@ -24,3 +38,48 @@ async def _principal(request: Request) -> Principal:
 
 HubDep = Annotated[Hub, Depends(_hub)]
 PrincipalDep = Annotated[Principal, Depends(_principal)]
+
+
+def _session(hub: HubDep, principal: PrincipalDep) -> Session:
+    return hub.engine.session(principal, hub.ledger)
+
+
+SessionDep = Annotated[Session, Depends(_session)]
+"""The engine acting as the request's principal: what a route calls."""
+
+
+def _keys(hub: HubDep) -> ApiKeys:
+    return ApiKeys(hub.store, hub.clock)
+
+
+def _endpoints(hub: HubDep) -> WebhookEndpoints:
+    return WebhookEndpoints(
+        hub.store,
+        hub.clock,
+        allow_private=hub.settings.allow_private_webhooks,
+        poke=hub.delivery.poke,
+    )
+
+
+def _channels(hub: HubDep) -> ChannelSettings:
+    return ChannelSettings(
+        hub.store,
+        hub.clock,
+        smtp=hub.settings.smtp_host is not None,
+        allow_private=hub.settings.allow_private_webhooks,
+    )
+
+
+def _contacts(hub: HubDep) -> Contacts:
+    return Contacts(hub.store, hub.clock)
+
+
+def _uploads(hub: HubDep) -> Uploads:
+    return Uploads(hub.store, hub.blobs, hub.clock)
+
+
+KeysDep = Annotated[ApiKeys, Depends(_keys)]
+EndpointsDep = Annotated[WebhookEndpoints, Depends(_endpoints)]
+ChannelsDep = Annotated[ChannelSettings, Depends(_channels)]
+ContactsDep = Annotated[Contacts, Depends(_contacts)]
+UploadsDep = Annotated[Uploads, Depends(_uploads)]

@@ -3,11 +3,13 @@
 A key belongs to one organisation and carries one role (admin, requester, reviewer) and
 the principal it acts as. ``hr_test_`` keys put their tasks in sandbox mode, where
 simulated reviewers answer. These functions run on a synchronous SQLAlchemy connection
-(``SqlStore.run``), inside the caller's transaction.
+(``SqlStore.run``), inside the caller's transaction; ``ApiKeys`` runs them in
+transactions of their own, for the API's key management (``/v1/keys``).
 """
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import secrets
 import string
@@ -20,12 +22,15 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from handrail import Principal, Role
-from handrail.clock import utc
+from handrail.clock import Clock, utc
+from handrail.errors import NotFound
 from handrail.ids import new_id
+from handrail.store.sql import SqlStore
 
 from .tables import api_keys, orgs
 
 __all__ = [
+    "ApiKeys",
     "KeyInfo",
     "NewKey",
     "any_admin",
@@ -186,3 +191,43 @@ def revoke_key(conn: Connection, key_id: str, now: datetime, org_id: str | None 
 def any_admin(conn: Connection) -> bool:
     query = select(api_keys.c.id).where(api_keys.c.role == "admin", api_keys.c.revoked_at.is_(None))
     return conn.execute(query.limit(1)).first() is not None
+
+
+class ApiKeys:
+    """Key management for an organisation's admins: each call scoped to ``org_id``, each
+    in a transaction of its own."""
+
+    def __init__(self, store: SqlStore, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+
+    async def create(
+        self,
+        org_id: str,
+        role: Role,
+        *,
+        sandbox: bool = False,
+        principal: str | None = None,
+        name: str | None = None,
+    ) -> NewKey:
+        now = self._clock.now()
+        return await self._store.run(
+            lambda c: create_key(
+                c,
+                org_id=org_id,
+                role=role,
+                now=now,
+                sandbox=sandbox,
+                principal=principal,
+                name=name,
+            )
+        )
+
+    async def list(self, org_id: str) -> builtins.list[KeyInfo]:
+        return await self._store.run(lambda c: list_keys(c, org_id), readonly=True)
+
+    async def revoke(self, org_id: str, key_id: str) -> None:
+        """Raises ``NotFound`` unless ``org_id`` has this key, not yet revoked."""
+        now = self._clock.now()
+        if not await self._store.run(lambda c: revoke_key(c, key_id, now, org_id)):
+            raise NotFound("key", key_id)

@@ -10,7 +10,7 @@ from fastapi.responses import StreamingResponse
 
 from handrail.audit import AuditEntry, ChainReport
 
-from ..deps import HubDep, PrincipalDep
+from ..deps import HubDep, PrincipalDep, SessionDep
 from ..schemas import AuditList
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
@@ -18,21 +18,20 @@ router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
 @router.get("", response_model=AuditList)
 async def audit_entries(
-    hub: HubDep,
-    principal: PrincipalDep,
+    session: SessionDep,
     after: Annotated[int, Query(ge=0, le=2**63 - 1, description="entries after this seq")] = 0,
     limit: Annotated[int, Query(ge=1, le=1_000)] = 100,
 ) -> dict[str, Any]:
     """Entries, oldest first, each with its hash and the previous entry's (admins)."""
-    entries = await hub.engine.audit_entries(principal, after=after, limit=limit)
+    entries = await session.audit_entries(after=after, limit=limit)
     more = len(entries) == limit
     return {"data": entries, "next_cursor": entries[-1].seq if more else None}
 
 
 @router.get("/verify", response_model=ChainReport)
-async def verify(hub: HubDep, principal: PrincipalDep) -> ChainReport:
+async def verify(session: SessionDep) -> ChainReport:
     """Recompute the chain (admins): ``ok``, or the first broken link and why."""
-    return await hub.engine.verify_audit(principal)
+    return await session.verify_audit()
 
 
 async def _lines(entries: AsyncIterator[AuditEntry]) -> AsyncIterator[str]:

@@ -17,7 +17,6 @@ from urllib.parse import parse_qs
 
 from fastapi import APIRouter, BackgroundTasks, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
-from sqlalchemy import select
 
 from handrail import (
     Decision,
@@ -26,27 +25,26 @@ from handrail import (
     InvalidTransition,
     NotEligible,
     NotFound,
-    Principal,
     Status,
     Task,
     TokenRejected,
 )
 
-from ..deps import HubDep
+from ..deps import ChannelsDep, ContactsDep, HubDep
 from ..hub import Hub
-from ..keys import decider_key
 from ..notifications import (
     APPROVE,
     REJECT,
     Notification,
     SignatureRefused,
+    decider,
     decision_url,
+    read_link,
     render,
     slack_escape,
     slack_update,
     slack_verify,
 )
-from ..tables import notify_channels, notify_contacts
 from ..webhooks import check_target
 
 router = APIRouter(include_in_schema=False)
@@ -103,33 +101,8 @@ def _refusal(exc: HandrailError) -> HTMLResponse:
     return _message("Nothing was decided", str(exc), 422)
 
 
-async def _decider(hub: Hub, org_id: str, reviewer: str) -> Principal | None:
-    """The principal ``reviewer`` decides as: from a live reviewer (or admin) key of
-    ``org_id``; None when it has none (revoked, or never a reviewer)."""
-    key = await hub.store.run(lambda c: decider_key(c, org_id, reviewer), readonly=True)
-    return key.as_principal() if key is not None else None
-
-
 async def _read_link(hub: Hub, task_id: str, token: str) -> tuple[Task, str]:
-    """The task a link is for and the reviewer it names, after the checks that need no
-    write: a genuine, unexpired, unspent token for this task, naming a reviewer who still
-    has a live key. Raises ``TokenRejected``."""
-    signer = hub.engine.tokens
-    if signer is None:
-        raise TokenRejected("unavailable", "no decision-token secret")
-    claims = signer.read(token, hub.clock.now())
-    if claims.task_id != task_id:
-        raise TokenRejected("wrong_task", "this decision token is for another task")
-    async with hub.store.transaction(readonly=True) as tx:
-        spent = await tx.token_spent(claims.id)
-        task = await tx.get_task(claims.org_id, claims.task_id)
-    if spent:
-        raise TokenRejected("used", "this decision token was used already")
-    if task is None:
-        raise NotFound("task", task_id)
-    if await _decider(hub, claims.org_id, claims.reviewer_id) is None:
-        raise TokenRejected("revoked", f"{claims.reviewer_id} has no live reviewer key")
-    return task, claims.reviewer_id
+    return await read_link(hub.store, hub.engine.tokens, hub.clock.now(), task_id, token)
 
 
 def _args_text(task: Task) -> str | None:
@@ -246,19 +219,14 @@ async def slack_interactions(
     channel_id: Annotated[str, Path(min_length=1, max_length=36)],
     request: Request,
     hub: HubDep,
+    channels: ChannelsDep,
+    contacts: ContactsDep,
     tasks: BackgroundTasks,
 ) -> JSONResponse:
     """A click on a Slack message's Approve / Reject button (Slack's Interactivity
     Request URL for this channel)."""
     body = await request.body()
-    channel = await hub.store.run(
-        lambda c: c.execute(
-            select(notify_channels).where(
-                notify_channels.c.id == channel_id, notify_channels.c.kind == "slack"
-            )
-        ).first(),
-        readonly=True,
-    )
+    channel = await channels.slack(channel_id)
     if channel is None or not channel.enabled or channel.signing_secret is None:
         return _refused(401, "no Slack app is set up for this channel")
     try:
@@ -283,23 +251,14 @@ async def slack_interactions(
         return _slack_answer(
             hub, tasks, payload, "Handrail does not know that button.", replace=False
         )
-    contact = await hub.store.run(
-        lambda c: c.execute(
-            select(notify_contacts.c.reviewer_id).where(
-                notify_contacts.c.org_id == org, notify_contacts.c.slack_user_id == user
-            )
-        ).first(),
-        readonly=True,
-    )
-    if contact is None:
+    linked = await contacts.reviewer_of_slack_user(org, user)
+    if linked is None:
         log.warning("a Slack user unknown to %s clicked on task %s", org, task_id)
         text = "Nothing was decided: your Slack account is not linked to a Handrail reviewer."
         return _slack_answer(hub, tasks, payload, text, replace=False)
-    reviewer = await _decider(hub, org, contact.reviewer_id)
+    reviewer = await decider(hub.store, org, linked)
     if reviewer is None:
-        log.warning(
-            "%s of %s has no live reviewer key (task %s)", contact.reviewer_id, org, task_id
-        )
+        log.warning("%s of %s has no live reviewer key (task %s)", linked, org, task_id)
         text = "Nothing was decided: your Handrail reviewer has no live reviewer key."
         return _slack_answer(hub, tasks, payload, text, replace=False)
     if action_id == APPROVE:

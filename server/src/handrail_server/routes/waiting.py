@@ -17,7 +17,7 @@ from fastapi.responses import StreamingResponse
 from handrail import Principal, WaitTimeout
 from handrail.wake import task_channel
 
-from ..deps import HubDep, PrincipalDep
+from ..deps import HubDep, PrincipalDep, SessionDep
 from ..hub import Hub
 from ..schemas import TaskId, TaskOut
 
@@ -32,6 +32,7 @@ async def wait(
     task_id: TaskId,
     hub: HubDep,
     principal: PrincipalDep,
+    session: SessionDep,
     timeout: Annotated[
         float, Query(gt=0, le=300, description="seconds (at most 60 are used)")
     ] = 30,
@@ -39,11 +40,9 @@ async def wait(
     """The task as soon as it is terminal (verified, failed, expired, cancelled), or as it
     stands after ``timeout`` seconds: check ``status`` and ask again."""
     try:
-        task = await hub.engine.wait(
-            principal, task_id, min(timeout, hub.settings.wait_max_seconds)
-        )
+        task = await session.wait(task_id, min(timeout, hub.settings.wait_max_seconds))
     except WaitTimeout:
-        task = await hub.engine.get(principal, task_id)
+        task = await session.get(task_id)
     return TaskOut.of(task)
 
 

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from handrail import Decision, Kind, RiskTier, Role
 
 from ..auth import require
-from ..deps import HubDep, PrincipalDep
+from ..deps import HubDep, PrincipalDep, SessionDep
 from ..idempotency import idempotent
 from ..schemas import (
     EstimateOffer,
@@ -63,28 +63,32 @@ async def queue(
 
 
 @router.post("/tasks/{task_id}/claim", response_model=TaskOut)
-async def claim(task_id: TaskId, hub: HubDep, principal: PrincipalDep) -> dict[str, Any]:
-    return TaskOut.of(await hub.engine.claim(principal, task_id))
+async def claim(task_id: TaskId, session: SessionDep) -> dict[str, Any]:
+    return TaskOut.of(await session.claim(task_id))
 
 
 @router.post("/tasks/{task_id}/release", response_model=TaskOut)
 async def release(
     task_id: TaskId,
-    hub: HubDep,
-    principal: PrincipalDep,
+    session: SessionDep,
     body: Annotated[Reason | None, Body()] = None,
 ) -> dict[str, Any]:
-    return TaskOut.of(await hub.engine.release(principal, task_id, body.reason if body else None))
+    return TaskOut.of(await session.release(task_id, body.reason if body else None))
 
 
 @router.post("/tasks/{task_id}/decision", response_model=TaskOut)
 async def decide(
-    request: Request, task_id: TaskId, decision: Decision, hub: HubDep, principal: PrincipalDep
+    request: Request,
+    task_id: TaskId,
+    decision: Decision,
+    hub: HubDep,
+    principal: PrincipalDep,
+    session: SessionDep,
 ) -> JSONResponse:
     """Decide a review task (claiming it in the same transaction when it is open)."""
 
     async def run(key: str | None) -> tuple[int, Any]:
-        return 200, TaskOut.of(await hub.engine.decide(principal, task_id, decision))
+        return 200, TaskOut.of(await session.decide(task_id, decision))
 
     body = decision.model_dump(mode="json")
     return await idempotent(request, hub.store, principal, body, run, hub.clock.now())
@@ -108,23 +112,22 @@ async def submit(
 
 @router.post("/tasks/{task_id}/estimate", response_model=TaskOut)
 async def offer_estimate(
-    task_id: TaskId, body: EstimateOffer, hub: HubDep, principal: PrincipalDep
+    task_id: TaskId, body: EstimateOffer, session: SessionDep
 ) -> dict[str, Any]:
-    task = await hub.engine.offer_estimate(
-        principal, task_id, amount=body.amount, eta_seconds=body.eta_seconds, note=body.note
+    task = await session.offer_estimate(
+        task_id, amount=body.amount, eta_seconds=body.eta_seconds, note=body.note
     )
     return TaskOut.of(task)
 
 
 @router.post("/tasks/{task_id}/decision-tokens", status_code=201, response_model=TokenOut)
 async def mint_decision_token(
-    task_id: TaskId, body: TokenIn, hub: HubDep, principal: PrincipalDep
+    task_id: TaskId, body: TokenIn, session: SessionDep
 ) -> dict[str, Any]:
     """A single-use, expiring token that lets ``reviewer_id`` decide this review (only as
     ``decision``, when given): what an email or chat link carries (admins). The reviewer
     must be one the policy allows."""
-    token, claims = await hub.engine.mint_decision_token(
-        principal,
+    token, claims = await session.mint_decision_token(
         task_id,
         body.reviewer_id,
         ttl_seconds=body.ttl_seconds,

@@ -8,11 +8,28 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit
 
-__all__ = ["UnsafeTarget", "check_target"]
+from handrail.errors import ValidationError, ValidationIssue
+
+__all__ = ["UnsafeTarget", "UnsafeWebhookUrl", "check_target", "check_url_input"]
 
 
 class UnsafeTarget(ValueError):
     pass
+
+
+class UnsafeWebhookUrl(ValidationError):
+    """A URL given as input (a webhook endpoint's, a Slack channel's) that the SSRF guard
+    refuses: bad input (422), with its own code so a caller can tell it apart."""
+
+    code = "unsafe_webhook_url"
+
+
+async def check_url_input(url: str, path: str, *, allow_private: bool) -> None:
+    """``check_target`` on a URL given as input at ``path``: raises ``UnsafeWebhookUrl``."""
+    try:
+        await check_target(url, allow_private=allow_private)
+    except UnsafeTarget as exc:
+        raise UnsafeWebhookUrl([ValidationIssue(path, str(exc))], "unsafe webhook URL") from None
 
 
 async def check_target(url: str, *, allow_private: bool) -> None:
