@@ -57,6 +57,7 @@ from .models import (
 from .money import Currency, Money
 from .policy import Explanation, Policy, PolicyRule, ReviewerGroup, StandingApproval
 from .sandbox import SandboxReviewer, SandboxRule
+from .session import Session
 from .store import MemoryStore, Store
 from .tokens import DecisionTokens, TokenClaims
 from .verification import PassThroughVerifier, Verifier
@@ -118,6 +119,7 @@ __all__ = [
     "RuleOutcome",
     "SandboxReviewer",
     "SandboxRule",
+    "Session",
     "StageResult",
     "StandingApproval",
     "Status",

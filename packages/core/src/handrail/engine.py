@@ -83,6 +83,7 @@ from .errors import (
 from .escrow import Escrow, NoEscrow
 from .hooks import Hook
 from .ids import new_id
+from .ledger import Ledger
 from .lifecycle import EXPIRABLE, Event, Status
 from .models import (
     Assignment,
@@ -114,6 +115,7 @@ from .policy import (
     StandingApproval,
     Subject,
 )
+from .session import Session
 from .store import PolicyContext, Store, TaskQuery, Transaction
 from .tokens import DecisionTokens, TokenClaims
 from .validation import parse, spec_issues
@@ -1677,6 +1679,19 @@ class Engine:
             await retry_conflicts(write)
         except Exception:  # the refusal stands even if it cannot be written down
             log.exception("could not record a refused decision on task %s", task_id)
+
+    # ------------------------------------------------------------------ sessions
+
+    def session(self, principal: Principal, ledger: Ledger | None = None) -> Session:
+        """This engine acting as ``principal``: every operation of :class:`Session`, the
+        principal bound (``handrail._in_process``). Money moves through ``ledger``, by
+        default the ledger this engine's escrow holds money in (if it does)."""
+        from ._in_process import InProcessSession  # noqa: PLC0415 - it imports the engine's types
+        from .ledger import LedgerEscrow  # noqa: PLC0415
+
+        if ledger is None and isinstance(self.escrow, LedgerEscrow):
+            ledger = self.escrow.ledger
+        return InProcessSession(self, principal, ledger).session()
 
 
 def _used(principal: Principal, token: TokenClaims | None = None) -> dict[str, Any]:
