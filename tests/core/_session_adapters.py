@@ -1,12 +1,11 @@
-"""TEMPORARY: today's ``LocalBackend`` and ``HttpBackend`` dressed as ``handrail.Session``,
-so the session conformance suite runs before ``engine.session()`` and the HTTP session
-exist. Delete this module when they land (issue 17).
+"""TEMPORARY: today's ``HttpBackend`` dressed as ``handrail.Session``, so the session
+conformance suite runs over HTTP before the HTTP session exists. Delete this module when
+it lands (issue 17); in process the suite already uses ``engine.session()``.
 
 Only names and signatures are adapted (``open_events`` → ``events``, ``mint_token`` →
 ``mint_decision_token``, ``redeem_token`` → ``redeem_decision_token``, ``explain_policy``'s
 ``policy`` default); behaviour is the backend's, so where the two disagree the suite shows
-it. An operation a backend lacks: in-process it is the engine's own method (what
-``engine.session`` will call); over HTTP the case is skipped, the reason naming the gap.
+it. A case using an operation the backend lacks is skipped, the reason naming the gap.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from handrail.client import HttpBackend, LocalBackend
+from handrail.client import HttpBackend
 
 
 class _Renamed:
@@ -36,32 +35,6 @@ class _Renamed:
 
     async def explain_policy(self, review: Any, *, policy: Any = None) -> Any:
         return await self._backend.explain_policy(review, policy=policy)
-
-
-class LocalSession(_Renamed):
-    """``LocalBackend``; what it lacks, from the engine as the same principal."""
-
-    def __init__(self, backend: LocalBackend) -> None:
-        super().__init__(backend)
-        self._engine, self._principal = backend.engine, backend.principal
-
-    async def assign(self, task_id: str, worker_id: str) -> Any:
-        return await self._engine.assign(self._principal, task_id, worker_id)
-
-    async def withdraw_estimate(self, task_id: str, reason: str | None = None) -> Any:
-        return await self._engine.withdraw_estimate(self._principal, task_id, reason)
-
-    async def put_worker(self, profile: Any) -> Any:
-        return await self._engine.put_worker(self._principal, profile)
-
-    async def get_worker(self, worker_id: str) -> Any:
-        return await self._engine.get_worker(self._principal, worker_id)
-
-    async def list_workers(self) -> Any:
-        return await self._engine.list_workers(self._principal)
-
-    async def worker_stats(self, worker_id: str) -> Any:
-        return await self._engine.worker_stats(self._principal, worker_id)
 
 
 def _gap(operation: str, route: str) -> Any:

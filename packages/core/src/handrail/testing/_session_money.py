@@ -96,7 +96,6 @@ class AccessCases(SessionCases):
         await refused(PermissionDenied, alice.mint_decision_token(task.id, "alice"))
         await refused(PermissionDenied, alice.audit_entries())
         await refused(PermissionDenied, alice.verify_audit())
-        await refused(PermissionDenied, requester.list_workers())
         await refused(PermissionDenied, requester.request_payout(Money.parse("5", "USD"), key="k"))
         assert (await requester.get(task.id)).status is Status.POSTED
         assert (await admin.get(task.id)).version == task.version

@@ -81,6 +81,7 @@ class RequestCases(SessionCases):
         assert [t.id for t in rest.items] == [gone.id] and not rest.has_more
         newest = await requester.list(limit=1, newest_first=True)
         assert [t.id for t in newest.items] == [gone.id]
+        await refused(ValidationError, requester.list(limit=0))
 
     async def test_history_is_every_step(self, requester: Session, alice: Session) -> None:
         task = await verified_judgment(requester, alice)

@@ -51,6 +51,15 @@ class WorkCases(SessionCases):
         error = await refused(ValidationError, alice.queue(limit=0))
         assert error.code == "validation_error"
 
+    async def test_page_limits_are_validated(self, requester: Session, admin: Session) -> None:
+        """A limit out of range is a ValidationError at ``$.limit``, wherever it is."""
+        error = await refused(ValidationError, requester.list(limit=0))
+        assert [e.path for e in error.errors] == ["$.limit"]
+        error = await refused(ValidationError, admin.queue(limit=0))
+        assert [e.path for e in error.errors] == ["$.limit"]
+        error = await refused(ValidationError, admin.audit_entries(limit=0))
+        assert [e.path for e in error.errors] == ["$.limit"]
+
     async def test_wait_for_work(self, requester: Session, alice: Session) -> None:
         assert await alice.wait_for_work(timeout=0.3) == []
 
@@ -85,6 +94,15 @@ class WorkCases(SessionCases):
         posting = asyncio.ensure_future(post_soon())
         found = await wait(timeout=10, skip=everything)  # woken by the new task
         assert [t.id for t in found] == [(await posting).id]
+
+    async def test_wait_for_work_skips_before_it_limits(
+        self, requester: Session, alice: Session
+    ) -> None:
+        """``limit`` counts what is left after ``skip``: skipped tasks do not hide others."""
+        first = await requester.create(judgment(sla_seconds=600))
+        second = await requester.create(judgment(sla_seconds=1200))
+        found = await alice.wait_for_work(timeout=2, limit=1, skip=[first.id])
+        assert [t.id for t in found] == [second.id]
 
     async def test_claim_and_release(self, requester: Session, alice: Session) -> None:
         task = await requester.create(judgment())
