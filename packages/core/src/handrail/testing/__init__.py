@@ -1,5 +1,7 @@
-"""Test kits: the store conformance suite, and helpers for testing code that uses Handrail."""
+"""Test kits: the store and session conformance suites, and helpers for testing code that
+uses Handrail."""
 
 from .conformance import StoreConformance, make_task
+from .session_conformance import SessionConformance, SessionFactory
 
-__all__ = ["StoreConformance", "make_task"]
+__all__ = ["SessionConformance", "SessionFactory", "StoreConformance", "make_task"]
