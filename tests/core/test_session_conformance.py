@@ -20,15 +20,7 @@ from handrail.tokens import DecisionTokens
 
 ORG = "acme"
 
-DRIFT: dict[str, str] = {
-    "test_wait_for_work_skips_before_it_limits": (
-        "both transports apply limit before skip: skipped tasks hide the rest (issue 17)"
-    ),
-    "test_submit_without_claim": (
-        "in process, submit without a claim raises NotAssigned; over HTTP the route claims "
-        "first (issue 17: decide it once, in the engine)"
-    ),
-}
+DRIFT: dict[str, str] = {}
 
 
 class Sessions:

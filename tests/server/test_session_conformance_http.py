@@ -24,20 +24,16 @@ import uvicorn
 from sqlalchemy.engine import make_url
 
 from handrail import Role
-from handrail.client import HttpBackend
+from handrail.client import HttpSession
 from handrail.session import Session
 from handrail.testing import SessionConformance
 from handrail_server.app import create_app
 from handrail_server.hub import Hub
 from handrail_server.keys import create_key
-from tests.core._session_adapters import HttpSession
 from tests.postgres import asyncpg_dsn
 from tests.server.conftest import make_settings
 
 DRIFT: dict[str, str] = {
-    "test_wait_for_work_skips_before_it_limits": (
-        "both transports apply limit before skip: skipped tasks hide the rest (issue 17)"
-    ),
     "test_page_limits_are_validated": (
         "over HTTP an out-of-range limit is refused by the route's query check, its path not "
         "the engine's $.limit (issue 17)"
@@ -157,14 +153,14 @@ class Sessions:
         self.org_id = f"org-{uuid.uuid4().hex[:10]}"
         self._other = f"rival-{uuid.uuid4().hex[:10]}"
         self._open: dict[str, Session] = {}
-        self._backends: list[HttpBackend] = []
+        self._clients: list[HttpSession] = []
 
     async def _session(self, org: str, role: Role, principal: str) -> Session:
         if principal not in self._open:
-            backend = HttpBackend(self.live.url, await self.live.key(org, role, principal))
-            self._backends.append(backend)
-            session: Any = HttpSession(backend, principal)
-            self._open[principal] = session
+            client = HttpSession(self.live.url, await self.live.key(org, role, principal))
+            await client.whoami()
+            self._clients.append(client)
+            self._open[principal] = client
         return self._open[principal]
 
     async def requester(self) -> Session:
@@ -180,8 +176,8 @@ class Sessions:
         return await self._session(self._other, Role.ADMIN, "rival-admin")
 
     async def aclose(self) -> None:
-        for backend in self._backends:
-            await backend.aclose()
+        for client in self._clients:
+            await client.aclose()
 
 
 async def _sessions(live: Live) -> AsyncIterator[Sessions]:

@@ -27,6 +27,24 @@ async def healthz(hub: HubDep) -> dict[str, Any]:
     }
 
 
+class MeOut(BaseModel):
+    org_id: str
+    principal_id: str
+    roles: list[str]
+    sandbox: bool
+
+
+@router.get("/v1/me", response_model=MeOut)
+async def me(principal: PrincipalDep) -> MeOut:
+    """Who the API key acts as: its organisation, principal, roles and mode."""
+    return MeOut(
+        org_id=principal.org_id,
+        principal_id=principal.id,
+        roles=sorted(role.value for role in principal.roles),
+        sandbox=principal.sandbox,
+    )
+
+
 @router.get("/metrics", response_class=Response)
 async def metrics() -> Response:
     """Prometheus text format."""

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from handrail import Decision, Kind, RiskTier, Role
 
@@ -65,6 +66,26 @@ async def queue(
 @router.post("/tasks/{task_id}/claim", response_model=TaskOut)
 async def claim(task_id: TaskId, session: SessionDep) -> dict[str, Any]:
     return TaskOut.of(await session.claim(task_id))
+
+
+class AssignBody(BaseModel):
+    worker_id: str = Field(min_length=1, max_length=200)
+
+
+@router.post("/tasks/{task_id}/assignments", response_model=TaskOut)
+async def assign(task_id: TaskId, body: AssignBody, session: SessionDep) -> dict[str, Any]:
+    """An admin gives a slot of the task to a reviewer."""
+    return TaskOut.of(await session.assign(task_id, body.worker_id))
+
+
+@router.post("/tasks/{task_id}/estimate/withdraw", response_model=TaskOut)
+async def withdraw_estimate(
+    task_id: TaskId,
+    session: SessionDep,
+    body: Annotated[Reason | None, Body()] = None,
+) -> dict[str, Any]:
+    """The reviewer takes back the estimate it offered."""
+    return TaskOut.of(await session.withdraw_estimate(task_id, body.reason if body else None))
 
 
 @router.post("/tasks/{task_id}/release", response_model=TaskOut)

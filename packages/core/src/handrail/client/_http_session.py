@@ -7,9 +7,6 @@ so a session cannot act as someone else: hold a second one with another key.
 Waiting holds requests open rather than asking again: ``wait`` long-polls the task until
 it ends, ``wait_for_work`` long-polls the queue (the server leaves out the ``skip`` ids),
 ``events`` reads the organisation's event stream (SSE).
-
-Two operations have no route yet and raise ``NotImplementedError``: ``assign`` and
-``withdraw_estimate``.
 """
 
 from __future__ import annotations
@@ -64,10 +61,6 @@ def _seg(value: str) -> str:
     return quote(value, safe="")
 
 
-def _no_route(op: str) -> NotImplementedError:
-    return NotImplementedError(f"the HTTP API has no route for {op} yet: use it in-process")
-
-
 class HttpSession:
     """The server at ``url``, acting as whoever ``api_key`` belongs to.
 
@@ -106,9 +99,8 @@ class HttpSession:
     async def whoami(self) -> tuple[str, str]:
         """The organisation and principal the API key acts as (asked once)."""
         if self._me is None or self._org is None:
-            earnings = await self.http.get("/v1/earnings")
-            balance = await self.http.get("/v1/balance")
-            self._me, self._org = str(earnings["worker_id"]), str(balance["org_id"])
+            me = await self.http.get("/v1/me")
+            self._me, self._org = str(me["principal_id"]), str(me["org_id"])
         return self._org, self._me
 
     @property
@@ -276,7 +268,7 @@ class HttpSession:
         return await self._move(task_id, "claim")
 
     async def assign(self, task_id: str, worker_id: str) -> Task:
-        raise _no_route("assign")
+        return await self._move(task_id, "assignments", {"worker_id": worker_id})
 
     async def release(self, task_id: str, reason: str | None = None) -> Task:
         return await self._move(task_id, "release", {"reason": reason})
@@ -293,7 +285,7 @@ class HttpSession:
         return await self._move(task_id, "estimate", body)
 
     async def withdraw_estimate(self, task_id: str, reason: str | None = None) -> Task:
-        raise _no_route("withdraw_estimate")
+        return await self._move(task_id, "estimate/withdraw", {"reason": reason})
 
     async def submit(self, task_id: str, output: Any) -> Task:
         path = f"/v1/tasks/{_seg(task_id)}/submissions"

@@ -36,6 +36,16 @@ class WorkMixin(GovernanceMixin):
         self._require(principal, Role.REVIEWER, "see the work queue")
         if not 1 <= limit <= MAX_PAGE:
             raise ValidationError.at("$.limit", f"must be between 1 and {MAX_PAGE}")
+        return await self._open_for(principal, kind, task_type, risk_tier, limit)
+
+    async def _open_for(
+        self,
+        principal: Principal,
+        kind: Kind | str | None,
+        task_type: str | None,
+        risk_tier: RiskTier | str | None,
+        limit: int,
+    ) -> builtins.list[Task]:
         kind_ = enum_value(Kind, kind, "$.kind") if kind is not None else None
         risk = enum_value(RiskTier, risk_tier, "$.risk_tier") if risk_tier is not None else None
         async with self.store.transaction(readonly=True) as tx:
@@ -70,16 +80,20 @@ class WorkMixin(GovernanceMixin):
         limit: int = 50,
         skip: Collection[str] = (),
     ) -> builtins.list[Task]:
-        """The worker's queue, less the ids in ``skip``, as soon as that is not empty;
-        ``[]`` after ``timeout`` seconds."""
+        """The worker's queue, less the ids in ``skip`` (up to ``limit`` tasks besides
+        them), as soon as that is not empty; ``[]`` after ``timeout`` seconds."""
+        self._require(principal, Role.REVIEWER, "see the work queue")
+        if not 1 <= limit <= MAX_PAGE:
+            raise ValidationError.at("$.limit", f"must be between 1 and {MAX_PAGE}")
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         async with self.waker.subscribe([org_channel(principal.org_id)]) as sub:
             while True:
-                found = await self.queue(
-                    principal, kind=kind, task_type=task_type, risk_tier=risk_tier, limit=limit
+                # skipped tasks are read past, not counted: ``limit`` tasks besides them
+                found = await self._open_for(
+                    principal, kind, task_type, risk_tier, limit + len(skip)
                 )
-                found = [t for t in found if t.id not in skip]
+                found = [t for t in found if t.id not in skip][:limit]
                 if found:
                     return found
                 pause = self._backstop()
