@@ -61,7 +61,73 @@ def _seg(value: str) -> str:
     return quote(value, safe="")
 
 
-class HttpSession:
+class _LedgerOverHttp:
+    """The ledger's operations over the wire, and who the key acts as (the ledger's
+    entries are checked against it); :class:`HttpSession` adds the rest."""
+
+    http: Connection
+    _me: str | None
+    _org: str | None
+
+    async def whoami(self) -> tuple[str, str]:
+        """The organisation and principal the API key acts as (asked once)."""
+        if self._me is None or self._org is None:
+            me = await self.http.get("/v1/me")
+            self._me, self._org = str(me["principal_id"]), str(me["org_id"])
+        return self._org, self._me
+
+    async def deposit(self, amount: Money, *, key: str, reference: str | None = None) -> Posting:
+        if not key or not key.strip():
+            raise ValidationError.at("$.key", "must not be blank")
+        body = {"amount": amount, "reference": reference}
+        data = await self.http.post("/v1/deposits", body, key=key, dedup=True)
+        return Posting.model_validate(data)
+
+    async def balance(self, currency: Currency | str = "USD") -> Balance:
+        return Balance.model_validate(await self.http.get("/v1/balance", currency=currency))
+
+    async def earnings(
+        self, currency: Currency | str = "USD", worker_id: str | None = None
+    ) -> Earnings:
+        data = await self.http.get("/v1/earnings", currency=currency, worker_id=worker_id)
+        return Earnings.model_validate(data)
+
+    async def entries(
+        self, account: Account, *, after: int | None = None, limit: int = 50
+    ) -> EntryPage:
+        """The API lists the organisation's account and the caller's own earnings."""
+        names = {
+            AccountKind.ORG_AVAILABLE: "org",
+            AccountKind.WORKER_PENDING: "pending",
+            AccountKind.WORKER_AVAILABLE: "available",
+        }
+        name = names.get(account.kind)
+        if name is None:
+            raise ValidationError.at(
+                "$.account",
+                "over HTTP only the organisation's account and your own earnings are listed",
+            )
+        org, me = await self.whoami()
+        if account.org_id != org or (name != "org" and account.owner != me):
+            raise NotFound("account", account.id)
+        data = await self.http.get(
+            "/v1/ledger/entries", account=name, currency=account.currency, after=after, limit=limit
+        )
+        items = tuple(EntryRecord.model_validate(e) for e in data["data"])
+        return EntryPage(items=items, next_cursor=data.get("next_cursor"))
+
+    async def request_payout(self, amount: Money, *, key: str) -> PayoutRecord:
+        if not key or not key.strip():
+            raise ValidationError.at("$.key", "must not be blank")
+        data = await self.http.post("/v1/payouts", {"amount": amount}, key=key, dedup=True)
+        return PayoutRecord.model_validate(data)
+
+    async def payouts(self, worker_id: str | None = None) -> builtins.list[PayoutRecord]:
+        data = await self.http.get("/v1/payouts", worker_id=worker_id)
+        return [PayoutRecord.model_validate(p) for p in data["data"]]
+
+
+class HttpSession(_LedgerOverHttp):
     """The server at ``url``, acting as whoever ``api_key`` belongs to.
 
     ``timeout`` bounds each ordinary request (long-polls, at most ``long_poll`` seconds
@@ -95,13 +161,6 @@ class HttpSession:
         return _task(await self.http.post(f"/v1/tasks/{_seg(task_id)}/{action}", body))
 
     # ------------------------------------------------------------ identity
-
-    async def whoami(self) -> tuple[str, str]:
-        """The organisation and principal the API key acts as (asked once)."""
-        if self._me is None or self._org is None:
-            me = await self.http.get("/v1/me")
-            self._me, self._org = str(me["principal_id"]), str(me["org_id"])
-        return self._org, self._me
 
     @property
     def principal_id(self) -> str:
@@ -420,55 +479,3 @@ class HttpSession:
     async def worker_stats(self, worker_id: str) -> builtins.list[WorkerStats]:
         data = await self.http.get(f"/v1/workers/{_seg(worker_id)}/stats")
         return [WorkerStats.model_validate(s) for s in data]
-
-    # ------------------------------------------------------------ ledger
-
-    async def deposit(self, amount: Money, *, key: str, reference: str | None = None) -> Posting:
-        if not key or not key.strip():
-            raise ValidationError.at("$.key", "must not be blank")
-        body = {"amount": amount, "reference": reference}
-        data = await self.http.post("/v1/deposits", body, key=key, dedup=True)
-        return Posting.model_validate(data)
-
-    async def balance(self, currency: Currency | str = "USD") -> Balance:
-        return Balance.model_validate(await self.http.get("/v1/balance", currency=currency))
-
-    async def earnings(
-        self, currency: Currency | str = "USD", worker_id: str | None = None
-    ) -> Earnings:
-        data = await self.http.get("/v1/earnings", currency=currency, worker_id=worker_id)
-        return Earnings.model_validate(data)
-
-    async def entries(
-        self, account: Account, *, after: int | None = None, limit: int = 50
-    ) -> EntryPage:
-        """The API lists the organisation's account and the caller's own earnings."""
-        names = {
-            AccountKind.ORG_AVAILABLE: "org",
-            AccountKind.WORKER_PENDING: "pending",
-            AccountKind.WORKER_AVAILABLE: "available",
-        }
-        name = names.get(account.kind)
-        if name is None:
-            raise ValidationError.at(
-                "$.account",
-                "over HTTP only the organisation's account and your own earnings are listed",
-            )
-        org, me = await self.whoami()
-        if account.org_id != org or (name != "org" and account.owner != me):
-            raise NotFound("account", account.id)
-        data = await self.http.get(
-            "/v1/ledger/entries", account=name, currency=account.currency, after=after, limit=limit
-        )
-        items = tuple(EntryRecord.model_validate(e) for e in data["data"])
-        return EntryPage(items=items, next_cursor=data.get("next_cursor"))
-
-    async def request_payout(self, amount: Money, *, key: str) -> PayoutRecord:
-        if not key or not key.strip():
-            raise ValidationError.at("$.key", "must not be blank")
-        data = await self.http.post("/v1/payouts", {"amount": amount}, key=key, dedup=True)
-        return PayoutRecord.model_validate(data)
-
-    async def payouts(self, worker_id: str | None = None) -> builtins.list[PayoutRecord]:
-        data = await self.http.get("/v1/payouts", worker_id=worker_id)
-        return [PayoutRecord.model_validate(p) for p in data["data"]]
