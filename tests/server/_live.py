@@ -1,6 +1,7 @@
-"""Real server processes for the tests that need them (scale-out, crash): uvicorn in a
-subprocess, keys made with the ``handrail keys create`` command, and a webhook receiver on
-loopback that records what it is sent."""
+"""Real servers for the tests that need them: the app in a thread of this process
+(:func:`serve_in_thread`); uvicorn in a subprocess (scale-out, crash), keys made with the
+``handrail keys create`` command, and a webhook receiver on loopback that records what it
+is sent."""
 
 from __future__ import annotations
 
@@ -34,6 +35,55 @@ def free_port() -> int:
         s.bind((LOOPBACK, 0))
         port: int = s.getsockname()[1]
         return port
+
+
+@dataclass
+class Threaded:
+    """An app served on a loopback port by uvicorn in a thread with a loop of its own."""
+
+    url: str
+    loop: asyncio.AbstractEventLoop
+    stop: Callable[[], None]
+
+
+def serve_in_thread(app: Any, name: str = "uvicorn") -> Threaded:
+    """``app`` (with its lifespan) on a free loopback port, started; ``stop()`` ends it."""
+    import uvicorn  # noqa: PLC0415 - only the in-process servers need it
+
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        lifespan="on",
+        http="h11",
+        ws="none",
+        loop="asyncio",
+        timeout_graceful_shutdown=1,
+    )
+    server = uvicorn.Server(config)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((LOOPBACK, 0))
+    port = sock.getsockname()[1]
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(
+        target=lambda: loop.run_until_complete(server.serve(sockets=[sock])),
+        name=name,
+        daemon=True,
+    )
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive(), "the server did not start"
+        assert time.monotonic() < deadline, "the server took too long to start"
+        time.sleep(0.01)
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(timeout=15)
+        loop.close()
+        sock.close()
+
+    return Threaded(f"http://{LOOPBACK}:{port}", loop, stop)
 
 
 async def cli_key(database_url: str, org: str, role: str, principal: str | None = None) -> str:

@@ -5,8 +5,6 @@ transport; and proof that it waits by long-poll and SSE, not by polling."""
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -16,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from handrail import (
     ConcurrencyConflict,
@@ -45,6 +42,7 @@ from handrail.money import Currency
 from handrail_server.app import create_app
 from handrail_server.hub import Hub
 from handrail_server.keys import create_key
+from tests.server._live import serve_in_thread
 from tests.server.conftest import make_settings
 
 REVIEW = {"kind": "review", "action": {"name": "send_email", "args": {"to": "a@example.com"}}}
@@ -87,33 +85,8 @@ class Live:
 @pytest.fixture
 def live(tmp_path: Path) -> Iterator[Live]:
     app = create_app(make_settings(tmp_path))
-    config = uvicorn.Config(
-        app,
-        log_level="warning",
-        lifespan="on",
-        http="h11",
-        ws="none",
-        loop="asyncio",
-        timeout_graceful_shutdown=1,
-    )
-    server = uvicorn.Server(config)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(
-        target=lambda: loop.run_until_complete(server.serve(sockets=[sock])),
-        name="uvicorn",
-        daemon=True,
-    )
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive(), "the server did not start"
-        assert time.monotonic() < deadline, "the server took too long to start"
-        time.sleep(0.01)
-    found = Live(f"http://127.0.0.1:{port}", app.state.hub, loop)
+    served = serve_in_thread(app)
+    found = Live(served.url, app.state.hub, served.loop)
     found.keys = {
         "admin": found.key(Role.ADMIN, "acme-admin"),
         "requester": found.key(Role.REQUESTER, "acme-agent"),
@@ -124,10 +97,7 @@ def live(tmp_path: Path) -> Iterator[Live]:
     try:
         yield found
     finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-        loop.close()
-        sock.close()
+        served.stop()
 
 
 def in_thread(fn: Callable[[], Any]) -> Future[Any]:

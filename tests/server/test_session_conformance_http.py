@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import socket
-import threading
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -20,7 +17,6 @@ from typing import Any, ClassVar
 
 import asyncpg
 import pytest
-import uvicorn
 from sqlalchemy.engine import make_url
 
 from handrail import Role
@@ -31,6 +27,7 @@ from handrail_server.app import create_app
 from handrail_server.hub import Hub
 from handrail_server.keys import create_key
 from tests.postgres import asyncpg_dsn
+from tests.server._live import serve_in_thread
 from tests.server.conftest import make_settings
 
 DRIFT: dict[str, str] = {
@@ -72,40 +69,8 @@ def _served() -> Iterator[list[Any]]:
 def _serve(tmp: Path, database_url: str) -> tuple[Live, Any]:
     """The app on a free loopback port, in a thread of its own; and how to stop it."""
     app = create_app(make_settings(tmp, database_url=database_url))
-    config = uvicorn.Config(
-        app,
-        log_level="warning",
-        lifespan="on",
-        http="h11",
-        ws="none",
-        loop="asyncio",
-        timeout_graceful_shutdown=1,
-    )
-    server = uvicorn.Server(config)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(
-        target=lambda: loop.run_until_complete(server.serve(sockets=[sock])),
-        name="uvicorn-conformance",
-        daemon=True,
-    )
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive(), "the server did not start"
-        assert time.monotonic() < deadline, "the server took too long to start"
-        time.sleep(0.01)
-
-    def stop() -> None:
-        server.should_exit = True
-        thread.join(timeout=15)
-        loop.close()
-        sock.close()
-
-    return Live(f"http://127.0.0.1:{port}", app.state.hub, loop), stop
+    served = serve_in_thread(app, "uvicorn-conformance")
+    return Live(served.url, app.state.hub, served.loop), served.stop
 
 
 def _in_thread(coro: Any) -> Any:
