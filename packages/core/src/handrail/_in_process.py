@@ -48,6 +48,9 @@ def operations() -> tuple[str, ...]:
     return tuple(n for n, v in vars(Session).items() if inspect.iscoroutinefunction(v))
 
 
+_OPERATIONS: frozenset[str] = frozenset(operations())
+
+
 def target_of(name: str, engine: Engine, ledger: Ledger | None) -> Operation | None:
     """The unbound-by-principal method ``name`` stands for (None: a ledger op, no ledger)."""
     if name in LEDGER_OPS:
@@ -65,31 +68,32 @@ def _no_ledger(name: str) -> Operation:
 class InProcessSession:
     """``engine`` (and ``ledger``) acting as ``principal``; see the module docstring.
 
-    Build it with :meth:`Engine.session <handrail.engine.Engine.session>`. The operations
-    are looked up in a table made at construction (``__getattr__``), so a subclass may
-    override any of them with an ordinary method (tests stage races that way)."""
+    Build it with :meth:`Engine.session <handrail.engine.Engine.session>`. An operation is
+    bound on first use (``__getattr__``), so a subclass may override any of them with an
+    ordinary method (tests stage races that way)."""
 
     def __init__(self, engine: Engine, principal: Principal, ledger: Ledger | None = None) -> None:
         self.engine = engine
         self.principal = principal
         self.ledger = ledger
-        ops: dict[str, Operation] = {}
-        for name in operations():
-            target = target_of(name, engine, ledger)
-            if target is None:
-                ops[name] = _no_ledger(name)
-            elif name in UNBOUND_OPS:
-                ops[name] = target
-            else:
-                ops[name] = functools.partial(target, principal)
-        self._ops = ops
 
     def __getattr__(self, name: str) -> Operation:
-        # only reached when ordinary lookup fails: an operation, or a real AttributeError
-        ops = self.__dict__.get("_ops", {})
-        if name in ops:
-            return cast("Operation", ops[name])
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        # Only reached when ordinary lookup fails: an operation not used yet on this
+        # session (bound now and kept, so a request pays only for the operations it
+        # calls), or a real AttributeError.
+        if name not in _OPERATIONS:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        found = self.__dict__
+        target = target_of(name, found["engine"], found["ledger"])
+        op: Operation
+        if target is None:
+            op = _no_ledger(name)
+        elif name in UNBOUND_OPS:
+            op = target
+        else:
+            op = functools.partial(target, found["principal"])
+        found[name] = op
+        return op
 
     def __repr__(self) -> str:
         who = self.principal
@@ -114,6 +118,6 @@ class InProcessSession:
         return InProcessSession(self.engine, reviewer, self.ledger).session()
 
     def session(self) -> Session:
-        """This object as the :class:`Session` it is (its operations live in a table, so
+        """This object as the :class:`Session` it is (its operations are bound on use, so
         mypy is told once here; the signature test vouches for it)."""
         return cast("Session", self)
