@@ -11,7 +11,7 @@ import pytest
 from pydantic import BaseModel
 
 import handrail_crewai
-from handrail import Decision, Handrail
+from handrail import Decision, Handrail, HandrailError
 from handrail_crewai import ReviewNotGiven
 from handrail_crewai._flows import outcome_map
 from handrail_crewai._output_review import OutputReview
@@ -137,3 +137,14 @@ def test_importing_the_package_does_not_import_crewai() -> None:
         """
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_review_not_given_crosses_the_wire_and_back() -> None:
+    """The adapter's error is a problem like any Handrail error, rebuilt with its context."""
+    error = ReviewNotGiven("the payout step", "no answer in 60 s", "tsk_1")
+    body = error.to_problem()
+    assert body["code"] == "review_not_given"
+    back = HandrailError.from_problem(body, body["status"])
+    assert type(back) is ReviewNotGiven
+    assert (back.step, back.why, back.task_id) == ("the payout step", "no answer in 60 s", "tsk_1")
+    assert str(back) == str(error)

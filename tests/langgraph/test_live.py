@@ -5,19 +5,13 @@ key, the reviewer a reviewer's, and an admin registers the webhook endpoint."""
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from langgraph.checkpoint.memory import InMemorySaver
 
@@ -36,7 +30,7 @@ from tests.langgraph.conftest import (
     task_of,
     thread,
 )
-from tests.server._live import LiveServer
+from tests.server._live import LiveServer, free_port, serve_in_thread
 
 
 @dataclass
@@ -99,34 +93,6 @@ def test_the_resumer_follows_the_servers_event_stream(live: Live, ledger: Ledger
 # ---------------------------------------------------------------- webhooks
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@contextmanager
-def serve(app: FastAPI, port: int) -> Iterator[str]:
-    """``app`` on a loopback port, in a thread with a loop of its own."""
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    loop = asyncio.new_event_loop()
-    worker = threading.Thread(target=lambda: loop.run_until_complete(server.serve()), daemon=True)
-    worker.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert worker.is_alive() and time.monotonic() < deadline, "the receiver did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        worker.join(timeout=15)
-        loop.close()
-
-
 def test_the_servers_webhooks_resume_the_thread(live: Live, ledger: Ledger) -> None:
     port = free_port()
     admin = httpx.Client(
@@ -152,9 +118,12 @@ def test_the_servers_webhooks_resume_the_thread(live: Live, ledger: Ledger) -> N
                 resumer = HandrailResumer(graph, hr, on_resumption=outcomes)
                 app = FastAPI()
                 app.include_router(resumer.router(endpoint["secret"]))
-                with serve(app, port):
+                receiver = serve_in_thread(app, "webhook receiver", port)
+                try:
                     rv.tasks.decide(task_id, Decision.reject("not this month"))
                     got = outcomes.until("resumed")
+                finally:
+                    receiver.stop()
                 assert got.task_id == task_id
                 assert graph.get_state(config).values["refused"] == ["not this month"]
         finally:

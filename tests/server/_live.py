@@ -46,8 +46,9 @@ class Threaded:
     stop: Callable[[], None]
 
 
-def serve_in_thread(app: Any, name: str = "uvicorn") -> Threaded:
-    """``app`` (with its lifespan) on a free loopback port, started; ``stop()`` ends it."""
+def serve_in_thread(app: Any, name: str = "uvicorn", port: int = 0) -> Threaded:
+    """``app`` (with its lifespan) on loopback, started: on ``port``, or on a free one;
+    ``stop()`` ends it."""
     import uvicorn  # noqa: PLC0415 - only the in-process servers need it
 
     config = uvicorn.Config(
@@ -62,7 +63,7 @@ def serve_in_thread(app: Any, name: str = "uvicorn") -> Threaded:
     server = uvicorn.Server(config)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((LOOPBACK, 0))
+    sock.bind((LOOPBACK, port))
     port = sock.getsockname()[1]
     loop = asyncio.new_event_loop()
     thread = threading.Thread(

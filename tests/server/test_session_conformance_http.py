@@ -13,7 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import asyncpg
 import pytest
@@ -29,13 +29,6 @@ from handrail_server.keys import create_key
 from tests.postgres import asyncpg_dsn
 from tests.server._live import serve_in_thread
 from tests.server.conftest import make_settings
-
-DRIFT: dict[str, str] = {
-    "test_page_limits_are_validated": (
-        "over HTTP an out-of-range limit is refused by the route's query check, its path not "
-        "the engine's $.limit (issue 17)"
-    ),
-}
 
 
 @dataclass
@@ -154,8 +147,6 @@ async def _sessions(live: Live) -> AsyncIterator[Sessions]:
 
 
 class TestHttpSqliteSessions(SessionConformance):
-    drift: ClassVar[dict[str, str]] = DRIFT
-
     @pytest.fixture
     async def sessions(self, sqlite_server: Live) -> AsyncIterator[Sessions]:
         async for made in _sessions(sqlite_server):
@@ -164,8 +155,6 @@ class TestHttpSqliteSessions(SessionConformance):
 
 @pytest.mark.postgres
 class TestHttpPostgresSessions(SessionConformance):
-    drift: ClassVar[dict[str, str]] = DRIFT
-
     @pytest.fixture
     async def sessions(self, postgres_server: Live) -> AsyncIterator[Sessions]:
         async for made in _sessions(postgres_server):

@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from handrail.errors import ValidationError
 from handrail.validation import json_path
 
-from .problems import PROBLEM
+from .problems import PROBLEM, problem_body
 
 __all__ = ["BodyLimitMiddleware", "check_input"]
 
@@ -151,18 +151,10 @@ class _TooLarge(StarletteHTTPException):
 
 
 async def _too_large(scope: Scope, send: Send, limit: int) -> None:
-    body = json.dumps(
-        {
-            "type": "about:blank",
-            "title": "Content Too Large",
-            "status": 413,
-            "detail": f"the request body is over {limit} bytes",
-            "code": "too_large",
-            "limit": limit,
-            "instance": scope.get("path"),
-            "request_id": scope.get("request_id"),
-        }
-    ).encode()
+    detail = f"the request body is over {limit} bytes"
+    problem = problem_body(413, "too_large", detail, limit=limit)
+    problem.update(instance=scope.get("path"), request_id=scope.get("request_id"))
+    body = json.dumps(problem).encode()
     await send(
         {
             "type": "http.response.start",

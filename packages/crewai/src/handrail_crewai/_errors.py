@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Self
 
 from crewai.hooks import HookAborted
 
@@ -31,3 +32,12 @@ class ReviewNotGiven(HandrailError, HookAborted):
 
     def context(self) -> dict[str, Any]:
         return {"step": self.step, "reason": self.why, "task_id": self.task_id}
+
+    @classmethod
+    def _rebuild(cls, fields: Mapping[str, Any], detail: str) -> Self:
+        task_id = fields.get("task_id")
+        return cls(
+            str(fields.get("step") or "a step"),
+            str(fields.get("reason") or detail),
+            None if task_id is None else str(task_id),
+        )

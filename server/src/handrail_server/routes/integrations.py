@@ -45,6 +45,7 @@ from ..notifications import (
     slack_update,
     slack_verify,
 )
+from ..problems import problem
 from ..webhooks import check_target
 
 router = APIRouter(include_in_schema=False)
@@ -206,12 +207,9 @@ def _slack_answer(
     return JSONResponse(body)
 
 
-def _refused(status: int, detail: str) -> JSONResponse:
-    return JSONResponse(
-        {"type": "about:blank", "title": "refused", "status": status, "detail": detail},
-        status_code=status,
-        media_type="application/problem+json",
-    )
+def _refused(request: Request, status: int, detail: str) -> JSONResponse:
+    code = "unauthenticated" if status == 401 else "bad_request"
+    return problem(request, status, code, detail)
 
 
 @router.post("/integrations/slack/{channel_id}/interactions")
@@ -228,7 +226,7 @@ async def slack_interactions(
     body = await request.body()
     channel = await channels.slack(channel_id)
     if channel is None or not channel.enabled or channel.signing_secret is None:
-        return _refused(401, "no Slack app is set up for this channel")
+        return _refused(request, 401, "no Slack app is set up for this channel")
     try:
         slack_verify(
             channel.signing_secret,
@@ -238,14 +236,14 @@ async def slack_interactions(
             hub.clock.now(),
         )
     except SignatureRefused as exc:
-        return _refused(401, str(exc))
+        return _refused(request, 401, str(exc))
     try:
         payload = json.loads(parse_qs(body.decode())["payload"][0])
         user = str(payload["user"]["id"])
         action = payload["actions"][0]
         action_id, task_id = str(action["action_id"]), str(action["value"])
     except (KeyError, IndexError, TypeError, ValueError, UnicodeDecodeError):
-        return _refused(400, "not a Slack block_actions payload")
+        return _refused(request, 400, "not a Slack block_actions payload")
     org = channel.org_id
     if action_id not in (APPROVE, REJECT):
         return _slack_answer(

@@ -11,7 +11,7 @@ from handrail import Currency, Role
 from handrail.ledger import Account, Balance, Earnings, PayoutRecord
 
 from ..auth import require
-from ..deps import HubDep, PrincipalDep
+from ..deps import HubDep, PrincipalDep, SessionDep
 from ..idempotency import header_key, idempotent
 from ..problems import ApiProblem
 from ..schemas import DepositIn, EntryList, PayoutIn, PayoutList
@@ -20,16 +20,14 @@ router = APIRouter(prefix="/v1", tags=["money"])
 
 
 @router.get("/balance", response_model=Balance)
-async def balance(
-    hub: HubDep, principal: PrincipalDep, currency: Currency = Currency.USD
-) -> Balance:
+async def balance(session: SessionDep, currency: Currency = Currency.USD) -> Balance:
     """What the organisation may spend, and what is held for its open paid tasks."""
-    return await hub.ledger.balance(principal, currency)
+    return await session.balance(currency)
 
 
 @router.get("/ledger/entries", response_model=EntryList)
 async def entries(
-    hub: HubDep,
+    session: SessionDep,
     principal: PrincipalDep,
     account: Literal["org", "pending", "available"] = "org",
     currency: Currency = Currency.USD,
@@ -43,7 +41,7 @@ async def entries(
         target = Account.pending(principal.org_id, principal.id, currency)
     else:
         target = Account.available(principal.org_id, principal.id, currency)
-    page = await hub.ledger.entries(principal, target, after=after, limit=limit)
+    page = await session.entries(target, after=after, limit=limit)
     return {
         "data": [e.model_dump(mode="json") for e in page.items],
         "has_more": page.next_cursor is not None,
@@ -58,7 +56,7 @@ def _need_key(request: Request, what: str) -> None:
 
 @router.post("/deposits", status_code=201)
 async def deposit(
-    request: Request, body: DepositIn, hub: HubDep, principal: PrincipalDep
+    request: Request, body: DepositIn, hub: HubDep, principal: PrincipalDep, session: SessionDep
 ) -> JSONResponse:
     """Credit the organisation: sandbox credit with a test key, an admin's credit, or a
     transfer the funding rail confirms. Needs an ``Idempotency-Key``."""
@@ -66,9 +64,7 @@ async def deposit(
 
     async def run(key: str | None) -> tuple[int, Any]:
         assert key is not None
-        posting = await hub.ledger.deposit(
-            principal, body.amount, key=key, reference=body.reference
-        )
+        posting = await session.deposit(body.amount, key=key, reference=body.reference)
         return 201, posting.model_dump(mode="json")
 
     return await idempotent(
@@ -78,17 +74,16 @@ async def deposit(
 
 @router.get("/earnings", response_model=Earnings)
 async def earnings(
-    hub: HubDep,
-    principal: PrincipalDep,
+    session: SessionDep,
     currency: Currency = Currency.USD,
     worker_id: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Earnings:
-    return await hub.ledger.earnings(principal, currency, worker_id)
+    return await session.earnings(currency, worker_id)
 
 
 @router.post("/payouts", status_code=201, response_model=PayoutRecord)
 async def payout(
-    request: Request, body: PayoutIn, hub: HubDep, principal: PrincipalDep
+    request: Request, body: PayoutIn, hub: HubDep, principal: PrincipalDep, session: SessionDep
 ) -> JSONResponse:
     """Pay out available earnings (less the rail's fee). Needs an ``Idempotency-Key``."""
     require(principal, Role.REVIEWER)
@@ -96,7 +91,7 @@ async def payout(
 
     async def run(key: str | None) -> tuple[int, Any]:
         assert key is not None
-        record = await hub.ledger.request_payout(principal, body.amount, key=key)
+        record = await session.request_payout(body.amount, key=key)
         return 201, record.model_dump(mode="json")
 
     return await idempotent(
@@ -106,13 +101,10 @@ async def payout(
 
 @router.get("/payouts", response_model=PayoutList)
 async def payouts(
-    hub: HubDep,
-    principal: PrincipalDep,
+    session: SessionDep,
     worker_id: Annotated[str | None, Query(max_length=200)] = None,
 ) -> dict[str, Any]:
-    return {
-        "data": [p.model_dump(mode="json") for p in await hub.ledger.payouts(principal, worker_id)]
-    }
+    return {"data": [p.model_dump(mode="json") for p in await session.payouts(worker_id)]}
 
 
 @router.get("/fees")

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Form, Response, UploadFile
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
-from ..deps import HubDep, PrincipalDep, UploadsDep
+from ..deps import HubDep, PrincipalDep, SessionDep, UploadsDep
 from ..migrate import current_revision
 from ..problems import ApiProblem
 from ..schemas import Health
@@ -69,6 +69,7 @@ async def upload(
     hub: HubDep,
     uploads: UploadsDep,
     principal: PrincipalDep,
+    session: SessionDep,
     task_id: Annotated[str | None, Form(max_length=64)] = None,
 ) -> dict[str, Any]:
     """A proof or attachment: within the size and type limits, stored with its SHA-256."""
@@ -82,7 +83,7 @@ async def upload(
             accepted=list(settings.upload_types),
         )
     if task_id is not None:
-        await hub.engine.get(principal, task_id)  # 404 for another organisation's task
+        await session.get(task_id)  # 404 for another organisation's task
     parts, size = [], 0
     while chunk := await file.read(CHUNK):
         size += len(chunk)

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 
-from handrail import Principal, WaitTimeout
+from handrail import Principal, Session, WaitTimeout
 from handrail.wake import task_channel
 
 from ..deps import HubDep, PrincipalDep, SessionDep
@@ -51,11 +51,11 @@ def _frame(event: str, data: Any, id: int | str | None = None) -> str:
     return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
-async def _task_stream(hub: Hub, principal: Principal, task_id: str) -> AsyncIterator[str]:
+async def _task_stream(hub: Hub, session: Session, task_id: str) -> AsyncIterator[str]:
     async with hub.waker.subscribe([task_channel(task_id)]) as sub:
         version = -1
         while True:
-            task = await hub.engine.get(principal, task_id)
+            task = await session.get(task_id)
             if task.version != version:
                 version = task.version
                 yield _frame("task", TaskOut.of(task), task.version)
@@ -66,13 +66,11 @@ async def _task_stream(hub: Hub, principal: Principal, task_id: str) -> AsyncIte
 
 
 @router.get("/tasks/{task_id}/events", response_class=StreamingResponse)
-async def task_events(task_id: TaskId, hub: HubDep, principal: PrincipalDep) -> StreamingResponse:
+async def task_events(task_id: TaskId, hub: HubDep, session: SessionDep) -> StreamingResponse:
     """Server-sent events: the task now, then again at every change; the stream ends when
     the task is terminal."""
-    await hub.engine.get(principal, task_id)  # 404 before the stream starts
-    return StreamingResponse(
-        _task_stream(hub, principal, task_id), media_type=SSE, headers=_NO_CACHE
-    )
+    await session.get(task_id)  # 404 before the stream starts
+    return StreamingResponse(_task_stream(hub, session, task_id), media_type=SSE, headers=_NO_CACHE)
 
 
 async def _org_stream(hub: Hub, principal: Principal, after: int) -> AsyncIterator[str]:

@@ -30,7 +30,7 @@ router = APIRouter(prefix="/v1", tags=["work"])
 
 @router.get("/queue", response_model=TaskList)
 async def queue(
-    hub: HubDep,
+    session: SessionDep,
     principal: PrincipalDep,
     kind: Kind | None = None,
     task_type: Annotated[str | None, Query(max_length=100)] = None,
@@ -47,8 +47,7 @@ async def queue(
     ``wait`` seconds)."""
     require(principal, Role.REVIEWER)
     if wait or skip:
-        tasks = await hub.engine.wait_for_work(
-            principal,
+        tasks = await session.wait_for_work(
             wait,
             kind=kind,
             task_type=task_type,
@@ -57,8 +56,8 @@ async def queue(
             skip=frozenset(skip or ()),
         )
     else:
-        tasks = await hub.engine.queue(
-            principal, kind=kind, task_type=task_type, risk_tier=risk_tier, limit=limit
+        tasks = await session.queue(
+            kind=kind, task_type=task_type, risk_tier=risk_tier, limit=limit
         )
     return {"data": [TaskOut.of(t) for t in tasks], "has_more": False, "next_cursor": None}
 
@@ -117,14 +116,19 @@ async def decide(
 
 @router.post("/tasks/{task_id}/submissions", response_model=TaskOut)
 async def submit(
-    request: Request, task_id: TaskId, body: Submission, hub: HubDep, principal: PrincipalDep
+    request: Request,
+    task_id: TaskId,
+    body: Submission,
+    hub: HubDep,
+    principal: PrincipalDep,
+    session: SessionDep,
 ) -> JSONResponse:
     """Answer a task (a review's answer is a decision). A reviewer that holds no slot
     claims one in the same transaction, as ``Engine.submit`` decides for every transport:
     an answer that does not fit claims nothing, and the same answer again changes nothing."""
 
     async def run(key: str | None) -> tuple[int, Any]:
-        return 200, TaskOut.of(await hub.engine.submit(principal, task_id, body.output))
+        return 200, TaskOut.of(await session.submit(task_id, body.output))
 
     return await idempotent(
         request, hub.store, principal, body.model_dump(mode="json"), run, hub.clock.now()

@@ -14,7 +14,14 @@ from typing import Any
 
 import httpx
 
-from ..errors import ConcurrencyConflict, HandrailError, IdempotencyConflict, PermissionDenied
+from ..errors import (
+    ConcurrencyConflict,
+    HandrailError,
+    IdempotencyConflict,
+    PermissionDenied,
+    ValidationError,
+    ValidationIssue,
+)
 
 __all__ = ["problem_error"]
 
@@ -39,6 +46,15 @@ def _key_in_flight(body: Mapping[str, Any], detail: str, key: str | None) -> Han
     error = ConcurrencyConflict("request with Idempotency-Key", key or "?")
     error.message, error.args = detail, (detail,)
     return error
+
+
+def _argument_path(path: str) -> str:
+    """A query or path parameter's issue (``query:limit``) named as the argument the
+    Python caller passed (``$.limit``), as the in-process session names it."""
+    where, sep, name = path.partition(":")
+    if sep and where in ("query", "path"):
+        return f"$.{name}" if name else "$"
+    return path
 
 
 _API_REFUSALS: dict[str, _Refusal] = {
@@ -70,6 +86,10 @@ def problem_error(response: httpx.Response, key: str | None = None) -> HandrailE
         error = HandrailError.from_problem({**body, "code": code, "detail": detail}, status)
         if isinstance(error, IdempotencyConflict) and not error.key:
             error.key = key or ""
+        if isinstance(error, ValidationError):
+            error.errors = tuple(
+                ValidationIssue(_argument_path(e.path), e.message) for e in error.errors
+            )
         if not code and type(error) is HandrailError:
             error.code = "server_error" if status >= 500 else "http_error"
     request_id = body.get("request_id") or response.headers.get("x-request-id")
