@@ -6,14 +6,18 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 from sqlalchemy import text
 
 from handrail import (
+    Decision,
     Engine,
     Event,
     ManualClock,
+    NotEligible,
     Principal,
+    Remember,
     Role,
     Status,
     StoreError,
@@ -21,9 +25,10 @@ from handrail import (
     TaskEvent,
 )
 from handrail.ids import new_id
+from handrail.store import sql
 from handrail.store.sql import SqlStore, normalize_url
 from handrail.testing import make_task
-from tests.postgres import fresh_schema
+from tests.postgres import asyncpg_dsn, fresh_schema
 
 AGENT = Principal(org_id="org-a", id="agent", roles=frozenset({Role.REQUESTER}))
 
@@ -167,3 +172,81 @@ def _created(task: Task, clock: ManualClock) -> TaskEvent:
         from_status=None,
         to_status=Status.POSTED,
     )
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def two_stores(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[SqlStore, SqlStore]]:
+    """Two stores on one database, as two processes have."""
+    if request.param == "sqlite":
+        url, options = f"sqlite:///{tmp_path / 'two.db'}", {}
+        first, second = await SqlStore.open(url), await SqlStore.open(url)
+        yield first, second
+    else:
+        url = request.getfixturevalue("postgres_url")
+        async with fresh_schema(url) as schema:
+            options = {"connect_args": {"server_settings": {"search_path": schema}}}
+            first, second = await SqlStore.open(url, **options), await SqlStore.open(url, **options)
+            yield first, second
+    await first.close()
+    await second.close()
+
+
+async def test_a_configuration_change_applies_at_once_in_every_process(
+    two_stores: tuple[SqlStore, SqlStore],
+) -> None:
+    """A store keeps organisations' policies, groups and standing approvals in memory by
+    their version: a change committed through another store applies to the next review."""
+    admin = Principal(org_id="org-a", id="root", roles=frozenset({Role.ADMIN}))
+    alice = Principal(org_id="org-a", id="alice", roles=frozenset({Role.REVIEWER}))
+    here, there = (Engine(s, clock=ManualClock()) for s in two_stores)
+    refund = {"kind": "review", "action": {"name": "refund", "args": {"amount": 5}}}
+    assert (await here.create(AGENT, refund)).status is Status.POSTED  # kept: unconfigured
+
+    await there.put_policy(admin, {"rules": [{"id": "no", "tools": ["refund"], "outcome": "deny"}]})
+    denied = await here.create(AGENT, refund)
+    assert denied.status is Status.VERIFIED and denied.decision is not None
+    assert denied.decision.type.value == "reject"
+
+    ask = {"id": "ask", "tools": ["refund"], "outcome": "ask", "reviewers": ["ops"]}
+    await there.put_policy(admin, {"rules": [ask]})
+    await there.put_group(admin, "ops", ["alice"])
+    first = await here.create(AGENT, refund)
+    assert first.status is Status.POSTED and first.policy is not None
+    assert first.policy.groups == ("ops",)
+    await here.decide(alice, first.id, Decision.approve(remember=Remember(ttl_seconds=600)))
+    [granted] = await there.list_standing(admin)
+    assert (await here.create(AGENT, refund)).status is Status.VERIFIED  # kept: granted
+
+    await there.revoke_standing(admin, granted.id, "no longer")
+    assert (await here.create(AGENT, refund)).status is Status.POSTED
+    await there.put_group(admin, "ops", ["bob"])
+    group = await here.create(AGENT, refund)
+    with pytest.raises(NotEligible):
+        await here.decide(alice, group.id, Decision.approve())
+
+
+@pytest.mark.postgres
+async def test_a_pooled_connection_that_died_while_it_rested_is_replaced(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restarted server kills the pool's connections: one that rested is pinged before
+    use and replaced, so the next transaction runs (no ping for a busy connection)."""
+    monkeypatch.setattr(sql, "PING_IDLE", 0.0)
+    async with fresh_schema(postgres_url) as schema:
+        store = await SqlStore.open(
+            postgres_url, connect_args={"server_settings": {"search_path": schema}}
+        )
+        try:
+            pid = await store.run(lambda c: c.exec_driver_sql("SELECT pg_backend_pid()").scalar())
+            killer = await asyncpg.connect(asyncpg_dsn(postgres_url))
+            try:
+                assert await killer.fetchval("SELECT pg_terminate_backend($1)", pid) is True
+            finally:
+                await killer.close()
+            assert await store.last_seq() == 0
+            again = await store.run(lambda c: c.exec_driver_sql("SELECT pg_backend_pid()").scalar())
+            assert again != pid
+        finally:
+            await store.close()

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, func, insert, select, text
 
 from handrail.clock import ManualClock
 from handrail.store._sql_rows import task_row
-from handrail.store._sql_tables import APPEND_ONLY
+from handrail.store._sql_tables import APPEND_ONLY, CONFIGURATION
 from handrail.store.sql import SqlStore
 from handrail.store.sql import metadata as engine_tables
 from handrail.testing import make_task
@@ -61,9 +61,32 @@ def _guards(conn: Connection) -> set[str]:
 
 async def test_the_migrated_schema_is_the_declared_one(empty: SqlStore) -> None:
     await migrate(empty)
-    assert await current_revision(empty) == "0004_notify"
+    assert await current_revision(empty) == "0005_config"
     assert await empty.run(_drift, readonly=True) == []
-    assert set(APPEND_ONLY) <= await empty.run(_guards, readonly=True)
+    assert {*APPEND_ONLY, *CONFIGURATION} <= await empty.run(_guards, readonly=True)
+
+
+async def test_0005_counts_organisations_configured_before_it(empty: SqlStore) -> None:
+    """The backfill gives an organisation configured before ``org_config`` existed its
+    row, and from then on the triggers move it on at each change of its configuration."""
+    await migrate(empty, "0004_notify")
+    groups = engine_tables.tables["reviewer_groups"]
+    group = {"org_id": "acme", "name": "ops", "members": ["a"], "description": None, "version": 1}
+    await empty.run(lambda c: c.execute(insert(groups).values(**group)))
+    await migrate(empty)
+    config = engine_tables.tables["org_config"]
+
+    def versions(conn: Connection) -> dict[str, int]:
+        return {r.org_id: r.version for r in conn.execute(select(config))}
+
+    assert await empty.run(versions, readonly=True) == {"acme": 1}
+    await empty.run(
+        lambda c: c.execute(
+            groups.update().where(groups.c.org_id == "acme").values(members=["a", "b"])
+        )
+    )
+    await empty.run(lambda c: c.execute(groups.delete().where(groups.c.org_id == "acme")))
+    assert await empty.run(versions, readonly=True) == {"acme": 3}
 
 
 async def test_0002_upgrades_a_database_with_tasks(empty: SqlStore) -> None:

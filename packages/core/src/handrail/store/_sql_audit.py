@@ -33,6 +33,15 @@ _MOVE_HEAD = (
     .where(audit_heads.c.org_id == bindparam("where_org"))
     .values(seq=bindparam("seq"), hash=bindparam("hash"))
 )
+_MOVE_GUESSED_HEAD = (
+    update(audit_heads)
+    .where(
+        audit_heads.c.org_id == bindparam("where_org"),
+        audit_heads.c.seq == bindparam("old_seq"),
+        audit_heads.c.hash == bindparam("old_hash"),
+    )
+    .values(seq=bindparam("seq"), hash=bindparam("hash"))
+)
 
 
 Heads = dict[str, AuditHead]
@@ -84,6 +93,22 @@ def _seal_on_guess(
 ) -> AuditHead | None:
     sealed = chain(records, guess)
     last = sealed[-1][0]
+    if conn.dialect.name == "sqlite":  # no data-modifying CTE: the guarded move, then insert
+        moved = conn.execute(
+            _MOVE_GUESSED_HEAD,
+            {
+                "where_org": org_id,
+                "old_seq": guess.seq,
+                "old_hash": guess.hash,
+                "seq": last.seq,
+                "hash": last.hash,
+            },
+        )
+        if moved.rowcount != 1:
+            return None
+        rows = _rows(sealed)
+        conn.execute(_INSERT_AUDIT, rows[0] if len(rows) == 1 else rows)
+        return AuditHead(org_id, last.seq, last.hash)
     params: dict[str, Any] = {
         "org": org_id,
         "old_seq": guess.seq,
@@ -107,8 +132,9 @@ def seal_audit(
     """Chain ``records`` onto their organisations' heads (in organisation order, so two
     transactions never wait for each other's heads) and move the heads on. The head is
     locked until the transaction ends, so concurrent writers queue on it and each links
-    onto the last commit. On PostgreSQL, ``heads`` (this store's guesses) makes it one
-    round trip when this store was the last to write.
+    onto the last commit. ``heads`` (this store's guesses) saves reading the head when
+    this store was the last to write: one round trip on PostgreSQL, two statements on
+    SQLite (the guarded move, the insert).
 
     The transaction's task ``events`` are inserted here, each organisation's once its head
     is locked: their sequence numbers are drawn while no other writer of that organisation
@@ -122,14 +148,13 @@ def seal_audit(
     for event in events:
         events_of.setdefault(event.org_id, []).append(event)
         by_org.setdefault(event.org_id, [])
-    postgres = conn.dialect.name == "postgresql"
     lock = _LOCK_HEAD[conn.dialect.name]
     for org_id in sorted(by_org):
         if not by_org[org_id]:  # events with no audit record (never, from the engine)
             conn.execute(lock, {"org_id": org_id}).one()  # the head locked all the same
             append_events(conn, events_of[org_id])
             continue
-        guess = heads.get(org_id) if heads is not None and postgres else None
+        guess = heads.get(org_id) if heads is not None else None
         moved = _seal_on_guess(conn, org_id, by_org[org_id], guess) if guess else None
         if moved is None:
             row = conn.execute(lock, {"org_id": org_id}).one()

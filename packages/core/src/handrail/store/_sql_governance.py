@@ -3,16 +3,24 @@ approvals and decision tokens."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, bindparam, delete, func, select
+from sqlalchemy import Connection, bindparam, delete, select
 
 from ..errors import ConcurrencyConflict
 from ..policy import Policy, ReviewerGroup, StandingApproval
 from ._protocol import PolicyContext
 from ._sql_ledger import _put
 from ._sql_rows import group_from, group_row, policy_from, standing_from, standing_row
-from ._sql_tables import decision_tokens, policies, reviewer_groups, standing_approvals
+from ._sql_tables import (
+    decision_tokens,
+    org_config,
+    policies,
+    reviewer_groups,
+    standing_approvals,
+)
 
 _LATEST_POLICY = (
     select(policies)
@@ -109,22 +117,80 @@ def put_standing(
     _put(conn, standing_approvals, ("id",), row, expected_version, "standing approval")
 
 
-_POLICY_VERSION = select(func.max(policies.c.version)).where(
-    policies.c.org_id == bindparam("org_id")
+@dataclass(frozen=True)
+class OrgConfig:
+    """An organisation's configuration as of its ``org_config.version``: its newest policy,
+    its groups, and its unrevoked standing approvals by tool (expired ones are left out
+    when used, by the time of the review)."""
+
+    version: int
+    policy: Policy | None
+    groups: tuple[ReviewerGroup, ...]
+    standing: dict[str, tuple[StandingApproval, ...]]
+
+
+Configs = dict[str, OrgConfig]
+"""A store's copies of organisations' configurations, by organisation."""
+CONFIGS_KEPT = 1024
+
+_CONFIG_VERSION = select(org_config.c.version).where(org_config.c.org_id == bindparam("org_id"))
+_UNREVOKED = (
+    select(standing_approvals)
+    .where(
+        standing_approvals.c.org_id == bindparam("org_id"),
+        standing_approvals.c.revoked_at.is_(None),
+    )
+    .order_by(standing_approvals.c.id)
 )
+_UNCONFIGURED = OrgConfig(0, None, (), {})
+
+
+def _load_config(conn: Connection, org_id: str, version: int) -> OrgConfig:
+    by_tool: dict[str, list[StandingApproval]] = {}
+    for row in conn.execute(_UNREVOKED, {"org_id": org_id}).all():
+        approval = standing_from(row)
+        by_tool.setdefault(approval.tool, []).append(approval)
+    return OrgConfig(
+        version,
+        get_policy(conn, org_id),
+        tuple(list_groups(conn, org_id)),
+        {tool: tuple(found) for tool, found in by_tool.items()},
+    )
+
+
+def org_config_of(conn: Connection, configs: Configs, org_id: str) -> OrgConfig:
+    """The organisation's configuration: one statement (its version) when ``configs``
+    holds that version already, else read whole and kept there. The version is read in
+    the caller's transaction, so a change committed before it (a revoked standing
+    approval, say) is in what this returns."""
+    version = conn.execute(_CONFIG_VERSION, {"org_id": org_id}).scalar()
+    if version is None:
+        return _UNCONFIGURED
+    held = configs.get(org_id)
+    if held is None or held.version != version:
+        held = _load_config(conn, org_id, int(version))
+        if len(configs) >= CONFIGS_KEPT:
+            configs.clear()
+        configs[org_id] = held
+    return held
 
 
 def policy_context(
-    conn: Connection, org_id: str, tool: str, now: datetime, known_version: int | None
+    conn: Connection,
+    configs: Configs,
+    org_id: str,
+    tool: str,
+    now: datetime,
+    known_version: int | None,
 ) -> PolicyContext:
-    version = int(conn.execute(_POLICY_VERSION, {"org_id": org_id}).scalar() or 0)
-    policy = None if version in (0, known_version) else get_policy(conn, org_id)
-    live = conn.execute(_LIVE_STANDING, {"org_id": org_id, "tool": tool, "now": now}).all()
+    config = org_config_of(conn, configs, org_id)
+    version = config.policy.version if config.policy is not None else 0
+    live: Sequence[StandingApproval] = config.standing.get(tool, ())
     return PolicyContext(
-        version=policy.version if policy is not None else version,
-        policy=policy,
-        groups=list_groups(conn, org_id),
-        standing=[standing_from(r) for r in live],
+        version=version,
+        policy=None if version in (0, known_version) else config.policy,
+        groups=list(config.groups),
+        standing=[a for a in live if a.active(now)],
     )
 
 

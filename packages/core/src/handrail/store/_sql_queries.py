@@ -18,6 +18,7 @@ from ._sql_audit import audit_entries as audit_entries
 from ._sql_audit import audit_head as audit_head
 from ._sql_audit import audit_orgs as audit_orgs
 from ._sql_audit import seal_audit as seal_audit
+from ._sql_governance import Configs as Configs
 from ._sql_governance import delete_group as delete_group
 from ._sql_governance import get_policy as get_policy
 from ._sql_governance import get_standing as get_standing

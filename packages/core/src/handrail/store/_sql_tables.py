@@ -427,6 +427,17 @@ audit_log = Table(
     Index("ix_audit_log_task", "org_id", "task_id"),
 )
 
+org_config = Table(
+    "org_config",
+    metadata,
+    # One row per organisation with a policy, a group or a standing approval: a number the
+    # database's own triggers move on at every change of those (see trigger_statements), so
+    # a store may keep them in memory and read just this number per new review.
+    Column("org_id", String(200), primary_key=True),
+    Column("version", BigInteger, nullable=False),
+    CheckConstraint("version >= 1", name="version"),
+)
+
 audit_heads = Table(
     "audit_heads",
     metadata,
@@ -447,10 +458,58 @@ APPEND_ONLY = (
 )
 
 
+CONFIGURATION = ("policies", "reviewer_groups", "standing_approvals")
+"""The tables whose every change moves their organisation's ``org_config.version`` on."""
+
+# Organisations configured before org_config existed get their row (idempotent).
+_CONFIG_BACKFILL = (
+    "INSERT INTO org_config (org_id, version) SELECT org_id, 1 FROM ("
+    + " UNION ".join(f"SELECT org_id FROM {table}" for table in CONFIGURATION)
+    + ") AS configured WHERE true ON CONFLICT (org_id) DO NOTHING"
+)
+_CONFIG_BUMP = (
+    "INSERT INTO org_config (org_id, version) VALUES ({org}, 1) "
+    "ON CONFLICT (org_id) DO UPDATE SET version = org_config.version + 1"
+)
+
+
+def config_statements(dialect: str) -> list[str]:
+    """Triggers that move ``org_config.version`` on at every insert, update or delete of
+    a policy, a reviewer group or a standing approval, whoever writes it, and the
+    backfill of organisations configured before them (idempotent SQL)."""
+    if dialect == "sqlite":
+        statements = [
+            f"CREATE TRIGGER IF NOT EXISTS {table}_config_{op.lower()} AFTER {op} ON {table} "
+            f"BEGIN {_CONFIG_BUMP.format(org=('OLD' if op == 'DELETE' else 'NEW') + '.org_id')}"
+            "; END"
+            for table in CONFIGURATION
+            for op in ("INSERT", "UPDATE", "DELETE")
+        ]
+    elif dialect == "postgresql":
+        statements = [
+            "CREATE OR REPLACE FUNCTION handrail_config_changed() RETURNS trigger "
+            "LANGUAGE plpgsql AS $$ DECLARE org text; BEGIN "
+            "IF TG_OP = 'DELETE' THEN org := OLD.org_id; ELSE org := NEW.org_id; END IF; "
+            f"{_CONFIG_BUMP.format(org='org')}; RETURN NULL; END $$"
+        ]
+        statements += [
+            f"CREATE OR REPLACE TRIGGER {table}_config AFTER INSERT OR UPDATE OR DELETE "
+            f"ON {table} FOR EACH ROW EXECUTE FUNCTION handrail_config_changed()"
+            for table in CONFIGURATION
+        ]
+    else:
+        return []
+    return [*statements, _CONFIG_BACKFILL]
+
+
 def trigger_statements(dialect: str) -> list[str]:
     """The database's own guards, as idempotent SQL: history, postings and entries are
     append-only, and a posting row (written after its entries) is refused unless the
-    entries sum to zero."""
+    entries sum to zero; and the configuration version (``config_statements``)."""
+    return _guard_statements(dialect) + config_statements(dialect)
+
+
+def _guard_statements(dialect: str) -> list[str]:
     if dialect == "sqlite":
         statements = [
             f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} "

@@ -21,6 +21,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import array
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from ..errors import ConcurrencyConflict
@@ -70,7 +72,12 @@ _UPDATE_TASK = (
     )
     .values({c.name: bindparam(c.name) for c in tasks.c if c.name != "id"})
 )
-_INSERT_TASK = insert(tasks)
+# A taken id or idempotency key inserts nothing (and returns no row) instead of failing:
+# no savepoint is needed to go on after it.
+_INSERT_TASK = {
+    "postgresql": pg_insert(tasks).on_conflict_do_nothing().returning(tasks.c.id),
+    "sqlite": sqlite_insert(tasks).on_conflict_do_nothing().returning(tasks.c.id),
+}
 _INSERT_ASSIGNMENTS = insert(assignments)
 _INSERT_EVENTS = insert(task_events)
 _EVENTS_OF = (
@@ -120,13 +127,8 @@ def find_by_key(conn: Connection, seen: Seen, org_id: str, key: str) -> Task | N
 
 
 def insert_task(conn: Connection, seen: Seen, task: Task) -> None:
-    try:
-        with conn.begin_nested():
-            conn.execute(_INSERT_TASK, [task_row(task)])
-    except IntegrityError as exc:
-        if _unique_violation(exc):  # the id or the idempotency key is taken
-            raise ConcurrencyConflict("task", task.id) from exc
-        raise
+    if conn.execute(_INSERT_TASK[conn.dialect.name], task_row(task)).first() is None:
+        raise ConcurrencyConflict("task", task.id)  # the id or the idempotency key is taken
     _write_assignments(conn, seen, task, ())
 
 

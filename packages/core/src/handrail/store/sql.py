@@ -6,11 +6,12 @@ other: the loser gets ``ConcurrencyConflict`` and the engine retries it.
 
 Each store call runs all of its statements in one step (see ``_sql_queries``):
 
-- **SQLite** uses the standard ``sqlite3`` module on a few worker threads. Write
-  transactions start with ``BEGIN IMMEDIATE`` (no upgrade deadlocks) and one process runs
-  one at a time, queued on an ``asyncio.Lock`` rather than spinning in SQLite's busy
-  handler; other processes wait up to ``busy_timeout``. WAL mode lets readers run beside
-  the writer; ``synchronous=NORMAL`` keeps every commit across a killed process.
+- **SQLite** uses the standard ``sqlite3`` module. Write transactions start with
+  ``BEGIN IMMEDIATE`` (no upgrade deadlocks), one process runs one at a time, queued on an
+  ``asyncio.Lock``, and they run inline on the event loop (see ``_SqliteDriver``); another
+  process's writer is waited for without blocking the loop, up to ``busy_timeout``. Reads
+  run on a few worker threads; WAL mode lets them run beside the writer.
+  ``synchronous=NORMAL`` keeps every commit across a killed process.
 - **PostgreSQL** uses asyncpg through SQLAlchemy's async engine.
 """
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import functools
 import sqlite3
 import time
@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 try:
     from sqlalchemy import Connection, Engine, create_engine, event, func, select
     from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.exc import DBAPIError, DisconnectionError
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
     from sqlalchemy.pool import ConnectionPoolEntry
 except ImportError as _missing:  # pragma: no cover - depends on the install
@@ -131,14 +131,35 @@ class _AsyncDriver:
         await self.engine.dispose()
 
 
-class _ThreadDriver:
-    """A sync SQLAlchemy engine (sqlite3) on worker threads: one hop per step.
+class _InlineRun:
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self.last: list[Callable[[Connection], None]] = []
 
-    A transaction holds one pooled connection; its steps run one after another (never two
-    at once on one connection, even when the caller is cancelled mid-step).
+    async def __call__(self, step: Step[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return step(self._conn, *args, **kwargs)
+
+
+class _SqliteDriver:
+    """sqlite3 under a sync SQLAlchemy engine.
+
+    **Writes run inline**, on the event loop's own thread, on one connection kept for them:
+    one process writes one transaction at a time anyway (SQLite has one writer), so a hop
+    to a worker thread per statement bought nothing but its cost (tens of microseconds a
+    hop, several hops a transaction). The writer never blocks the loop waiting for another
+    process: its ``BEGIN IMMEDIATE`` does not wait in SQLite's busy handler but is retried
+    with ``asyncio.sleep`` until ``busy_timeout``. Its commits do not checkpoint the WAL
+    inline either; a passive checkpoint runs on a worker thread every
+    ``CHECKPOINT_EVERY`` write transactions.
+
+    **Reads** run on worker threads, one hop per step, beside the writer (WAL).
     """
 
-    def __init__(self, engine: Engine, connections: int = SQLITE_CONNECTIONS) -> None:
+    CHECKPOINT_EVERY = 500
+
+    def __init__(
+        self, engine: Engine, connections: int = SQLITE_CONNECTIONS, busy_timeout: float = 30.0
+    ) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
         self._threads = concurrent.futures.ThreadPoolExecutor(
@@ -146,12 +167,72 @@ class _ThreadDriver:
         )
         self._slots = asyncio.Semaphore(connections)  # never wait for a pooled connection
         self._writer = asyncio.Lock()
+        self._write_conn: Connection | None = None
+        self._busy_timeout = busy_timeout
+        self._writes = 0
+        self._checkpoint: concurrent.futures.Future[Any] | None = None
 
     @asynccontextmanager
     async def connection(self, *, readonly: bool) -> AsyncIterator[_Runner]:
-        lock = contextlib.nullcontext() if readonly else self._writer
-        async with self._slots, lock:
-            mode = "DEFERRED" if readonly else "IMMEDIATE"
+        if readonly:
+            async with self._read() as run:
+                yield run
+            return
+        async with self._writer:
+            conn = await self._begin_write()
+            run = _InlineRun(conn)
+            try:
+                yield run
+                for step in run.last:
+                    step(conn)
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+            self._writes += 1
+            if self._writes % self.CHECKPOINT_EVERY == 0:
+                self._start_checkpoint()
+
+    async def _begin_write(self) -> Connection:
+        if self._write_conn is None:
+            conn = self.engine.connect().execution_options(handrail_begin="IMMEDIATE")
+            conn.exec_driver_sql("PRAGMA busy_timeout=0")  # waits are ours, not the loop's
+            conn.exec_driver_sql("PRAGMA wal_autocheckpoint=0")
+            conn.commit()
+            self._write_conn = conn
+        conn = self._write_conn
+        deadline = time.monotonic() + self._busy_timeout
+        pause = 0.001
+        while True:
+            try:
+                conn.begin()
+                return conn
+            except DBAPIError as exc:
+                conn.rollback()
+                locked = isinstance(exc.orig, sqlite3.OperationalError) and (
+                    "locked" in str(exc.orig) or "busy" in str(exc.orig)
+                )
+                if not locked or time.monotonic() >= deadline:
+                    raise
+            await asyncio.sleep(pause)  # another process writes: wait without the loop
+            pause = min(pause * 2, 0.05)
+
+    def _start_checkpoint(self) -> None:
+        if self._checkpoint is not None and not self._checkpoint.done():
+            return
+
+        def checkpoint() -> None:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+
+        self._checkpoint = self._threads.submit(checkpoint)
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[_Runner]:
+        """A read transaction on a pooled connection; its steps run one after another on
+        worker threads (never two at once on one connection, even when the caller is
+        cancelled mid-step)."""
+        async with self._slots:
             pending: list[concurrent.futures.Future[Any]] = []
 
             async def hop(fn: Callable[[], T]) -> T:
@@ -159,41 +240,24 @@ class _ThreadDriver:
                 pending.append(future)
                 return await asyncio.wrap_future(future)
 
-            conn = await hop(functools.partial(self._begin, mode))
-            run = _ThreadRun(conn, hop)
+            conn = await hop(self._begin_read)
             try:
-                yield run
-            except BaseException:
-                await self._finish(conn, pending, commit=False)
-                raise
-            await self._finish(conn, pending, commit=True, last=run.last)
+                yield _ThreadRun(conn, hop)
+            finally:
+                await self._end_read(conn, pending)
 
-    def _begin(self, mode: str) -> Connection:
-        conn = self.engine.connect().execution_options(handrail_begin=mode)
+    def _begin_read(self) -> Connection:
+        conn = self.engine.connect().execution_options(handrail_begin="DEFERRED")
         conn.begin()
         return conn
 
-    async def _finish(
-        self,
-        conn: Connection,
-        pending: list[concurrent.futures.Future[Any]],
-        *,
-        commit: bool,
-        last: Sequence[Callable[[Connection], None]] = (),
+    async def _end_read(
+        self, conn: Connection, pending: list[concurrent.futures.Future[Any]]
     ) -> None:
         def end() -> None:
             concurrent.futures.wait(pending)  # a step left running by a cancelled caller
             try:
-                if commit:
-                    try:
-                        for step in last:
-                            step(conn)
-                    except BaseException:
-                        conn.rollback()
-                        raise
-                    conn.commit()
-                else:
-                    conn.rollback()
+                conn.rollback()
             finally:
                 conn.close()
 
@@ -201,6 +265,10 @@ class _ThreadDriver:
         await asyncio.shield(asyncio.wrap_future(self._threads.submit(end)))
 
     async def dispose(self) -> None:
+        async with self._writer:
+            if self._write_conn is not None:
+                self._write_conn.close()
+                self._write_conn = None
         await asyncio.wrap_future(self._threads.submit(self.engine.dispose))
         self._threads.shutdown(wait=False)
 
@@ -239,6 +307,31 @@ def _sqlite_setup(engine: Engine) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+PING_IDLE = 1.0  # seconds a pooled PostgreSQL connection may rest before it is pinged
+
+
+def _postgres_setup(engine: Engine) -> None:
+    """A server may restart under us, so a pooled connection is pinged before use, but only
+    one that rested over ``PING_IDLE`` seconds: under load connections come back to the
+    pool within milliseconds, and pinging each (SQLAlchemy's ``pool_pre_ping``) would add
+    a round trip to every transaction. A connection that died while busy fails its
+    transaction once, and SQLAlchemy then replaces every connection opened before it."""
+
+    @event.listens_for(engine, "checkin")
+    def _checkin(dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_conn: Any, record: ConnectionPoolEntry, proxy: Any) -> None:
+        since = record.info.pop("idle_since", None)
+        if since is None or time.monotonic() - since <= PING_IDLE:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:  # the pool drops it and checks out another
+            raise DisconnectionError("a pooled connection died while it rested") from exc
+
+
 class SqlStore:
     """Tasks and history in a SQL database."""
 
@@ -246,6 +339,7 @@ class SqlStore:
         self._driver = driver
         self.dialect = driver.dialect
         self._heads: q.Heads = {}  # where this store last sealed each audit chain
+        self._configs: q.Configs = {}  # organisations' policies, groups, standing approvals
 
     @classmethod
     async def open(
@@ -264,10 +358,11 @@ class SqlStore:
             }
             engine = create_engine(url, **(options | kwargs))
             _sqlite_setup(engine)
-            driver = _ThreadDriver(engine)
+            driver = _SqliteDriver(engine)
         else:
-            # A server may restart under us: ping a pooled connection before use.
-            driver = _AsyncDriver(create_async_engine(url, **({"pool_pre_ping": True} | kwargs)))
+            async_engine = create_async_engine(url, **kwargs)
+            _postgres_setup(async_engine.sync_engine)
+            driver = _AsyncDriver(async_engine)
         store = cls(driver)
         if create:
             await store.create_schema()
@@ -305,7 +400,7 @@ class SqlStore:
     @asynccontextmanager
     async def transaction(self, *, readonly: bool = False) -> AsyncIterator[SqlTransaction]:
         async with self._runner(readonly=readonly) as run:
-            tx = SqlTransaction(run)
+            tx = SqlTransaction(run, self._configs)
             yield tx
             if tx._audit or tx._events:
                 # sealed as it commits (the chain's head is held only that long), the task
@@ -336,8 +431,9 @@ class SqlStore:
 class SqlTransaction:
     """One unit of work on a ``SqlStore`` (see ``handrail.store.Transaction``)."""
 
-    def __init__(self, run: _Runner) -> None:
+    def __init__(self, run: _Runner, configs: q.Configs | None = None) -> None:
         self._run = run
+        self._configs: q.Configs = {} if configs is None else configs
         self._seen: q.Seen = {}
         self._audit: list[AuditRecord] = []
         self._events: list[TaskEvent] = []  # written as the transaction commits
@@ -514,7 +610,7 @@ class SqlTransaction:
     async def policy_context(
         self, org_id: str, tool: str, now: datetime, *, known_version: int | None = None
     ) -> PolicyContext:
-        return await self._run(q.policy_context, org_id, tool, now, known_version)
+        return await self._run(q.policy_context, self._configs, org_id, tool, now, known_version)
 
     async def list_groups(self, org_id: str) -> list[ReviewerGroup]:
         return await self._run(q.list_groups, org_id)
