@@ -31,13 +31,23 @@ def list_workers(conn: Connection, org_id: str) -> list[WorkerProfile]:
 
 
 def get_worker_stats(
-    conn: Connection, org_id: str, task_type: str, worker_ids: Sequence[str]
+    conn: Connection, org_id: str, task_type: str, worker_ids: Sequence[str], lock: bool = False
 ) -> dict[str, WorkerStats]:
-    query = select(worker_stats).where(
-        worker_stats.c.org_id == org_id,
-        worker_stats.c.task_type == task_type,
-        worker_stats.c.worker_id.in_(list(worker_ids)),
+    """With ``lock`` (a write transaction), the rows are locked until it ends, in worker
+    order: every decision rewrites its reviewer's row, so one reviewer's concurrent
+    decisions queue here rather than all reading one version and all but one rolling
+    back on the version check (PostgreSQL; SQLite has one writer at a time anyway)."""
+    query = (
+        select(worker_stats)
+        .where(
+            worker_stats.c.org_id == org_id,
+            worker_stats.c.task_type == task_type,
+            worker_stats.c.worker_id.in_(list(worker_ids)),
+        )
+        .order_by(worker_stats.c.worker_id)
     )
+    if lock:
+        query = query.with_for_update()
     return {r.worker_id: stats_from(r) for r in conn.execute(query).all()}
 
 

@@ -400,7 +400,7 @@ class SqlStore:
     @asynccontextmanager
     async def transaction(self, *, readonly: bool = False) -> AsyncIterator[SqlTransaction]:
         async with self._runner(readonly=readonly) as run:
-            tx = SqlTransaction(run, self._configs)
+            tx = SqlTransaction(run, self._configs, readonly=readonly)
             yield tx
             if tx._audit or tx._events:
                 # sealed as it commits (the chain's head is held only that long), the task
@@ -431,8 +431,11 @@ class SqlStore:
 class SqlTransaction:
     """One unit of work on a ``SqlStore`` (see ``handrail.store.Transaction``)."""
 
-    def __init__(self, run: _Runner, configs: q.Configs | None = None) -> None:
+    def __init__(
+        self, run: _Runner, configs: q.Configs | None = None, *, readonly: bool = False
+    ) -> None:
         self._run = run
+        self._readonly = readonly
         self._configs: q.Configs = {} if configs is None else configs
         self._seen: q.Seen = {}
         self._audit: list[AuditRecord] = []
@@ -579,7 +582,8 @@ class SqlTransaction:
     async def worker_stats(
         self, org_id: str, task_type: str, worker_ids: Sequence[str]
     ) -> dict[str, WorkerStats]:
-        return await self._run(q.get_worker_stats, org_id, task_type, worker_ids)
+        lock = not self._readonly
+        return await self._run(q.get_worker_stats, org_id, task_type, worker_ids, lock)
 
     async def put_worker_stats(self, stats: WorkerStats, *, expected_version: int | None) -> None:
         await self._run(q.put_worker_stats, stats, expected_version)

@@ -1,0 +1,86 @@
+"""What each engine operation costs the database, counted exactly: statements and
+transactions on SQLite and PostgreSQL (a regression that adds one fails here; timings
+are the benchmarks' business, not the tests')."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from handrail import Decision, Engine, Principal, Role, Task
+from handrail.store.sql import SqlStore
+from tests.core._statements import counted
+from tests.postgres import fresh_schema
+
+AGENT = Principal(org_id="org-a", id="agent", roles=frozenset({Role.REQUESTER}))
+ALICE = Principal(org_id="org-a", id="alice", roles=frozenset({Role.REVIEWER}))
+REVIEW: dict[str, Any] = {"kind": "review", "action": {"name": "send_email", "args": {}}}
+JUDGMENT: dict[str, Any] = {
+    "kind": "judgment",
+    "output_schema": {"type": "object", "properties": {"ok": {"type": "boolean"}}},
+}
+
+# statements per operation (our BEGIN left out), each in one transaction
+EXPECTED: dict[str, dict[str, int]] = {
+    # version of the organisation's configuration; the task; the audit seal (SQLite: the
+    # guarded head move, then the entry; PostgreSQL: one statement); the history
+    "create": {"sqlite": 5, "postgresql": 4},
+    "keyed create": {"sqlite": 6, "postgresql": 5},  # and the lookup by key
+    "keyed create, replayed": {"sqlite": 2, "postgresql": 2},  # the task, its assignments
+    # the task and its assignments; the worker; the task and the new assignment; the seal
+    "claim": {"sqlite": 8, "postgresql": 7},
+    # the task and its assignments; the worker's and the crowd's record (verification);
+    # the worker's record again, locked, and rewritten with a new sample (learning); the
+    # task and its assignment; the seal; the history
+    "submit": {"sqlite": 14, "postgresql": 13},
+    "decide": {"sqlite": 15, "postgresql": 14},  # as submit, and the worker (a claim)
+}
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlStore]:
+    if request.param == "sqlite":
+        store = await SqlStore.open(f"sqlite:///{tmp_path / 'count.db'}")
+        yield store
+        await store.close()
+        return
+    url = request.getfixturevalue("postgres_url")
+    async with fresh_schema(url) as schema:
+        store = await SqlStore.open(url, connect_args={"server_settings": {"search_path": schema}})
+        yield store
+        await store.close()
+
+
+async def _warm(engine: Engine) -> None:
+    """One of each first: the caches a process fills once (audit head, configuration)."""
+    done = await engine.create(AGENT, REVIEW)
+    await engine.decide(ALICE, done.id, Decision.approve())
+    judged = await engine.create(AGENT, JUDGMENT)
+    await engine.claim(ALICE, judged.id)
+    await engine.submit(ALICE, judged.id, {"ok": True})
+
+
+async def _count(store: SqlStore, op: str, run: Callable[[], Awaitable[Task]]) -> Task:
+    with counted(store) as sent:
+        task = await run()
+    expected = EXPECTED[op][store.dialect]
+    listed = "\n  ".join(s[:140] for s in sent.statements)
+    assert (len(sent), sent.transactions) == (expected, 1), f"{op}:\n  {listed}"
+    return task
+
+
+async def test_each_operation_costs_what_it_did(store: SqlStore) -> None:
+    engine = Engine(store)
+    await _warm(engine)
+    review = await _count(store, "create", lambda: engine.create(AGENT, REVIEW))
+    keyed = {**REVIEW, "idempotency_key": "k-1"}
+    first = await _count(store, "keyed create", lambda: engine.create(AGENT, keyed))
+    again = await _count(store, "keyed create, replayed", lambda: engine.create(AGENT, keyed))
+    assert again.id == first.id
+    await _count(store, "decide", lambda: engine.decide(ALICE, review.id, Decision.approve()))
+    judged = await engine.create(AGENT, JUDGMENT)
+    await _count(store, "claim", lambda: engine.claim(ALICE, judged.id))
+    await _count(store, "submit", lambda: engine.submit(ALICE, judged.id, {"ok": True}))
