@@ -25,6 +25,7 @@ TITLES = {
     "http-create": "POST /v1/tasks over HTTP against the no-op FastAPI ceiling",
     "http-lifecycle": "Task lifecycle over HTTP (create → long-poll → decision → answered)",
     "lifecycle": "Lifecycle create → verified, in-process",
+    "storage-create": "In-process review create by store, µs (lower is better)",
     "ledger": "Ledger operations",
     "routing": "Assignment latency, 10,000 workers",
 }

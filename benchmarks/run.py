@@ -34,6 +34,7 @@ import bench_langgraph
 import bench_ledger
 import bench_lifecycle
 import bench_policy
+import bench_storage
 import bench_ui
 import bench_verification
 import bench_wakeup
@@ -44,6 +45,7 @@ Bench = Callable[[bool], Awaitable[list[Row]]]
 BENCHMARKS: dict[str, Bench] = {
     "wakeup": bench_wakeup.run,
     "lifecycle": bench_lifecycle.run,
+    "storage": bench_storage.run,
     "ledger": bench_ledger.run,
     "verification": bench_verification.run,
     "policy": bench_policy.run,
