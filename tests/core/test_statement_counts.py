@@ -25,18 +25,19 @@ JUDGMENT: dict[str, Any] = {
 
 # statements per operation (our BEGIN left out), each in one transaction
 EXPECTED: dict[str, dict[str, int]] = {
-    # version of the organisation's configuration; the task; the audit seal (SQLite: the
-    # guarded head move, then the entry; PostgreSQL: one statement); the history
+    # the version of the organisation's configuration; the task; the audit seal (SQLite:
+    # the guarded head move, then the entry; PostgreSQL: one statement); the history
     "create": {"sqlite": 5, "postgresql": 4},
     "keyed create": {"sqlite": 6, "postgresql": 5},  # and the lookup by key
-    "keyed create, replayed": {"sqlite": 2, "postgresql": 2},  # the task, its assignments
-    # the task and its assignments; the worker; the task and the new assignment; the seal
-    "claim": {"sqlite": 8, "postgresql": 7},
-    # the task and its assignments; the worker's and the crowd's record (verification);
-    # the worker's record again, locked, and rewritten with a new sample (learning); the
-    # task and its assignment; the seal; the history
-    "submit": {"sqlite": 14, "postgresql": 13},
-    "decide": {"sqlite": 15, "postgresql": 14},  # as submit, and the worker (a claim)
+    "keyed create, replayed": {"sqlite": 1, "postgresql": 1},  # the task with its slots
+    # the task with its slots (one statement); the worker; the task and the new slot; the
+    # seal; the history
+    "claim": {"sqlite": 7, "postgresql": 6},
+    # the task; the worker's record, locked (verification and learning share it); the
+    # crowd's recent durations and labels; the record rewritten and a new sample; the
+    # task and its slot; the seal; the history
+    "submit": {"sqlite": 11, "postgresql": 10},
+    "decide": {"sqlite": 12, "postgresql": 11},  # as submit, and the worker (a claim)
 }
 
 

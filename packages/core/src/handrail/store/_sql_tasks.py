@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import (
@@ -52,10 +53,24 @@ _SET_ASSIGNMENT = (
 
 
 # The hot statements, built once: SQLAlchemy then only binds parameters.
-_TASK_BY_ID = select(tasks).where(
+_HELD = ("worker_id", "status", "claimed_at", "submitted_at", "released_at", "output", "position")
+
+
+def _with_assignments(*where: Any) -> Any:
+    """One task with its assignments in one statement: a row per assignment (or one row
+    with none), the assignment's columns named ``a_<column>``."""
+    return (
+        select(tasks, *(assignments.c[c].label(f"a_{c}") for c in _HELD))
+        .select_from(tasks.outerjoin(assignments, assignments.c.task_id == tasks.c.id))
+        .where(*where)
+        .order_by(assignments.c.position)
+    )
+
+
+_ONE_BY_ID = _with_assignments(
     tasks.c.id == bindparam("task_id"), tasks.c.org_id == bindparam("org_id")
 )
-_TASK_BY_KEY = select(tasks).where(
+_ONE_BY_KEY = _with_assignments(
     tasks.c.org_id == bindparam("org_id"), tasks.c.idempotency_key == bindparam("key")
 )
 _ASSIGNMENTS_OF = (
@@ -114,16 +129,26 @@ def _load(conn: Connection, seen: Seen, rows: Sequence[Any]) -> list[Task]:
     return found
 
 
+def _one(conn: Connection, seen: Seen, query: Any, params: dict[str, str]) -> Task | None:
+    rows = conn.execute(query, params).all()
+    if not rows:
+        return None
+    held = [
+        SimpleNamespace(**{c: getattr(r, f"a_{c}") for c in _HELD})
+        for r in rows
+        if r.a_position is not None
+    ]
+    task = task_from(rows[0], held)
+    seen[task.id] = task.assignments
+    return task
+
+
 def get_task(conn: Connection, seen: Seen, org_id: str, task_id: str) -> Task | None:
-    rows = conn.execute(_TASK_BY_ID, {"task_id": task_id, "org_id": org_id}).all()
-    found = _load(conn, seen, rows)
-    return found[0] if found else None
+    return _one(conn, seen, _ONE_BY_ID, {"task_id": task_id, "org_id": org_id})
 
 
 def find_by_key(conn: Connection, seen: Seen, org_id: str, key: str) -> Task | None:
-    rows = conn.execute(_TASK_BY_KEY, {"org_id": org_id, "key": key}).all()
-    found = _load(conn, seen, rows)
-    return found[0] if found else None
+    return _one(conn, seen, _ONE_BY_KEY, {"org_id": org_id, "key": key})
 
 
 def insert_task(conn: Connection, seen: Seen, task: Task) -> None:

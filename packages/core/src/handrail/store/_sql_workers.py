@@ -95,12 +95,9 @@ def crowd_stats(
         .limit(durations)
     ).scalars()
     recent = select(answer_samples.c.label).where(mine).order_by(newest).limit(labels).subquery()
-    counted = conn.execute(
-        select(recent.c.label, func.count())
-        .where(recent.c.label.is_not(None))
-        .group_by(recent.c.label)
-    ).all()
-    window = conn.execute(select(func.count()).select_from(recent)).scalar()
+    by_label = conn.execute(select(recent.c.label, func.count()).group_by(recent.c.label)).all()
+    window = sum(int(n) for _, n in by_label)  # unlabelled answers count in the window too
+    counted = [(label, n) for label, n in by_label if label is not None]
     return WorkerStats(
         org_id=org_id,
         worker_id="*",

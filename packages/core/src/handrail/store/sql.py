@@ -436,6 +436,9 @@ class SqlTransaction:
     ) -> None:
         self._run = run
         self._readonly = readonly
+        # workers' records read (locked) or written in this transaction, by key: the
+        # learning step reads again what verification read
+        self._stats: dict[tuple[str, str, str], WorkerStats | None] = {}
         self._configs: q.Configs = {} if configs is None else configs
         self._seen: q.Seen = {}
         self._audit: list[AuditRecord] = []
@@ -582,11 +585,19 @@ class SqlTransaction:
     async def worker_stats(
         self, org_id: str, task_type: str, worker_ids: Sequence[str]
     ) -> dict[str, WorkerStats]:
-        lock = not self._readonly
-        return await self._run(q.get_worker_stats, org_id, task_type, worker_ids, lock)
+        if self._readonly:
+            return await self._run(q.get_worker_stats, org_id, task_type, worker_ids)
+        missing = [w for w in worker_ids if (org_id, task_type, w) not in self._stats]
+        if missing:  # locked until the transaction ends: nobody else changes them now
+            found = await self._run(q.get_worker_stats, org_id, task_type, missing, True)
+            for worker in missing:
+                self._stats[org_id, task_type, worker] = found.get(worker)
+        held = ((w, self._stats[org_id, task_type, w]) for w in worker_ids)
+        return {w: stats for w, stats in held if stats is not None}
 
     async def put_worker_stats(self, stats: WorkerStats, *, expected_version: int | None) -> None:
         await self._run(q.put_worker_stats, stats, expected_version)
+        self._stats[stats.org_id, stats.task_type, stats.worker_id] = stats
 
     async def stats_of_worker(self, org_id: str, worker_id: str) -> list[WorkerStats]:
         return await self._run(q.stats_of_worker, org_id, worker_id)
