@@ -170,6 +170,33 @@ def list_entries(
     return [entry_from(r) for r in conn.execute(query).all()]
 
 
+_PUTS: dict[tuple[str, str, tuple[str, ...]], tuple[Any, Any]] = {}
+
+
+def _put_statements(
+    dialect: str, table: Table, keys: Sequence[str], columns: Sequence[str]
+) -> tuple[Any, Any]:
+    """The insert and the versioned update of ``table``, built once per shape: the insert
+    does nothing on a taken key (so it needs no savepoint) and returns the key if it
+    inserted; the update binds the old key and version as ``w_<name>``."""
+    shape = (table.name, dialect, tuple(columns))
+    built = _PUTS.get(shape)
+    if built is None:
+        make = pg_insert if dialect == "postgresql" else sqlite_insert
+        first = table.c[keys[0]]
+        adding = make(table).on_conflict_do_nothing().returning(first)
+        where = [table.c[k] == bindparam(f"w_{k}") for k in keys]
+        moving = (  # only tables with versions are ever updated
+            update(table)
+            .where(*where, table.c.version == bindparam("w_version"))
+            .values({c: bindparam(c) for c in columns if c not in keys})
+            if "version" in table.c
+            else None
+        )
+        built = _PUTS[shape] = (adding, moving)
+    return built
+
+
 def _put(
     conn: Connection,
     table: Table,
@@ -181,20 +208,16 @@ def _put(
     """Insert (``expected_version`` None; ``ConcurrencyConflict`` if the key is taken) or
     replace the row stored at that version (``ConcurrencyConflict`` if it moved on)."""
     name = "/".join(str(row[k]) for k in keys)
+    adding, moving = _put_statements(conn.dialect.name, table, keys, tuple(row))
     if expected_version is None:
-        try:
-            with conn.begin_nested():
-                conn.execute(insert(table), [row])
-        except IntegrityError as exc:
-            if _unique_violation(exc):
-                raise ConcurrencyConflict(what, name) from exc
-            raise
+        if conn.execute(adding, row).first() is None:
+            raise ConcurrencyConflict(what, name)
         return
     if row["version"] != expected_version + 1:
         raise ValueError(f"a {what}'s version must go up by one per update")
-    where = [table.c[k] == row[k] for k in keys] + [table.c.version == expected_version]
-    values = {k: v for k, v in row.items() if k not in keys}
-    if conn.execute(update(table).where(*where).values(**values)).rowcount != 1:
+    params = {k: v for k, v in row.items() if k not in keys}
+    params.update({f"w_{k}": row[k] for k in keys}, w_version=expected_version)
+    if conn.execute(moving, params).rowcount != 1:
         raise ConcurrencyConflict(what, name)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, and_, func, insert, select
+from sqlalchemy import Connection, and_, bindparam, func, insert, select
 
 from ..models import AssignmentStatus
 from ..workers import AnswerSample, WorkerProfile, WorkerStats
@@ -13,11 +13,13 @@ from ._sql_rows import stats_from, stats_row, worker_from, worker_row
 from ._sql_tables import answer_samples, assignments, tasks, worker_stats, workers
 from ._sql_tasks import _EXPIRABLE
 
+_WORKER = select(workers).where(
+    workers.c.org_id == bindparam("org_id"), workers.c.id == bindparam("worker_id")
+)
+
 
 def get_worker(conn: Connection, org_id: str, worker_id: str) -> WorkerProfile | None:
-    row = conn.execute(
-        select(workers).where(workers.c.org_id == org_id, workers.c.id == worker_id)
-    ).first()
+    row = conn.execute(_WORKER, {"org_id": org_id, "worker_id": worker_id}).first()
     return worker_from(row) if row is not None else None
 
 
@@ -30,6 +32,18 @@ def list_workers(conn: Connection, org_id: str) -> list[WorkerProfile]:
     return [worker_from(r) for r in rows.all()]
 
 
+_STATS = (
+    select(worker_stats)
+    .where(
+        worker_stats.c.org_id == bindparam("org_id"),
+        worker_stats.c.task_type == bindparam("task_type"),
+        worker_stats.c.worker_id.in_(bindparam("ids", expanding=True)),
+    )
+    .order_by(worker_stats.c.worker_id)
+)
+_STATS_LOCKED = _STATS.with_for_update()
+
+
 def get_worker_stats(
     conn: Connection, org_id: str, task_type: str, worker_ids: Sequence[str], lock: bool = False
 ) -> dict[str, WorkerStats]:
@@ -37,18 +51,9 @@ def get_worker_stats(
     order: every decision rewrites its reviewer's row, so one reviewer's concurrent
     decisions queue here rather than all reading one version and all but one rolling
     back on the version check (PostgreSQL; SQLite has one writer at a time anyway)."""
-    query = (
-        select(worker_stats)
-        .where(
-            worker_stats.c.org_id == org_id,
-            worker_stats.c.task_type == task_type,
-            worker_stats.c.worker_id.in_(list(worker_ids)),
-        )
-        .order_by(worker_stats.c.worker_id)
-    )
-    if lock:
-        query = query.with_for_update()
-    return {r.worker_id: stats_from(r) for r in conn.execute(query).all()}
+    query = _STATS_LOCKED if lock else _STATS
+    params = {"org_id": org_id, "task_type": task_type, "ids": list(worker_ids)}
+    return {r.worker_id: stats_from(r) for r in conn.execute(query, params).all()}
 
 
 def put_worker_stats(conn: Connection, stats: WorkerStats, expected_version: int | None) -> None:
@@ -79,23 +84,41 @@ def active_load(conn: Connection, org_id: str, worker_id: str) -> int:
     return int(conn.execute(query).scalar() or 0)
 
 
+_ADD_SAMPLES = insert(answer_samples)
+
+
 def add_samples(conn: Connection, samples: Sequence[AnswerSample]) -> None:
-    conn.execute(insert(answer_samples), [s.model_dump() for s in samples])
+    rows = [s.model_dump() for s in samples]
+    conn.execute(_ADD_SAMPLES, rows[0] if len(rows) == 1 else rows)
+
+
+_MINE = and_(
+    answer_samples.c.org_id == bindparam("org_id"),
+    answer_samples.c.task_type == bindparam("task_type"),
+)
+_NEWEST = answer_samples.c.seq.desc()
+_TIMED = (
+    select(answer_samples.c.seconds)
+    .where(_MINE, answer_samples.c.seconds.is_not(None))
+    .order_by(_NEWEST)
+    .limit(bindparam("durations"))
+)
+_RECENT = (
+    select(answer_samples.c.label)
+    .where(_MINE)
+    .order_by(_NEWEST)
+    .limit(bindparam("labels"))
+    .subquery()
+)
+_BY_LABEL = select(_RECENT.c.label, func.count()).group_by(_RECENT.c.label)
 
 
 def crowd_stats(
     conn: Connection, org_id: str, task_type: str, durations: int, labels: int
 ) -> WorkerStats:
-    mine = and_(answer_samples.c.org_id == org_id, answer_samples.c.task_type == task_type)
-    newest = answer_samples.c.seq.desc()
-    timed = conn.execute(
-        select(answer_samples.c.seconds)
-        .where(mine, answer_samples.c.seconds.is_not(None))
-        .order_by(newest)
-        .limit(durations)
-    ).scalars()
-    recent = select(answer_samples.c.label).where(mine).order_by(newest).limit(labels).subquery()
-    by_label = conn.execute(select(recent.c.label, func.count()).group_by(recent.c.label)).all()
+    mine = {"org_id": org_id, "task_type": task_type}
+    timed = conn.execute(_TIMED, {**mine, "durations": durations}).scalars()
+    by_label = conn.execute(_BY_LABEL, {**mine, "labels": labels}).all()
     window = sum(int(n) for _, n in by_label)  # unlabelled answers count in the window too
     counted = [(label, n) for label, n in by_label if label is not None]
     return WorkerStats(

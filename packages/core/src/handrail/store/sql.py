@@ -8,9 +8,9 @@ Each store call runs all of its statements in one step (see ``_sql_queries``):
 
 - **SQLite** uses the standard ``sqlite3`` module. Write transactions start with
   ``BEGIN IMMEDIATE`` (no upgrade deadlocks), one process runs one at a time, queued on an
-  ``asyncio.Lock``, and they run inline on the event loop (see ``_SqliteDriver``); another
-  process's writer is waited for without blocking the loop, up to ``busy_timeout``. Reads
-  run on a few worker threads; WAL mode lets them run beside the writer.
+  ``asyncio.Lock``; another process's writer is waited for without blocking the loop, up
+  to ``busy_timeout``. Statements run inline on the event loop (see ``_SqliteDriver``);
+  WAL mode lets readers run beside the writer.
   ``synchronous=NORMAL`` keeps every commit across a killed process.
 - **PostgreSQL** uses asyncpg through SQLAlchemy's async engine.
 """
@@ -22,7 +22,7 @@ import concurrent.futures
 import functools
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
@@ -99,19 +99,6 @@ class _AsyncRun:
         return await self._conn.run_sync(step, *args, **kwargs)
 
 
-class _ThreadRun:
-    def __init__(
-        self, conn: Connection, hop: Callable[[Callable[[], Any]], Awaitable[Any]]
-    ) -> None:
-        self._conn = conn
-        self._hop = hop
-        self.last: list[Callable[[Connection], None]] = []
-
-    async def __call__(self, step: Step[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        result: T = await self._hop(functools.partial(step, self._conn, *args, **kwargs))
-        return result
-
-
 class _AsyncDriver:
     """An async SQLAlchemy engine (asyncpg): steps run through ``run_sync``."""
 
@@ -152,7 +139,7 @@ class _SqliteDriver:
     inline either; a passive checkpoint runs on a worker thread every
     ``CHECKPOINT_EVERY`` write transactions.
 
-    **Reads** run on worker threads, one hop per step, beside the writer (WAL).
+    **Reads** run inline as well, on pooled connections, beside the writer (WAL).
     """
 
     CHECKPOINT_EVERY = 500
@@ -162,8 +149,9 @@ class _SqliteDriver:
     ) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        # for the WAL checkpoints, which may take a while: never on the loop
         self._threads = concurrent.futures.ThreadPoolExecutor(
-            connections + 1, thread_name_prefix="handrail-sqlite"
+            1, thread_name_prefix="handrail-sqlite"
         )
         self._slots = asyncio.Semaphore(connections)  # never wait for a pooled connection
         self._writer = asyncio.Lock()
@@ -229,40 +217,20 @@ class _SqliteDriver:
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[_Runner]:
-        """A read transaction on a pooled connection; its steps run one after another on
-        worker threads (never two at once on one connection, even when the caller is
-        cancelled mid-step)."""
+        """A read transaction on a pooled connection, inline too: in WAL mode a reader
+        never waits for the writer, and a hop to a thread and back costs more than the
+        indexed reads the engine makes. At most ``connections`` are open at once (the
+        semaphore queues the rest without blocking the loop on the pool)."""
         async with self._slots:
-            pending: list[concurrent.futures.Future[Any]] = []
-
-            async def hop(fn: Callable[[], T]) -> T:
-                future = self._threads.submit(fn)
-                pending.append(future)
-                return await asyncio.wrap_future(future)
-
-            conn = await hop(self._begin_read)
+            conn = self.engine.connect().execution_options(handrail_begin="DEFERRED")
             try:
-                yield _ThreadRun(conn, hop)
+                conn.begin()
+                yield _InlineRun(conn)
             finally:
-                await self._end_read(conn, pending)
-
-    def _begin_read(self) -> Connection:
-        conn = self.engine.connect().execution_options(handrail_begin="DEFERRED")
-        conn.begin()
-        return conn
-
-    async def _end_read(
-        self, conn: Connection, pending: list[concurrent.futures.Future[Any]]
-    ) -> None:
-        def end() -> None:
-            concurrent.futures.wait(pending)  # a step left running by a cancelled caller
-            try:
-                conn.rollback()
-            finally:
-                conn.close()
-
-        # shielded: the connection must go back to the pool even if we are cancelled now
-        await asyncio.shield(asyncio.wrap_future(self._threads.submit(end)))
+                try:
+                    conn.rollback()
+                finally:
+                    conn.close()
 
     async def dispose(self) -> None:
         async with self._writer:
