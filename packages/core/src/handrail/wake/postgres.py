@@ -1,8 +1,11 @@
 """``PostgresWaker``: waiters in every process on one PostgreSQL wake on any change.
 
 Publishing sends ``NOTIFY`` on a channel every process ``LISTEN``s to (after the change
-committed, as the engine always publishes). Each process hands what arrives to its own
-in-process subscribers. If the listening connection drops, the waker reconnects with
+committed, as the engine always publishes). The writer does not wait for it: its local
+waiters are woken at once, and the channels go to a sender task that sends what piled up
+meanwhile as one ``NOTIFY`` (so concurrent writers share round trips instead of queueing
+for the sending connection). Each process hands what arrives to its own in-process
+subscribers. If the listening connection drops, the waker reconnects with
 backoff and wakes every local waiter once, so nothing that happened meanwhile is missed:
 they re-read. Local subscribers are also woken at once, without waiting for the round trip.
 """
@@ -40,7 +43,9 @@ class PostgresWaker:
         self._local = LocalWaker()
         self._listener: asyncpg.Connection | None = None
         self._sender: asyncpg.Connection | None = None
-        self._send_lock = asyncio.Lock()
+        self._pending: set[str] = set()  # channels published and not yet sent
+        self._due = asyncio.Event()
+        self._sending: asyncio.Task[None] | None = None
         self._reconnecting: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -83,25 +88,45 @@ class PostgresWaker:
 
     async def publish(self, channels: Collection[str]) -> None:
         self._local.publish_now(channels)  # our own waiters need no round trip
-        payload = " ".join(sorted(channels))
-        for start in range(0, len(payload), MAX_PAYLOAD):
-            await self._notify(payload[start : start + MAX_PAYLOAD].strip())
+        if self._closed:
+            return
+        self._pending.update(channels)
+        self._due.set()
+        if self._sending is None or self._sending.done():
+            self._sending = asyncio.get_running_loop().create_task(self._send_forever())
+
+    async def _send_forever(self) -> None:
+        while not self._closed or self._pending:
+            await self._due.wait()
+            self._due.clear()
+            await self._send_pending()
+
+    async def _send_pending(self) -> None:
+        channels, self._pending = sorted(self._pending), set()
+        payload = " ".join(channels)
+        while payload:
+            cut = payload.rfind(" ", 0, MAX_PAYLOAD) if len(payload) > MAX_PAYLOAD else -1
+            part, payload = (payload, "") if cut < 0 else (payload[:cut], payload[cut + 1 :])
+            await self._notify(part)
 
     async def _notify(self, payload: str) -> None:
-        async with self._send_lock:
-            for attempt in range(2):
-                try:
-                    if self._sender is None or self._sender.is_closed():
-                        self._sender = await asyncpg.connect(self.dsn, **self._connect)
-                    await self._sender.execute("SELECT pg_notify($1, $2)", self.channel, payload)
-                    return
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                    self._sender = None
-                    if attempt:  # other processes' waiters fall back on their backstop
-                        log.warning("could not NOTIFY; remote waiters will re-read later")
+        for attempt in range(2):
+            try:
+                if self._sender is None or self._sender.is_closed():
+                    self._sender = await asyncpg.connect(self.dsn, **self._connect)
+                await self._sender.execute("SELECT pg_notify($1, $2)", self.channel, payload)
+                return
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                self._sender = None
+                if attempt:  # other processes' waiters fall back on their backstop
+                    log.warning("could not NOTIFY; remote waiters will re-read later")
 
     async def aclose(self) -> None:
         self._closed = True
+        if self._sending is not None and not self._sending.done():
+            self._due.set()  # what was published goes out before the connections close
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._sending, 5)
         if self._reconnecting is not None:
             self._reconnecting.cancel()
             with contextlib.suppress(asyncio.CancelledError):
