@@ -293,3 +293,68 @@ async def test_streams_send_keepalives_while_nothing_happens(
                 raise AssertionError("the stream ended")
 
             assert await asyncio.wait_for(keepalive(), SAFETY) == ": keepalive"
+
+
+async def test_the_lean_long_poll_answers_as_the_route_does(server: Server) -> None:
+    """``ParkedWaits`` answers the plain long-poll below the routing layer; a request it
+    does not take (here, with an extra query parameter) goes to the FastAPI route. Both
+    give the same body, problems and headers."""
+    c, a = server.client, server.a
+    task = await _post(server)
+    await c.post(f"/v1/tasks/{task['id']}/cancel", headers=a.requester)
+    lean = await c.get(f"/v1/tasks/{task['id']}/wait?timeout=5", headers=a.requester)
+    routed = await c.get(f"/v1/tasks/{task['id']}/wait?timeout=5&via=route", headers=a.requester)
+    assert lean.status_code == routed.status_code == 200
+    assert lean.json() == routed.json() and lean.json()["status"] == "cancelled"
+    assert lean.headers["content-type"] == routed.headers["content-type"]
+    assert "x-request-id" in lean.headers
+    for path, headers in (
+        (f"/v1/tasks/{task['id']}/wait", server.b.requester),  # another organisation's
+        (f"/v1/tasks/{task['id']}/wait", {"Authorization": "Bearer hr_live_nope"}),
+        ("/v1/tasks/nope/wait", a.requester),
+    ):
+        one = await c.get(path + "?timeout=1", headers=headers)
+        other = await c.get(path + "?timeout=1&via=route", headers=headers)
+        assert one.status_code == other.status_code and one.status_code in (401, 404)
+        drop = ("instance", "request_id")
+        assert {k: v for k, v in one.json().items() if k not in drop} == {
+            k: v for k, v in other.json().items() if k not in drop
+        }
+        assert one.headers.get("www-authenticate") == other.headers.get("www-authenticate")
+
+
+async def test_a_parked_long_poll_holds_few_frames(server: Server) -> None:
+    """What a parked long-poll holds, counted as the chain of coroutines its request awaits
+    through: the lean path parks below the routing, dependency and exception layers (a
+    count, not a timing)."""
+    c, a = server.client, server.a
+    task = await _post(server)
+
+    def parked_depth() -> int:
+        deepest = 0
+        for running in asyncio.all_tasks():
+            chain = _chain(running.get_coro())
+            if any(getattr(co, "__name__", "") == "wait_reply" for co in chain):
+                deepest = max(deepest, len(chain))
+        return deepest
+
+    depths = []
+    for query in ("timeout=30", "timeout=30&via=route"):
+        parked = asyncio.create_task(
+            c.get(f"/v1/tasks/{task['id']}/wait?{query}", headers=a.requester)
+        )
+        await asyncio.sleep(0.2)
+        depths.append(parked_depth())
+        parked.cancel()
+    lean, routed = depths
+    assert 0 < lean < routed - 10, depths
+
+
+def _chain(coro: Any) -> list[Any]:
+    """A coroutine and every coroutine or async generator it awaits through, outermost
+    first."""
+    found = []
+    while coro is not None:
+        found.append(coro)
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+    return found

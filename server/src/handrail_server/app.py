@@ -15,6 +15,7 @@ from handrail.clock import Clock
 from . import compat, web
 from .guards import BodyLimitMiddleware, check_input
 from .hub import open_hub
+from .parked import ParkedWaits
 from .problems import RequestIdMiddleware, install
 from .routes import (
     audit,
@@ -107,6 +108,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         limit=settings.max_body_bytes,
         upload_limit=settings.max_upload_bytes + UPLOAD_OVERHEAD,
     )
+    app.add_middleware(ParkedWaits)  # inside the metrics and request ids, above the rest
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -32,6 +32,9 @@ __all__ = [
     "PROBLEM",
     "ApiProblem",
     "RequestIdMiddleware",
+    "api_problem",
+    "crash_problem",
+    "engine_problem",
     "handrail_problem",
     "http_code",
     "install",
@@ -116,17 +119,34 @@ def http_code(status: int) -> str:
     return _HTTP_CODES.get(status, "http_error")
 
 
+def engine_problem(request: Request, exc: HandrailError) -> JSONResponse:
+    """The response for an engine error (a store error asks to come back in a second)."""
+    status, body = handrail_problem(exc)
+    body.update(instance=request.url.path, request_id=request.scope.get("request_id"))
+    headers = {"Retry-After": "1"} if isinstance(exc, StoreError) else None
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def api_problem(request: Request, exc: ApiProblem) -> JSONResponse:
+    return problem(request, exc.status, exc.code, exc.detail, exc.headers, **exc.context)
+
+
+def crash_problem(request: Request, exc: Exception) -> JSONResponse:
+    """A 500 that says nothing of the cause (logged with its stack here)."""
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    # Starlette answers this from its outermost layer, outside RequestIdMiddleware.
+    stamp = {"X-Request-Id": str(request.scope.get("request_id") or new_id())}
+    return problem(request, 500, "internal_error", "something went wrong on our side", stamp)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(HandrailError)
     async def _handrail(request: Request, exc: HandrailError) -> JSONResponse:
-        status, body = handrail_problem(exc)
-        body.update(instance=request.url.path, request_id=request.scope.get("request_id"))
-        headers = {"Retry-After": "1"} if isinstance(exc, StoreError) else None
-        return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+        return engine_problem(request, exc)
 
     @app.exception_handler(ApiProblem)
     async def _api(request: Request, exc: ApiProblem) -> JSONResponse:
-        return problem(request, exc.status, exc.code, exc.detail, exc.headers, **exc.context)
+        return api_problem(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -144,10 +164,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        # Starlette answers this from its outermost layer, outside RequestIdMiddleware.
-        stamp = {"X-Request-Id": str(request.scope.get("request_id") or new_id())}
-        return problem(request, 500, "internal_error", "something went wrong on our side", stamp)
+        return crash_problem(request, exc)
 
 
 class RequestIdMiddleware:

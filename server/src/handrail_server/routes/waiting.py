@@ -38,7 +38,15 @@ async def wait(
     ] = 30,
 ) -> dict[str, Any]:
     """The task as soon as it is terminal (verified, failed, expired, cancelled), or as it
-    stands after ``timeout`` seconds: check ``status`` and ask again."""
+    stands after ``timeout`` seconds: check ``status`` and ask again.
+
+    (Most requests here are answered by ``handrail_server.parked.ParkedWaits`` below the
+    routing layer, through the same :func:`wait_reply`; this route answers the rest.)"""
+    return await wait_reply(hub, session, task_id, timeout)
+
+
+async def wait_reply(hub: Hub, session: Session, task_id: str, timeout: float) -> dict[str, Any]:
+    """What a long-poll answers: the task once terminal, or as it stands at the timeout."""
     try:
         task = await session.wait(task_id, min(timeout, hub.settings.wait_max_seconds))
     except WaitTimeout:

@@ -290,6 +290,7 @@ class RequestsMixin(Kernel):
                     if left <= 0:
                         raise WaitTimeout(task_id, timeout or 0.0, task.status.value)
                     pause = min(pause, left)
+                del task  # parked waiters hold no copy of the task (memory per waiter)
                 await sub.wait(pause)
 
     async def events(
