@@ -156,3 +156,4 @@ def test_ids_are_uuid7_and_increase() -> None:
         parsed = uuid.UUID(value)
         assert parsed.version == 7
         assert parsed.variant == uuid.RFC_4122
+        assert str(parsed) == value  # the canonical form: lower-case hex, dashed 8-4-4-4-12

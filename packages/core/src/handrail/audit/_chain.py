@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from .._model_base import assembled
 from .._redact import redact_event_data
 from ..models import TaskEvent
 
@@ -99,12 +100,18 @@ class ChainReport(BaseModel):
 def _stamp(at: datetime) -> str:
     if at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
-    return at.astimezone(UTC).isoformat()
+    elif at.tzinfo is not UTC:
+        at = at.astimezone(UTC)
+    return at.isoformat()
+
+
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+"""What json.dumps(..., sort_keys=True, separators=(",", ":"), ensure_ascii=False) uses."""
 
 
 def body_of(record: AuditRecord, seq: int) -> str:
     """The canonical JSON a record is hashed as, at position ``seq``."""
-    return json.dumps(
+    return _CANONICAL.encode(
         {
             "org_id": record.org_id,
             "seq": seq,
@@ -113,10 +120,7 @@ def body_of(record: AuditRecord, seq: int) -> str:
             "actor": record.actor,
             "task_id": record.task_id,
             "data": record.data,
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
+        }
     )
 
 
@@ -133,16 +137,19 @@ def chain(records: Sequence[AuditRecord], head: AuditHead | None) -> list[tuple[
         seq += 1
         body = body_of(record, seq)
         digest = link(prev, body)
-        entry = AuditEntry.model_construct(  # the record was validated when made
-            org_id=record.org_id,
-            at=record.at,
-            kind=record.kind,
-            actor=record.actor,
-            task_id=record.task_id,
-            data=record.data,
-            seq=seq,
-            prev_hash=prev,
-            hash=digest,
+        entry = assembled(  # the record was validated when made
+            AuditEntry,
+            {
+                "org_id": record.org_id,
+                "at": record.at,
+                "kind": record.kind,
+                "actor": record.actor,
+                "task_id": record.task_id,
+                "data": record.data,
+                "seq": seq,
+                "prev_hash": prev,
+                "hash": digest,
+            },
         )
         sealed.append((entry, body))
         prev = digest
@@ -239,13 +246,16 @@ def event_record(event: TaskEvent, redact: Sequence[str] = ()) -> AuditRecord:
         "reason": event.reason,
         "data": redact_event_data(event.data, redact),
     }
-    return AuditRecord.model_construct(  # from a validated event: JSON all through
-        org_id=event.org_id,
-        at=event.at,
-        kind=f"task.{event.event.value}",
-        actor=event.actor,
-        task_id=event.task_id,
-        data=data,
+    return assembled(  # from a validated event: JSON all through
+        AuditRecord,
+        {
+            "org_id": event.org_id,
+            "at": event.at,
+            "kind": f"task.{event.event.value}",
+            "actor": event.actor,
+            "task_id": event.task_id,
+            "data": data,
+        },
     )
 
 

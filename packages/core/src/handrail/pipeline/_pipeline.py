@@ -122,6 +122,8 @@ class Pipeline:
         else:
             wanted = max(task.redundancy, policy.answers)
             cap = max(task.max_answers, policy.max_answers, wanted)
+        if wanted == task.redundancy and cap == task.max_answers:
+            return task  # as it was: no new version
         return task.model_copy(update={"redundancy": wanted, "max_answers": cap})
 
     async def verify(self, tx: Transaction, task: Task) -> Verification:

@@ -38,19 +38,37 @@ class _MemoryGovernance(_TransactionBase):
     async def policy_context(
         self, org_id: str, tool: str, now: datetime, *, known_version: int | None = None
     ) -> PolicyContext:
-        policy = await self.get_policy(org_id)
+        with self._store._lock:  # one consistent reading
+            policy = self._latest_policy(org_id)
+            groups = self._org_groups(org_id)
+            standing = self._live_standing(org_id, tool, now)
         version = policy.version if policy is not None else 0
         return PolicyContext(
             version=version,
             policy=None if version == known_version else policy,
-            groups=await self.list_groups(org_id),
-            standing=await self.list_standing(org_id, tool=tool, active_at=now),
+            groups=groups,
+            standing=standing,
         )
+
+    def _org_groups(self, org_id: str) -> list[ReviewerGroup]:  # call under the store's lock
+        found = [g for g in self._groups.records() if g.org_id == org_id]
+        return sorted(found, key=lambda g: g.name)
+
+    def _live_standing(  # call under the store's lock
+        self, org_id: str, tool: str | None, active_at: datetime | None
+    ) -> list[StandingApproval]:
+        found = [
+            a
+            for a in self._standing.records()
+            if a.org_id == org_id
+            and (tool is None or a.tool == tool)
+            and (active_at is None or a.active(active_at))
+        ]
+        return sorted(found, key=lambda a: a.id)
 
     async def list_groups(self, org_id: str) -> list[ReviewerGroup]:
         with self._store._lock:
-            found = [g for g in self._groups.records() if g.org_id == org_id]
-        return sorted(found, key=lambda g: g.name)
+            return self._org_groups(org_id)
 
     async def put_group(self, group: ReviewerGroup, *, expected_version: int | None) -> None:
         self._writable()
@@ -71,14 +89,7 @@ class _MemoryGovernance(_TransactionBase):
         self, org_id: str, *, tool: str | None = None, active_at: datetime | None = None
     ) -> list[StandingApproval]:
         with self._store._lock:
-            found = [
-                a
-                for a in self._standing.records()
-                if a.org_id == org_id
-                and (tool is None or a.tool == tool)
-                and (active_at is None or a.active(active_at))
-            ]
-        return sorted(found, key=lambda a: a.id)
+            return self._live_standing(org_id, tool, active_at)
 
     async def put_standing(
         self, approval: StandingApproval, *, expected_version: int | None

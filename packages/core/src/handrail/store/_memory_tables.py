@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import Generic, Protocol, TypeVar
 
+from .._model_base import detached
 from ..errors import ConcurrencyConflict
 from ..models import Task
 
@@ -100,6 +101,8 @@ class _Staged(Generic[R]):
 
     def records(self) -> list[R]:
         """Committed records overlaid with this transaction's writes."""
+        if not self.writes:
+            return list(self.table.rows.values())
         merged: dict[str, R | None] = dict(self.table.rows)
         merged.update((k, r) for k, (r, _) in self.writes.items())
         return [r for r in merged.values() if r is not None]
@@ -114,7 +117,9 @@ class _Staged(Generic[R]):
 
 
 def _copy(task: Task) -> Task:
-    return task.model_copy(deep=True)
+    """A task the store can keep or hand out: no caller can change stored state through it
+    (only its mutable JSON is copied: see ``detached``)."""
+    return detached(task)
 
 
 def _key(*parts: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 
+from .._model_base import detached
 from ..audit import event_record
 from ..errors import ConcurrencyConflict
 from ..lifecycle import EXPIRABLE, Status
@@ -69,18 +70,19 @@ class _MemoryTasks(_TransactionBase):
 
     async def append_events(self, events: Sequence[TaskEvent]) -> None:
         self._writable()
-        self._events.extend(events)
-        self._audit.extend(event_record(e) for e in events)
+        mine = [detached(e) for e in events]  # the caller's may change: the store's do not
+        self._events.extend(mine)
+        self._audit.extend(event_record(e) for e in mine)
 
     async def list_events(self, org_id: str, task_id: str) -> list[TaskEvent]:
         with self._store._lock:
             committed = list(self._store._events_by_task.get(task_id, ()))
-        return [e for e in committed if e.org_id == org_id]
+        return [detached(e) for e in committed if e.org_id == org_id]
 
     async def org_events(self, org_id: str, after: int, limit: int) -> list[TaskEvent]:
         with self._store._lock:
             tail = self._store._events[after:]  # seq n sits at index n - 1
-        return [e for e in tail if e.org_id == org_id][:limit]
+        return [detached(e) for e in [e for e in tail if e.org_id == org_id][:limit]]
 
     async def list_tasks(self, org_id: str, query: TaskQuery) -> list[Task]:
         with self._store._lock:

@@ -2,18 +2,18 @@
 
 Transactions are optimistic: reads see committed state (plus the transaction's own writes),
 writes are buffered and applied atomically at commit after their versions and idempotency
-keys are checked under one lock. Models are deep-copied in and out, so callers can never
-change stored state by mutating what they were given. Safe across threads and event loops.
+keys are checked under one lock. Tasks, events and audit entries are copied in and out
+(``detached``: their JSON copied, what cannot change shared), so callers can never change
+stored state by mutating what they were given. Safe across threads and event loops.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 from ..audit import AuditEntry, AuditHead, AuditRecord, seal
 from ..errors import ConcurrencyConflict
@@ -27,7 +27,7 @@ from ..workers import AnswerSample, WorkerProfile, WorkerStats
 from ._memory_audit import _MemoryAudit
 from ._memory_governance import _MemoryGovernance
 from ._memory_ledger import _MemoryLedger
-from ._memory_tables import _Table
+from ._memory_tables import _Staged, _Table
 from ._memory_tasks import _MemoryTasks
 from ._memory_workers import _MemoryWorkers
 from ._protocol import Change, Store, Transaction
@@ -74,11 +74,10 @@ class MemoryStore:
         self._audit: dict[str, list[AuditEntry]] = defaultdict(list)
         self._heads: dict[str, AuditHead] = {}
 
-    @asynccontextmanager
-    async def transaction(self, *, readonly: bool = False) -> AsyncIterator[_MemoryTransaction]:
-        tx = _MemoryTransaction(self, readonly=readonly)
-        yield tx
-        tx.commit()
+    def transaction(self, *, readonly: bool = False) -> _MemoryTransaction:
+        """A unit of work, used as ``async with``: commits when the block ends normally; an
+        exception leaves no trace (nothing is applied before the commit)."""
+        return _MemoryTransaction(self, readonly=readonly)
 
     async def changes_since(self, seq: int, limit: int = 1000) -> list[Change]:
         with self._lock:
@@ -104,32 +103,56 @@ class _MemoryTransaction(
 ):
     """One transaction: each concept's reads and buffered writes come from its mixin
     (``_memory_tasks``, ``_memory_ledger``, ...); ``commit`` checks them all under the
-    store's lock, then applies them at once."""
+    store's lock, then applies them at once. The transaction is its own context manager
+    (``MemoryStore.transaction``)."""
+
+    async def __aenter__(self) -> _MemoryTransaction:
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if kind is None:
+            self.commit()
 
     def commit(self) -> None:
-        staged = (
-            self._holds,
-            self._settlements,
-            self._payouts,
-            self._workers,
-            self._stats,
-            self._groups,
-            self._standing,
-        )
-        pending = (
-            self._inserts,
-            self._updates,
-            self._events,
-            self._postings,
-            self._samples,
-            self._policies,
-            self._tokens,
-            self._audit,
-        )
-        if not any(pending) and not any(t.writes for t in staged):
+        staged = [
+            table
+            for table in (
+                self._holds,
+                self._settlements,
+                self._payouts,
+                self._workers,
+                self._stats,
+                self._groups,
+                self._standing,
+            )
+            if table.writes
+        ]
+        if not (
+            staged
+            or self._inserts
+            or self._updates
+            or self._events
+            or self._postings
+            or self._samples
+            or self._policies
+            or self._tokens
+            or self._audit
+        ):
             return
         store = self._store
         with store._lock:
+            self._check(store, staged)
+            self._apply(store, staged)
+
+    def _check(self, store: MemoryStore, staged: list[_Staged[Any]]) -> None:
+        """Raise ``ConcurrencyConflict`` if another transaction committed first what this
+        one read or claims (call under the store's lock)."""
+        if self._postings:
             running: dict[str, int] = {}
 
             def balance(account_id: str) -> int:
@@ -141,8 +164,9 @@ class _MemoryTransaction(
                 self._check_floors(posting, balance)
                 for entry in posting.entries:
                     running[entry.account.id] = balance(entry.account.id) + entry.amount
-            for table in staged:
-                table.check()
+        for table in staged:
+            table.check()
+        if self._policies:
             first: dict[str, int] = {}
             for org_id, policy in zip(self._policy_orgs, self._policies, strict=True):
                 first.setdefault(org_id, policy.version)
@@ -150,59 +174,61 @@ class _MemoryTransaction(
                 saved = store._policies.get(org_id)
                 if version != (saved[-1].version if saved else 0) + 1:
                     raise ConcurrencyConflict("policy", org_id)
-            for token_id in self._tokens:
-                if token_id in store._tokens:
-                    raise ConcurrencyConflict("decision token", token_id)
-            for task in self._inserts.values():
-                key = task.idempotency_key
-                if task.id in store._tasks or (
-                    key is not None and (task.org_id, key) in store._keys
-                ):
-                    raise ConcurrencyConflict("task", task.id)
-            for task, expected in self._updates.values():
-                if store._tasks[task.id].version != expected:
-                    raise ConcurrencyConflict("task", task.id)
-            for task in (*self._inserts.values(), *(t for t, _ in self._updates.values())):
-                store._tasks[task.id] = task
-                if task.idempotency_key is not None:
-                    store._keys[(task.org_id, task.idempotency_key)] = task.id
-                open_ids = store._open.setdefault(task.org_id, set())
-                if task.status in EXPIRABLE:
-                    open_ids.add(task.id)
-                else:
-                    open_ids.discard(task.id)
-            for event in self._events:
-                stored = event.model_copy(update={"seq": len(store._events) + 1})
-                store._events.append(stored)
-                store._events_by_task.setdefault(event.task_id, []).append(stored)
-            for posting in self._postings:
-                store._postings[posting.id] = posting
-                if posting.kind is PostingKind.RESOLVE and posting.org_id is not None:
-                    store._spend[(posting.org_id, posting.currency)].append(posting)
-                for entry in posting.entries:
-                    store._entry_seq += 1
-                    store._accounts.setdefault(entry.account.id, entry.account)
-                    store._balances[entry.account.id] += entry.amount
-                    store._entries[entry.account.id].append(
-                        EntryRecord(
-                            seq=store._entry_seq,
-                            posting_id=posting.id,
-                            kind=posting.kind,
-                            account_id=entry.account.id,
-                            amount=entry.amount,
-                            created_at=posting.created_at,
-                        )
+        for token_id in self._tokens:
+            if token_id in store._tokens:
+                raise ConcurrencyConflict("decision token", token_id)
+        for task in self._inserts.values():
+            key = task.idempotency_key
+            if task.id in store._tasks or (key is not None and (task.org_id, key) in store._keys):
+                raise ConcurrencyConflict("task", task.id)
+        for task, expected in self._updates.values():
+            if store._tasks[task.id].version != expected:
+                raise ConcurrencyConflict("task", task.id)
+
+    def _apply(self, store: MemoryStore, staged: list[_Staged[Any]]) -> None:
+        """Apply every buffered write (call under the store's lock, after ``_check``)."""
+        for task in (*self._inserts.values(), *(t for t, _ in self._updates.values())):
+            store._tasks[task.id] = task
+            if task.idempotency_key is not None:
+                store._keys[(task.org_id, task.idempotency_key)] = task.id
+            open_ids = store._open.setdefault(task.org_id, set())
+            if task.status in EXPIRABLE:
+                open_ids.add(task.id)
+            else:
+                open_ids.discard(task.id)
+        for event in self._events:
+            stored = event.model_copy(update={"seq": len(store._events) + 1})
+            store._events.append(stored)
+            store._events_by_task.setdefault(event.task_id, []).append(stored)
+        for posting in self._postings:
+            store._postings[posting.id] = posting
+            if posting.kind is PostingKind.RESOLVE and posting.org_id is not None:
+                store._spend[(posting.org_id, posting.currency)].append(posting)
+            for entry in posting.entries:
+                store._entry_seq += 1
+                store._accounts.setdefault(entry.account.id, entry.account)
+                store._balances[entry.account.id] += entry.amount
+                store._entries[entry.account.id].append(
+                    EntryRecord(
+                        seq=store._entry_seq,
+                        posting_id=posting.id,
+                        kind=posting.kind,
+                        account_id=entry.account.id,
+                        amount=entry.amount,
+                        created_at=posting.created_at,
                     )
-            for table in staged:
-                table.apply()
-            for sample in self._samples:
-                store._samples[(sample.org_id, sample.task_type)].append(sample)
-            for org_id, policy in zip(self._policy_orgs, self._policies, strict=True):
-                store._policies[org_id].append(policy)
-            store._tokens.update(self._tokens)
-            by_org: dict[str, list[AuditRecord]] = defaultdict(list)
+                )
+        for table in staged:
+            table.apply()
+        for sample in self._samples:
+            store._samples[(sample.org_id, sample.task_type)].append(sample)
+        for org_id, policy in zip(self._policy_orgs, self._policies, strict=True):
+            store._policies[org_id].append(policy)
+        store._tokens.update(self._tokens)
+        if self._audit:
+            by_org: dict[str, list[AuditRecord]] = {}
             for record in self._audit:
-                by_org[record.org_id].append(record)
+                by_org.setdefault(record.org_id, []).append(record)
             for org_id, records in by_org.items():
                 sealed = seal(records, store._heads.get(org_id))
                 store._audit[org_id].extend(sealed)
