@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, event, func, select
 
+from handrail import ConcurrencyConflict
 from handrail.store.sql import SqlStore
 from handrail_server.tables import notify_outbox, webhook_outbox
 from tests.postgres import fresh_database
@@ -331,6 +332,37 @@ async def test_same_key_creates_racing_in_two_servers_make_one_task(
         replay = await two.client.post("/v1/tasks", json=review(), headers=headers)
         assert replay.headers["idempotency-replayed"] == "true"
         assert replay.json() == fresh[0].json()
+
+
+async def test_a_keyed_create_retried_after_a_conflict_stores_its_record_once(
+    server: Server,
+) -> None:
+    """An attempt undone by a conflict after the record was written (in its transaction)
+    leaves nothing; the retry writes the record with its own task."""
+    c, a, engine = server.client, server.a, server.hub.engine
+    conflicts = [ConcurrencyConflict("task", "new")]
+
+    class Flaky:
+        async def on_create(self, tx: Any, task: Any) -> None:
+            if conflicts:
+                raise conflicts.pop()
+
+        async def on_transition(self, *args: Any) -> None:
+            pass
+
+    await _warm(server)
+    engine.hooks = (*engine.hooks, Flaky())
+    with counting(server) as tally:
+        made = await c.post("/v1/tasks", json=review(), headers=_keyed(a.requester, "retry-1"))
+    assert made.status_code == 201 and not conflicts
+    assert tally.server()["INSERT idempotency"] == 2  # one per attempt, one committed
+    assert (tally.begins, tally.commits, tally.rollbacks) == (2, 1, 1)
+    again = await c.post("/v1/tasks", json=review(), headers=_keyed(a.requester, "retry-1"))
+    assert again.headers["idempotency-replayed"] == "true"
+    assert again.json() == made.json()
+    listed = (await c.get("/v1/tasks", headers=a.requester)).json()["data"]
+    keyed = [t["id"] for t in listed if t["idempotency_key"] == "retry-1"]
+    assert keyed == [made.json()["id"]]
 
 
 def _show(name: str, tally: Tally) -> None:

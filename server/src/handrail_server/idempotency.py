@@ -174,7 +174,8 @@ class _Keyed:
     status: int
     render: Callable[[Task], Any]
     now: datetime
-    task_id: str | None = None  # set once the record is stored with the task
+    task_id: str | None = None  # the task the record was last stored with (each attempt of
+    # the create, if a conflict retries it, is a new task in a new transaction)
     body: Any = None
 
 
@@ -199,7 +200,6 @@ class IdempotencyHook:
         keyed = _KEYED.get()
         if (
             keyed is None
-            or keyed.task_id is not None
             or not isinstance(tx, SqlTransaction)
             or task.org_id != keyed.org
             or task.idempotency_key != keyed.task_key
@@ -309,9 +309,11 @@ async def _once(
     finally:
         _KEYED.reset(token)
         _RUNNING.discard(flight)
-    if keyed.task_id is None:
+    made = content.get("id") if isinstance(content, dict) else None
+    if keyed.task_id is None or made != keyed.task_id:
         # The engine found the task by its key and created nothing: a replay, or a task
-        # whose record was lost (or that was posted with this key in its body).
+        # whose record was lost (or that was posted with this key in its body); or the
+        # attempt that stored the record was undone and the retry found the task.
         outcome = await store.run(lambda c: _lookup(c, org, key, route, print_), readonly=True)
         if outcome is None:  # no record: this response is the key's from now on
             outcome = await store.run(
