@@ -26,8 +26,10 @@ from handrail.store import Store
 from handrail.store.sql import SqlStore
 from handrail.tokens import DecisionTokens
 
+from ._subscribed import Owed
 from .auth import Authenticator, RateLimiter
 from .blobs import BlobStore, LocalBlobStore
+from .idempotency import IdempotencyHook
 from .migrate import migrate
 from .notifications import NotificationWorker, NotifyHook
 from .settings import Settings
@@ -53,6 +55,8 @@ class Hub:
     blobs: BlobStore
     delivery: DeliveryWorker
     notifications: NotificationWorker
+    webhooks_owed: Owed = field(default_factory=Owed)
+    notifications_owed: Owed = field(default_factory=Owed)
     jobs: list[asyncio.Task[Any]] = field(default_factory=list)
     sandboxes: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
@@ -80,10 +84,13 @@ class Hub:
         )
 
     def observe(self, before: Task | None, after: Task) -> None:
-        """After each commit: sandbox tasks get simulated reviewers; webhooks and
-        notifications are sent."""
-        self.delivery.poke()
-        self.notifications.poke()
+        """After each commit: sandbox tasks get simulated reviewers; the webhook and
+        notification workers are poked when the change queued rows for them (they poll
+        besides, so rows other processes queued go out too)."""
+        if self.webhooks_owed.take(after.id):
+            self.delivery.poke()
+        if self.notifications_owed.take(after.id):
+            self.notifications.poke()
         if after.sandbox and self.settings.run_background:
             self.ensure_sandbox(after.org_id)
 
@@ -119,12 +126,17 @@ async def open_hub(
             "random secret of this process and stop working when it restarts"
         )
     signers = webhook_schemes(*schemes)
+    webhooks_owed, notifications_owed = Owed(), Owed()
     runtime = await open_runtime(
         settings.database_url,
         create_schema=False,  # the migrations own the schema
         prepare=_migrate,
         clock=clock,
-        hooks=[OutboxHook(signers), NotifyHook()],
+        hooks=[
+            IdempotencyHook(),
+            OutboxHook(signers, webhooks_owed),
+            NotifyHook(notifications_owed),
+        ],
         wait_backstop=settings.wait_backstop,
         tokens=DecisionTokens(secret.get_secret_value()) if secret is not None else None,
         sweep_interval=None,  # started with the other background jobs
@@ -142,6 +154,8 @@ async def open_hub(
         blobs=LocalBlobStore(settings.upload_dir),
         delivery=DeliveryWorker(store, settings, runtime.clock, signers),
         notifications=NotificationWorker(store, engine, settings),
+        webhooks_owed=webhooks_owed,
+        notifications_owed=notifications_owed,
     )
     engine.observers.append(hub.observe)
     if settings.run_background:

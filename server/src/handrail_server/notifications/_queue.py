@@ -18,7 +18,8 @@ from handrail.policy import ReviewerGroup
 from handrail.store import Transaction
 from handrail.store.sql import SqlTransaction
 
-from ..tables import api_keys, notify_channels, notify_contacts, notify_outbox
+from .._subscribed import Owed, Subscriptions, probe, subscriptions
+from ..tables import api_keys, notify_outbox
 
 __all__ = ["NotifyHook", "queue_notifications"]
 
@@ -35,17 +36,20 @@ def queue_notifications(
     now: datetime,
     recipients: Collection[str] | None,
     why: str | None = None,
+    subs: Subscriptions | None = None,
 ) -> int:
     """Queue ``event`` about ``task`` on every enabled channel of its organisation that
     wants it: an email per recipient with an address, one Slack message per channel
     (mentioning the recipients it knows). ``recipients`` None: every contact of the
-    organisation. The task's requester is never among them. Returns the rows queued."""
-    contacts = {
-        r.reviewer_id: r
-        for r in conn.execute(
-            select(notify_contacts).where(notify_contacts.c.org_id == task.org_id)
-        ).all()
-    }
+    organisation. The task's requester is never among them. ``subs``: the organisation's
+    channels and contacts as this transaction read them (see ``_subscribed``). Returns the
+    rows queued."""
+    if subs is None:
+        subs = probe(conn, task.org_id)
+    channels = [c for c in subs.channels_of(conn) if _wants(c.events, event)]
+    if not channels:
+        return 0
+    contacts = subs.contacts_of(conn)
     chosen = set(contacts) if recipients is None else set(recipients) & set(contacts)
     chosen.discard(task.created_by)
     rows: list[dict[str, Any]] = []
@@ -67,14 +71,7 @@ def queue_notifications(
             }
         )
 
-    channels = conn.execute(
-        select(notify_channels).where(
-            notify_channels.c.org_id == task.org_id, notify_channels.c.enabled
-        )
-    ).all()
     for channel in channels:
-        if not _wants(channel.events, event):
-            continue
         if channel.kind == "email":
             for reviewer in sorted(chosen):
                 if contacts[reviewer].email:
@@ -85,6 +82,10 @@ def queue_notifications(
     if rows:
         conn.execute(insert(notify_outbox), rows)
     return len(rows)
+
+
+def _wanted(conn: Connection, subs: Subscriptions, event: str) -> bool:
+    return any(_wants(c.events, event) for c in subs.channels_of(conn))
 
 
 def _admins(conn: Connection, org_id: str) -> set[str]:
@@ -105,44 +106,80 @@ def _may_take(task: Task, groups: Sequence[ReviewerGroup]) -> set[str] | None:
 class NotifyHook:
     """A lifecycle hook: the changes people should hear about become notification outbox
     rows in the change's own transaction. Sandbox tasks have simulated reviewers and
-    notify nobody."""
+    notify nobody. The channels and contacts are read once per transaction, and nothing
+    more is read (groups, admins) unless a channel wants the event; ``owed`` learns which
+    tasks queued rows, so only their commits poke the worker."""
+
+    def __init__(self, owed: Owed | None = None) -> None:
+        self.owed = owed or Owed()
+
+    async def _subscribed(self, tx: SqlTransaction, task: Task, event: str) -> Subscriptions | None:
+        """The organisation's subscriptions, if a channel of it wants ``event``."""
+        subs = await subscriptions(tx, task.org_id)
+        if not subs.channels or not await tx.run(_wanted, subs, event):
+            return None
+        return subs
+
+    async def _queue(
+        self,
+        tx: SqlTransaction,
+        subs: Subscriptions,
+        task: Task,
+        event: str,
+        now: datetime,
+        recipients: Collection[str] | None,
+        why: str | None = None,
+    ) -> None:
+        queued = await tx.run(queue_notifications, task, event, now, recipients, why, subs)
+        if queued:
+            self.owed.add(task.id)
 
     async def on_create(self, tx: Transaction, task: Task) -> None:
         if not isinstance(tx, SqlTransaction) or task.sandbox:
             return
+        subs = await self._subscribed(tx, task, "task.new")
+        if subs is None:
+            return
         groups = await self._groups(tx, task)
-        await tx.run(
-            queue_notifications, task, "task.new", task.created_at, _may_take(task, groups)
-        )
+        await self._queue(tx, subs, task, "task.new", task.created_at, _may_take(task, groups))
 
     async def on_transition(self, tx: Transaction, before: Task, after: Task, event: Event) -> None:
         if not isinstance(tx, SqlTransaction) or after.sandbox:
             return
         now = after.updated_at
         if event is Event.POLICY:  # the policy decided it (at once, or by default): moot
-            await tx.run(self._drop_pending, after)
+            if (await subscriptions(tx, after.org_id)).any_channel:  # else no row can exist
+                await tx.run(self._drop_pending, after)
         elif event is Event.ADD_BACKUP:
+            subs = await self._subscribed(tx, after, "task.sla_warning")
+            if subs is None:
+                return
             groups = await self._groups(tx, after)
             who = _may_take(after, groups)
             if who is None:
-                who = await tx.run(self._contacts, after.org_id)
+                who = set(await tx.run(subs.contacts_of))
             held = {a.worker_id for a in after.assignments}
             why = "80% of its time has passed and nobody has decided it"
-            await tx.run(queue_notifications, after, "task.sla_warning", now, set(who) - held, why)
+            await self._queue(tx, subs, after, "task.sla_warning", now, set(who) - held, why)
         elif event is Event.WIDEN and after.policy is not None and after.policy.groups:
+            subs = await self._subscribed(tx, after, "task.escalated")
+            if subs is None:
+                return
             group = after.policy.groups[-1]
             groups = await tx.list_groups(after.org_id)
             why = f"Nobody took it in time: members of {group} may decide it now."
-            await tx.run(
-                queue_notifications, after, "task.escalated", now, members(groups, [group]), why
-            )
+            await self._queue(tx, subs, after, "task.escalated", now, members(groups, [group]), why)
         elif after.status is Status.MANUAL_REVIEW and before.status is not Status.MANUAL_REVIEW:
+            subs = await self._subscribed(tx, after, "task.manual_review")
+            if subs is None:
+                return
             groups = await self._groups(tx, after)
             admins = await tx.run(_admins, after.org_id)
             allowed = {a for a in admins if authority_problem(after, a, groups) is None}
             reasons = after.verification.reasons if after.verification else ()
-            await tx.run(
-                queue_notifications,
+            await self._queue(
+                tx,
+                subs,
                 after,
                 "task.manual_review",
                 now,
@@ -155,11 +192,6 @@ class NotifyHook:
         if task.kind is Kind.REVIEW and task.policy is not None and task.policy.groups:
             return await tx.list_groups(task.org_id)
         return []
-
-    @staticmethod
-    def _contacts(conn: Connection, org_id: str) -> set[str]:
-        query = select(notify_contacts.c.reviewer_id).where(notify_contacts.c.org_id == org_id)
-        return set(conn.execute(query).scalars())
 
     @staticmethod
     def _drop_pending(conn: Connection, task: Task) -> None:

@@ -44,7 +44,8 @@ async def create_task(
         task = await session.create(wanted)
         return 201, TaskOut.of(task)
 
-    return await idempotent(request, hub.store, principal, body, run, hub.clock.now())
+    once = (spec.idempotency_key, 201, TaskOut.of)  # the key's record is written with the task
+    return await idempotent(request, hub.store, principal, body, run, hub.clock.now(), once=once)
 
 
 @router.get("", response_model=TaskList)
