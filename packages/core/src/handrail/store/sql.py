@@ -226,9 +226,10 @@ class _SqliteDriver:
             try:
                 conn.begin()
                 yield _InlineRun(conn)
+                conn.commit()  # as PostgreSQL's read transactions end: a rollback means trouble
             finally:
                 try:
-                    conn.rollback()
+                    conn.rollback()  # a no-op after the commit
                 finally:
                     conn.close()
 
