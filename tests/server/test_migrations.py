@@ -61,9 +61,10 @@ def _guards(conn: Connection) -> set[str]:
 
 async def test_the_migrated_schema_is_the_declared_one(empty: SqlStore) -> None:
     await migrate(empty)
-    assert await current_revision(empty) == "0005_config"
+    assert await current_revision(empty) == "0006_subscribed"
     assert await empty.run(_drift, readonly=True) == []
-    assert {*APPEND_ONLY, *CONFIGURATION} <= await empty.run(_guards, readonly=True)
+    subscribed = {"webhook_endpoints", "notify_channels"}
+    assert {*APPEND_ONLY, *CONFIGURATION, *subscribed} <= await empty.run(_guards, readonly=True)
 
 
 async def test_0005_counts_organisations_configured_before_it(empty: SqlStore) -> None:
@@ -87,6 +88,50 @@ async def test_0005_counts_organisations_configured_before_it(empty: SqlStore) -
     )
     await empty.run(lambda c: c.execute(groups.delete().where(groups.c.org_id == "acme")))
     assert await empty.run(versions, readonly=True) == {"acme": 3}
+
+
+async def test_0006_moves_the_version_on_with_endpoints_and_channels(empty: SqlStore) -> None:
+    """An organisation with a webhook endpoint before 0006 gets its ``org_config`` row; from
+    then on every change of an endpoint or a channel moves the version on (what lets a store
+    keep the organisation's subscriptions while the version holds)."""
+    await migrate(empty, "0005_config")
+    endpoints = server_tables.tables["webhook_endpoints"]
+    channels = server_tables.tables["notify_channels"]
+    now = ManualClock().now()
+    endpoint = {
+        "id": "ep-1",
+        "org_id": "acme",
+        "url": "http://127.0.0.1:9/hook",
+        "secret": "s",
+        "events": ["*"],
+        "enabled": True,
+        "created_at": now,
+    }
+    await empty.run(lambda c: c.execute(insert(endpoints).values(**endpoint)))
+    await migrate(empty)
+    config = engine_tables.tables["org_config"]
+
+    def versions(conn: Connection) -> dict[str, int]:
+        return {r.org_id: r.version for r in conn.execute(select(config))}
+
+    assert await empty.run(versions, readonly=True) == {"acme": 1}
+    off = endpoints.update().where(endpoints.c.id == "ep-1").values(enabled=False)
+    await empty.run(lambda c: c.execute(off))
+    await empty.run(lambda c: c.execute(endpoints.delete().where(endpoints.c.id == "ep-1")))
+    assert await empty.run(versions, readonly=True) == {"acme": 3}
+    channel = {
+        "id": "ch-1",
+        "org_id": "beta",
+        "kind": "email",
+        "name": "mail",
+        "events": ["task.new"],
+        "enabled": True,
+        "created_at": now,
+        "updated_at": now,
+    }
+    await empty.run(lambda c: c.execute(insert(channels).values(**channel)))
+    await empty.run(lambda c: c.execute(channels.delete().where(channels.c.id == "ch-1")))
+    assert await empty.run(versions, readonly=True) == {"acme": 3, "beta": 2}
 
 
 async def test_0002_upgrades_a_database_with_tasks(empty: SqlStore) -> None:

@@ -2,10 +2,13 @@
 contacts), read at most once per transaction, and the outbox pokes owed after a commit.
 
 A change's hooks run once per move (a decision is a claim, a submission and a verdict):
-they share one read per transaction here, and one probe tells them whether there is
-anything to read at all, so a change in an organisation without endpoints or channels
-costs one statement. Nothing is kept across transactions: an endpoint or a channel added
-in any process is seen by every change that starts after it commits.
+they share one read per transaction here, and a probe tells them whether there is anything
+to read at all. The probe's answer is kept by the store for as long as the organisation's
+configuration version holds (``SqlTransaction.configured``): the database's triggers move
+that version on at every change of ``webhook_endpoints`` and ``notify_channels`` (migration
+0006), and the kernel has read it already for the policy, so a change in an organisation
+without endpoints or channels costs no statement here. An endpoint or a channel added in
+any process is seen by every change that reads the version after it commits.
 """
 
 from __future__ import annotations
@@ -15,13 +18,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Row, exists, or_, select
+from sqlalchemy import BindParameter, Connection, Row, bindparam, exists, or_, select
 
 from handrail.store.sql import SqlTransaction
 
 from .tables import notify_channels, notify_contacts, webhook_endpoints
 
-__all__ = ["Owed", "Subscriptions", "probe", "seed", "subscriptions"]
+__all__ = ["Owed", "Subscriptions", "probe", "subscriptions"]
 
 
 @dataclass
@@ -70,12 +73,23 @@ class Subscriptions:
         return self._contacts
 
 
+_ORG: BindParameter[str] = bindparam("org_id")
+_PROBE = select(
+    exists().where(webhook_endpoints.c.org_id == _ORG, webhook_endpoints.c.enabled),
+    exists().where(notify_channels.c.org_id == _ORG, notify_channels.c.enabled),
+    exists().where(notify_channels.c.org_id == _ORG),
+)
+
+
+def _flags(conn: Connection, org_id: str) -> tuple[bool, bool, bool]:
+    """Enabled endpoints, enabled channels, any channel: one statement."""
+    row = conn.execute(_PROBE, {"org_id": org_id}).one()
+    return bool(row[0]), bool(row[1]), bool(row[2])
+
+
 def probe(conn: Connection, org_id: str) -> Subscriptions:
-    endpoints = exists().where(webhook_endpoints.c.org_id == org_id, webhook_endpoints.c.enabled)
-    channels = exists().where(notify_channels.c.org_id == org_id)
-    enabled = exists().where(notify_channels.c.org_id == org_id, notify_channels.c.enabled)
-    row = conn.execute(select(endpoints, enabled, channels)).one()
-    return Subscriptions(org_id, bool(row[0]), bool(row[1]), bool(row[2]))
+    """What the organisation subscribed to, read now (outside a change's hooks)."""
+    return Subscriptions(org_id, *_flags(conn, org_id))
 
 
 _SEEN: weakref.WeakKeyDictionary[SqlTransaction, dict[str, Subscriptions]] = (
@@ -83,20 +97,15 @@ _SEEN: weakref.WeakKeyDictionary[SqlTransaction, dict[str, Subscriptions]] = (
 )
 
 
-def seed(tx: SqlTransaction, subs: Subscriptions) -> None:
-    """``subs`` probed in ``tx`` by a step that had other work (one hop for both)."""
-    _SEEN.setdefault(tx, {}).setdefault(subs.org_id, subs)
-
-
 async def subscriptions(tx: SqlTransaction, org_id: str) -> Subscriptions:
-    """The organisation's subscriptions in ``tx``: probed on the first call of the
-    transaction, the same object after."""
+    """The organisation's subscriptions in ``tx``: the same object for every hook of the
+    transaction, its flags as of the configuration version ``tx`` reads."""
     held = _SEEN.get(tx)
     if held is None:
         held = _SEEN[tx] = {}
     subs = held.get(org_id)
     if subs is None:
-        subs = held[org_id] = await tx.run(probe, org_id)
+        subs = held[org_id] = Subscriptions(org_id, *await tx.configured(org_id, _flags))
     return subs
 
 

@@ -27,20 +27,26 @@ __all__ = [
 ]
 
 
-def _hub(request: Request) -> Hub:
+def hub_of(request: Request) -> Hub:
     hub: Hub = request.app.state.hub
     return hub
 
 
+# Every dependency is a coroutine function: FastAPI runs a plain function in a worker
+# thread, a hop that costs more than any of these does.
+async def _hub(request: Request) -> Hub:
+    return hub_of(request)
+
+
 async def _principal(request: Request) -> Principal:
-    return await _hub(request).auth.principal(request)
+    return await hub_of(request).auth.principal(request)
 
 
 HubDep = Annotated[Hub, Depends(_hub)]
 PrincipalDep = Annotated[Principal, Depends(_principal)]
 
 
-def _session(hub: HubDep, principal: PrincipalDep) -> Session:
+async def _session(hub: HubDep, principal: PrincipalDep) -> Session:
     return hub.engine.session(principal, hub.ledger)
 
 
@@ -48,11 +54,11 @@ SessionDep = Annotated[Session, Depends(_session)]
 """The engine acting as the request's principal: what a route calls."""
 
 
-def _keys(hub: HubDep) -> ApiKeys:
+async def _keys(hub: HubDep) -> ApiKeys:
     return ApiKeys(hub.store, hub.clock)
 
 
-def _endpoints(hub: HubDep) -> WebhookEndpoints:
+async def _endpoints(hub: HubDep) -> WebhookEndpoints:
     return WebhookEndpoints(
         hub.store,
         hub.clock,
@@ -61,7 +67,7 @@ def _endpoints(hub: HubDep) -> WebhookEndpoints:
     )
 
 
-def _channels(hub: HubDep) -> ChannelSettings:
+async def _channels(hub: HubDep) -> ChannelSettings:
     return ChannelSettings(
         hub.store,
         hub.clock,
@@ -70,11 +76,11 @@ def _channels(hub: HubDep) -> ChannelSettings:
     )
 
 
-def _contacts(hub: HubDep) -> Contacts:
+async def _contacts(hub: HubDep) -> Contacts:
     return Contacts(hub.store, hub.clock)
 
 
-def _uploads(hub: HubDep) -> Uploads:
+async def _uploads(hub: HubDep) -> Uploads:
     return Uploads(hub.store, hub.blobs, hub.clock)
 
 

@@ -35,7 +35,6 @@ from handrail import Event, HandrailError, Principal, Task
 from handrail.store import Transaction
 from handrail.store.sql import SqlStore, SqlTransaction
 
-from ._subscribed import Subscriptions, probe, seed
 from .problems import PROBLEM, ApiProblem, handrail_problem
 from .tables import idempotency
 
@@ -206,10 +205,9 @@ class IdempotencyHook:
         ):
             return
         body = keyed.render(task)
-        settled = await tx.run(_settle_and_probe, keyed, body)
-        if not isinstance(settled, Subscriptions):
+        settled = await tx.run(_settle_keyed, keyed, body)
+        if settled is not None:
             raise _Found(settled)
-        seed(tx, settled)  # the outbox hooks that follow need not probe in a hop of their own
         keyed.task_id, keyed.body = task.id, body
 
     async def on_transition(self, tx: Transaction, before: Task, after: Task, event: Event) -> None:
@@ -224,12 +222,10 @@ class IdempotencyHook:
             keyed.body = body
 
 
-def _settle_and_probe(conn: Connection, keyed: _Keyed, body: Any) -> Outcome | Subscriptions:
-    """The record stored with the task, and what the organisation subscribed to (probed in
-    the same hop); or what the key's record says already."""
+def _settle_keyed(conn: Connection, keyed: _Keyed, body: Any) -> Outcome | None:
+    """The record stored with the task (None); or what the key's record says already."""
     k = keyed
-    found = _settle(conn, k.org, k.key, k.route, k.print_, k.status, body, k.now)
-    return found if found is not None else probe(conn, k.org)
+    return _settle(conn, k.org, k.key, k.route, k.print_, k.status, body, k.now)
 
 
 def _store_body(conn: Connection, keyed: _Keyed, body: Any) -> None:

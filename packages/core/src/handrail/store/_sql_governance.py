@@ -158,17 +158,32 @@ def _load_config(conn: Connection, org_id: str, version: int) -> OrgConfig:
     )
 
 
-def org_config_of(conn: Connection, configs: Configs, org_id: str) -> OrgConfig:
+Versions = dict[str, int]
+"""The configuration versions one transaction has read, by organisation (0: never
+configured)."""
+
+
+def config_version(conn: Connection, versions: Versions, org_id: str) -> int:
+    """The organisation's ``org_config.version``, read once per transaction (``versions``
+    is the transaction's own): 0 for an organisation never configured."""
+    held = versions.get(org_id)
+    if held is None:
+        found = conn.execute(_CONFIG_VERSION, {"org_id": org_id}).scalar()
+        held = versions[org_id] = 0 if found is None else int(found)
+    return held
+
+
+def org_config_of(conn: Connection, configs: Configs, versions: Versions, org_id: str) -> OrgConfig:
     """The organisation's configuration: one statement (its version) when ``configs``
     holds that version already, else read whole and kept there. The version is read in
     the caller's transaction, so a change committed before it (a revoked standing
     approval, say) is in what this returns."""
-    version = conn.execute(_CONFIG_VERSION, {"org_id": org_id}).scalar()
-    if version is None:
+    version = config_version(conn, versions, org_id)
+    if version == 0:
         return _UNCONFIGURED
     held = configs.get(org_id)
     if held is None or held.version != version:
-        held = _load_config(conn, org_id, int(version))
+        held = _load_config(conn, org_id, version)
         if len(configs) >= CONFIGS_KEPT:
             configs.clear()
         configs[org_id] = held
@@ -178,12 +193,13 @@ def org_config_of(conn: Connection, configs: Configs, org_id: str) -> OrgConfig:
 def policy_context(
     conn: Connection,
     configs: Configs,
+    versions: Versions,
     org_id: str,
     tool: str,
     now: datetime,
     known_version: int | None,
 ) -> PolicyContext:
-    config = org_config_of(conn, configs, org_id)
+    config = org_config_of(conn, configs, versions, org_id)
     version = config.policy.version if config.policy is not None else 0
     live: Sequence[StandingApproval] = config.standing.get(tool, ())
     return PolicyContext(

@@ -1,6 +1,6 @@
 """The store's SQL, written once as plain functions over a synchronous ``Connection``.
 
-``SqlStore`` runs each function in one step: on a worker thread for SQLite, through
+``SqlStore`` runs each function in one step: inline on the event loop for SQLite, through
 ``AsyncConnection.run_sync`` (asyncpg underneath) for PostgreSQL. One store call is one
 hop, however many statements it takes.
 
@@ -18,7 +18,10 @@ from ._sql_audit import audit_entries as audit_entries
 from ._sql_audit import audit_head as audit_head
 from ._sql_audit import audit_orgs as audit_orgs
 from ._sql_audit import seal_audit as seal_audit
+from ._sql_governance import CONFIGS_KEPT as CONFIGS_KEPT
 from ._sql_governance import Configs as Configs
+from ._sql_governance import Versions as Versions
+from ._sql_governance import config_version as config_version
 from ._sql_governance import delete_group as delete_group
 from ._sql_governance import get_policy as get_policy
 from ._sql_governance import get_standing as get_standing

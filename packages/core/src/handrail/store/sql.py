@@ -25,7 +25,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, cast
 
 try:
     from sqlalchemy import Connection, Engine, create_engine, event, func, select
@@ -55,6 +55,9 @@ __all__ = ["SqlStore", "SqlTransaction", "metadata", "normalize_url"]
 P = ParamSpec("P")
 T = TypeVar("T")
 Step = Callable[Concatenate[Connection, P], T]
+Derived = dict[tuple[Callable[..., Any], str], tuple[int, Any]]
+"""What ``SqlTransaction.configured`` keeps per store: by loader and organisation, the
+configuration version it was read at and the value."""
 
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock
 _SCHEMA_LOCK = 0x68616E64  # "hand": the advisory lock taken while creating tables
@@ -309,6 +312,7 @@ class SqlStore:
         self.dialect = driver.dialect
         self._heads: q.Heads = {}  # where this store last sealed each audit chain
         self._configs: q.Configs = {}  # organisations' policies, groups, standing approvals
+        self._derived: Derived = {}  # what ``SqlTransaction.configured`` keeps
 
     @classmethod
     async def open(
@@ -369,7 +373,7 @@ class SqlStore:
     @asynccontextmanager
     async def transaction(self, *, readonly: bool = False) -> AsyncIterator[SqlTransaction]:
         async with self._runner(readonly=readonly) as run:
-            tx = SqlTransaction(run, self._configs, readonly=readonly)
+            tx = SqlTransaction(run, self._configs, readonly=readonly, derived=self._derived)
             yield tx
             if tx._audit or tx._events:
                 # sealed as it commits (the chain's head is held only that long), the task
@@ -401,10 +405,17 @@ class SqlTransaction:
     """One unit of work on a ``SqlStore`` (see ``handrail.store.Transaction``)."""
 
     def __init__(
-        self, run: _Runner, configs: q.Configs | None = None, *, readonly: bool = False
+        self,
+        run: _Runner,
+        configs: q.Configs | None = None,
+        *,
+        readonly: bool = False,
+        derived: Derived | None = None,
     ) -> None:
         self._run = run
         self._readonly = readonly
+        self._versions: q.Versions = {}  # organisations' configuration versions, as read
+        self._derived: Derived = {} if derived is None else derived
         # workers' records read (locked) or written in this transaction, by key: the
         # learning step reads again what verification read
         self._stats: dict[tuple[str, str, str], WorkerStats | None] = {}
@@ -417,6 +428,32 @@ class SqlTransaction:
         """Run ``step(connection, ...)`` in this unit of work: for a server's own tables
         written together with the engine's (a webhook outbox, say)."""
         return await self._run(step, *args, **kwargs)
+
+    async def config_version(self, org_id: str) -> int:
+        """The organisation's configuration version as this transaction reads it (once):
+        a number the database's triggers move on at every change of its policies, groups
+        and standing approvals, and of any table a server binds to it the same way (its
+        webhook endpoints and notification channels); 0 if it was never configured."""
+        held = self._versions.get(org_id)
+        if held is None:
+            held = await self._run(q.config_version, self._versions, org_id)
+        return held
+
+    async def configured(self, org_id: str, load: Step[[str], T], /) -> T:
+        """``load(connection, org_id)``, kept by the store while the organisation's
+        configuration version stays what this transaction reads: for what a server derives
+        from its own configuration tables (triggers on them must move the version on, so a
+        change committed anywhere before this transaction's read is in the answer). Costs
+        no statement when this transaction has read the version and the store holds it."""
+        version = await self.config_version(org_id)
+        held = self._derived.get((load, org_id))
+        if held is not None and held[0] == version:
+            return cast(T, held[1])
+        value = await self._run(load, org_id)
+        if len(self._derived) >= q.CONFIGS_KEPT:
+            self._derived.clear()
+        self._derived[(load, org_id)] = (version, value)
+        return value
 
     async def get_task(self, org_id: str, task_id: str) -> Task | None:
         return await self._run(q.get_task, self._seen, org_id, task_id)
@@ -594,7 +631,9 @@ class SqlTransaction:
     async def policy_context(
         self, org_id: str, tool: str, now: datetime, *, known_version: int | None = None
     ) -> PolicyContext:
-        return await self._run(q.policy_context, self._configs, org_id, tool, now, known_version)
+        return await self._run(
+            q.policy_context, self._configs, self._versions, org_id, tool, now, known_version
+        )
 
     async def list_groups(self, org_id: str) -> list[ReviewerGroup]:
         return await self._run(q.list_groups, org_id)
