@@ -12,8 +12,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..audit import AuditEntry, AuditHead, AuditRecord, chain
 from ..models import TaskEvent
-from ._sql_rows import audit_from
-from ._sql_tables import audit_heads, audit_log
+from ._sql_rows import audit_from, event_row
+from ._sql_tables import audit_heads, audit_log, task_events
 from ._sql_tasks import append_events
 
 
@@ -49,26 +49,51 @@ Heads = dict[str, AuditHead]
 
 _COLUMNS = ("org_id", "seq", "kind", "task_id", "at", "body", "prev_hash", "hash")
 _TYPES = ("VARCHAR", "BIGINT", "VARCHAR", "VARCHAR", "TIMESTAMPTZ", "TEXT", "VARCHAR", "VARCHAR")
-_ON_GUESS: dict[int, Any] = {}
+_EVENT_COLUMNS = (
+    *("id", "task_id", "org_id", "at", "actor", "actor_role", "event"),
+    *("from_status", "to_status", "reason", "data"),
+)
+_EVENT_TYPES = (
+    *("VARCHAR", "VARCHAR", "VARCHAR", "TIMESTAMPTZ", "VARCHAR", "VARCHAR", "VARCHAR"),
+    *("VARCHAR", "VARCHAR", "TEXT", "JSONB"),
+)
+_ON_GUESS: dict[tuple[int, int], Any] = {}
 
 
-def _on_guess(count: int) -> Any:
+def _values(prefix: str, columns: Sequence[str], types: Sequence[str], count: int) -> str:
+    return ", ".join(
+        "("
+        + ", ".join(f"CAST(:{prefix}{c}{i} AS {t})" for c, t in zip(columns, types, strict=True))
+        + ")"
+        for i in range(count)
+    )
+
+
+def _on_guess(count: int, events: int) -> Any:
     """PostgreSQL, one round trip: move the head on from where this store last left it
-    (a guarded UPDATE, which also locks it) and, only if that matched, insert the entries."""
-    statement = _ON_GUESS.get(count)
+    (a guarded UPDATE, which also locks it) and, only if that matched, insert the entries
+    and the transaction's task events. The events' sequence numbers are drawn as their
+    rows are made, after the ``EXISTS`` on the moved head, so with the head locked, as
+    ``seal_audit`` requires."""
+    statement = _ON_GUESS.get((count, events))
     if statement is None:
-        rows = ", ".join(
-            "("
-            + ", ".join(f"CAST(:{c}{i} AS {t})" for c, t in zip(_COLUMNS, _TYPES, strict=True))
-            + ")"
-            for i in range(count)
-        )
-        statement = _ON_GUESS[count] = text(
+        sql = (
             "WITH moved AS (UPDATE audit_heads SET seq = :new_seq, hash = :new_hash "
-            "WHERE org_id = :org AND seq = :old_seq AND hash = :old_hash RETURNING org_id) "
-            f"INSERT INTO audit_log ({', '.join(_COLUMNS)}) SELECT * FROM (VALUES {rows}) "
-            f"AS v ({', '.join(_COLUMNS)}) WHERE EXISTS (SELECT 1 FROM moved) RETURNING seq"
+            "WHERE org_id = :org AND seq = :old_seq AND hash = :old_hash RETURNING org_id)"
         )
+        if events:
+            sql += (
+                f", added AS (INSERT INTO task_events ({', '.join(_EVENT_COLUMNS)}) "
+                f"SELECT * FROM (VALUES {_values('e_', _EVENT_COLUMNS, _EVENT_TYPES, events)}) "
+                f"AS v ({', '.join(_EVENT_COLUMNS)}) WHERE EXISTS (SELECT 1 FROM moved))"
+            )
+        sql += (
+            f" INSERT INTO audit_log ({', '.join(_COLUMNS)}) SELECT * FROM "
+            f"(VALUES {_values('', _COLUMNS, _TYPES, count)}) AS v ({', '.join(_COLUMNS)}) "
+            "WHERE EXISTS (SELECT 1 FROM moved) RETURNING seq"
+        )
+        typed = [bindparam(f"e_data{i}", type_=task_events.c.data.type) for i in range(events)]
+        statement = _ON_GUESS[(count, events)] = text(sql).bindparams(*typed)
     return statement
 
 
@@ -89,8 +114,14 @@ def _rows(sealed: Sequence[tuple[AuditEntry, str]]) -> list[dict[str, Any]]:
 
 
 def _seal_on_guess(
-    conn: Connection, org_id: str, records: Sequence[AuditRecord], guess: AuditHead
-) -> AuditHead | None:
+    conn: Connection,
+    org_id: str,
+    records: Sequence[AuditRecord],
+    guess: AuditHead,
+    events: Sequence[TaskEvent],
+) -> tuple[AuditHead, bool] | None:
+    """The head moved on from ``guess`` with ``records`` sealed, and whether ``events``
+    were inserted with them (PostgreSQL); None if another writer moved the head."""
     sealed = chain(records, guess)
     last = sealed[-1][0]
     if conn.dialect.name == "sqlite":  # no data-modifying CTE: the guarded move, then insert
@@ -108,7 +139,7 @@ def _seal_on_guess(
             return None
         rows = _rows(sealed)
         conn.execute(_INSERT_AUDIT, rows[0] if len(rows) == 1 else rows)
-        return AuditHead(org_id, last.seq, last.hash)
+        return AuditHead(org_id, last.seq, last.hash), False
     params: dict[str, Any] = {
         "org": org_id,
         "old_seq": guess.seq,
@@ -118,9 +149,11 @@ def _seal_on_guess(
     }
     for i, row in enumerate(_rows(sealed)):
         params.update({f"{c}{i}": v for c, v in row.items()})
-    if not conn.execute(_on_guess(len(sealed)), params).all():
+    for i, event in enumerate(events):
+        params.update({f"e_{c}{i}": v for c, v in event_row(event).items()})
+    if not conn.execute(_on_guess(len(sealed), len(events)), params).all():
         return None  # another writer moved the head (or the guess was never committed)
-    return AuditHead(org_id, last.seq, last.hash)
+    return AuditHead(org_id, last.seq, last.hash), True
 
 
 def seal_audit(
@@ -133,8 +166,8 @@ def seal_audit(
     transactions never wait for each other's heads) and move the heads on. The head is
     locked until the transaction ends, so concurrent writers queue on it and each links
     onto the last commit. ``heads`` (this store's guesses) saves reading the head when
-    this store was the last to write: one round trip on PostgreSQL, two statements on
-    SQLite (the guarded move, the insert).
+    this store was the last to write: one round trip on PostgreSQL (the task events
+    included), two statements on SQLite (the guarded move, the insert).
 
     The transaction's task ``events`` are inserted here, each organisation's once its head
     is locked: their sequence numbers are drawn while no other writer of that organisation
@@ -155,7 +188,9 @@ def seal_audit(
             append_events(conn, events_of[org_id])
             continue
         guess = heads.get(org_id) if heads is not None else None
-        moved = _seal_on_guess(conn, org_id, by_org[org_id], guess) if guess else None
+        events = events_of.get(org_id, ())
+        on_guess = _seal_on_guess(conn, org_id, by_org[org_id], guess, events) if guess else None
+        moved, added = on_guess if on_guess is not None else (None, False)
         if moved is None:
             row = conn.execute(lock, {"org_id": org_id}).one()
             head = AuditHead(org_id, int(row.seq), row.hash) if row.seq else None
@@ -166,8 +201,8 @@ def seal_audit(
             moved = AuditHead(org_id, last.seq, last.hash)
         if heads is not None:
             heads[org_id] = moved
-        if org_id in events_of:
-            append_events(conn, events_of[org_id])
+        if events and not added:
+            append_events(conn, events)
 
 
 def audit_entries(conn: Connection, org_id: str, after: int, limit: int) -> list[AuditEntry]:

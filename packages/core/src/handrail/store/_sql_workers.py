@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, select
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    func,
+    insert,
+    literal_column,
+    null,
+    select,
+    union_all,
+)
 
 from ..models import AssignmentStatus
 from ..workers import AnswerSample, WorkerProfile, WorkerStats
@@ -98,10 +108,11 @@ _MINE = and_(
 )
 _NEWEST = answer_samples.c.seq.desc()
 _TIMED = (
-    select(answer_samples.c.seconds)
+    select(answer_samples.c.seq, answer_samples.c.seconds)
     .where(_MINE, answer_samples.c.seconds.is_not(None))
     .order_by(_NEWEST)
     .limit(bindparam("durations"))
+    .subquery()
 )
 _RECENT = (
     select(answer_samples.c.label)
@@ -110,22 +121,40 @@ _RECENT = (
     .limit(bindparam("labels"))
     .subquery()
 )
-_BY_LABEL = select(_RECENT.c.label, func.count()).group_by(_RECENT.c.label)
+# One statement: the newest durations (part 0, with their order), and the newest answers
+# counted by label (part 1; unlabelled ones too, for the window's size).
+_CROWD = union_all(
+    select(
+        literal_column("0").label("part"),
+        _TIMED.c.seq.label("seq"),
+        _TIMED.c.seconds.label("seconds"),
+        null().label("label"),
+        literal_column("1").label("n"),
+    ),
+    select(literal_column("1"), null(), null(), _RECENT.c.label, func.count()).group_by(
+        _RECENT.c.label
+    ),
+)
 
 
 def crowd_stats(
     conn: Connection, org_id: str, task_type: str, durations: int, labels: int
 ) -> WorkerStats:
-    mine = {"org_id": org_id, "task_type": task_type}
-    timed = conn.execute(_TIMED, {**mine, "durations": durations}).scalars()
-    by_label = conn.execute(_BY_LABEL, {**mine, "labels": labels}).all()
-    window = sum(int(n) for _, n in by_label)  # unlabelled answers count in the window too
+    params = {"org_id": org_id, "task_type": task_type, "durations": durations, "labels": labels}
+    timed: list[tuple[int, float]] = []
+    by_label: list[tuple[str | None, int]] = []
+    for part, seq, seconds, label, n in conn.execute(_CROWD, params):
+        if part == 0:
+            timed.append((int(seq), float(seconds)))
+        else:
+            by_label.append((label, int(n)))
+    window = sum(n for _, n in by_label)  # unlabelled answers count in the window too
     counted = [(label, n) for label, n in by_label if label is not None]
     return WorkerStats(
         org_id=org_id,
         worker_id="*",
         task_type=task_type,
         answers=int(window or 0),
-        durations=tuple(reversed([float(x) for x in timed])),
+        durations=tuple(seconds for _, seconds in sorted(timed)),
         labels={label: int(n) for label, n in counted},
     )
