@@ -81,7 +81,8 @@ class RequestsMixin(Kernel):
         issues = spec_issues(spec)
         if issues:
             raise ValidationError(issues, summary="invalid task")
-        fingerprint = _fingerprint(spec)
+        # only a keyed request is ever compared with its replay
+        fingerprint = _fingerprint(spec) if spec.idempotency_key is not None else None
         for attempt in range(self._max_retries):
             try:
                 async with self.store.transaction() as tx:
@@ -119,7 +120,7 @@ class RequestsMixin(Kernel):
             return shown(principal, task)
         raise ConcurrencyConflict("task", spec.idempotency_key or "new")
 
-    def _new_task(self, principal: Principal, spec: TaskSpec, fingerprint: str) -> Task:
+    def _new_task(self, principal: Principal, spec: TaskSpec, fingerprint: str | None) -> Task:
         now = self.clock.now()
         made = {
             "id": new_id(),
