@@ -84,6 +84,7 @@ class Authenticator:
         self.limiter = limiter
         self.ttl = ttl
         self._known: dict[str, tuple[KeyInfo | None, float]] = {}
+        self._principals: dict[KeyInfo, Principal] = {}
 
     async def key(self, request: Request) -> KeyInfo:
         return await self.check(presented_key(request))
@@ -123,7 +124,15 @@ class Authenticator:
         return info
 
     async def principal(self, request: Request) -> Principal:
-        return (await self.key(request)).as_principal()
+        """The request's principal: one object per key while the key is known (a parked
+        long-poll holds it), not one per request."""
+        info = await self.key(request)
+        made = self._principals.get(info)
+        if made is None:
+            if len(self._principals) > 10_000:
+                self._principals.clear()
+            made = self._principals[info] = info.as_principal()
+        return made
 
 
 def require(principal: Principal, role: Role) -> None:

@@ -63,13 +63,22 @@ class Waker(Protocol):
 
 
 class _LocalSubscription:
-    __slots__ = ("_channels", "_event", "_loop", "_notifier")
+    # A flag and, only while someone waits, a future: what asyncio.Event does, without the
+    # deque of waiters it keeps for its whole life (a parked long-poll holds one of these).
+    __slots__ = ("_channels", "_fired", "_loop", "_notifier", "_waiter")
 
     def __init__(self, waker: LocalWaker, channels: Collection[str]) -> None:
         self._notifier = waker
         self._channels = tuple(channels)
         self._loop = asyncio.get_running_loop()
-        self._event = asyncio.Event()
+        self._fired = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def _set(self) -> None:
+        self._fired = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _signal(self) -> None:
         # Called from any thread: hand the wake-up to the subscriber's own loop.
@@ -78,21 +87,24 @@ class _LocalSubscription:
         except RuntimeError:
             running = None
         if running is self._loop:
-            self._event.set()
+            self._set()
         else:
             with contextlib.suppress(RuntimeError):  # loop already closed: nobody to wake
-                self._loop.call_soon_threadsafe(self._event.set)
+                self._loop.call_soon_threadsafe(self._set)
 
     async def wait(self, timeout: float | None = None) -> bool:
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
         # that arrives as the event fires, leaving the caller running after cancel().
-        if not self._event.is_set():
+        if not self._fired:
+            waiter = self._waiter = self._loop.create_future()
             try:
                 async with asyncio.timeout(None if timeout is None else max(timeout, 0.0)):
-                    await self._event.wait()
+                    await waiter
             except TimeoutError:
                 return False
-        self._event.clear()
+            finally:
+                self._waiter = None
+        self._fired = False
         return True
 
     def close(self) -> None:
