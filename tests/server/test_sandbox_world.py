@@ -481,6 +481,17 @@ async def test_a_sandbox_admin_manages_sandbox_keys_only(server: Server) -> None
     assert (me["org_id"], me["sandbox"]) == ("acme", True)
 
 
+async def test_configuration_is_each_modes_own(server: Server) -> None:
+    """Reviewer groups (and so the policy that names them) are the mode's own."""
+    c, a = server.client, server.a
+    sandbox = await sandbox_of(server)
+    made = await c.put("/v1/reviewer-groups/ops", json={"members": ["x"]}, headers=a.admin)
+    assert made.status_code == 200, made.text
+    theirs = (await c.get("/v1/reviewer-groups", headers=sandbox.admin)).json()
+    assert "ops" not in str(theirs)
+    assert "ops" in (await c.get("/v1/reviewer-groups", headers=a.admin)).text
+
+
 async def test_no_organisation_id_can_be_another_ones_sandbox(server: Server) -> None:
     now = server.hub.clock.now()
     for bad in ("acme~sandbox", "a~b", "x" * 193):
