@@ -447,6 +447,9 @@ async def test_webhooks_and_the_audit_chain_are_each_modes_own(server: Server) -
     assert set(by_org) == {"acme", "acme~sandbox"}
     assert all(live["id"] in body and play["id"] not in body for body in by_org["acme"])
     assert all(play["id"] in body for body in by_org["acme~sandbox"])
+    shown = [p for o, p in rows if o == "acme~sandbox"][0]
+    shown = json.loads(shown) if isinstance(shown, str) else shown
+    assert "acme~sandbox" not in json.dumps(shown)  # the organisation its people know
 
     live_audit = (await c.get("/v1/audit", headers=a.admin)).text
     play_audit = (await c.get("/v1/audit", headers=sandbox.admin)).text
