@@ -228,6 +228,24 @@ class TestTaskMoney:
         assert await books.store.last_seq() == 0
         assert (await books.ledger.balance(AGENT)).available == usd("0.59")
 
+    async def test_a_sandbox_task_is_funded_from_the_sandboxs_mint(self, books: Books) -> None:
+        """No deposit: a sandbox hold its balance cannot cover is topped up first by the
+        hold's amount (a balanced ``top_up`` from the tenant's ``sandbox_mint``); a covered
+        one is not, and a live one never is (``test_short_funds_create_nothing``)."""
+        play = Principal(org_id="play", id="bot", roles=frozenset({Role.REQUESTER}), sandbox=True)
+        first = await books.engine.create(play, paid("0.50"))
+        balance = await books.ledger.balance(play)
+        assert (balance.available, balance.held) == (usd("0"), usd("0.60"))
+        mint, org = Account.mint("play", USD), Account.org("play", USD)
+        assert await books.balances(mint, org) == [-60, 0]
+        await books.engine.cancel(play, first.id)
+        await books.engine.create(play, paid("0.50"))  # 0.60 available: no top-up
+        assert await books.balances(mint, org) == [-60, 0]
+        kinds = [e.kind for e in (await books.ledger.entries(play, org)).items]
+        top_up, hold, resolve = PostingKind.TOP_UP, PostingKind.HOLD, PostingKind.RESOLVE
+        assert kinds == [top_up, hold, resolve, hold]
+        await books.balanced()
+
     async def test_verification_pays_workers_and_platform(self, books: Books) -> None:
         await books.ledger.deposit(ADMIN, usd("5.00"), key="d")
         task = await books.done(

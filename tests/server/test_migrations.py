@@ -12,13 +12,17 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, func, insert, select, text
 
+from handrail import Principal, Role
 from handrail.clock import ManualClock
+from handrail.money import Money
+from handrail.runtime import open_runtime
 from handrail.store._sql_rows import task_row
 from handrail.store._sql_tables import APPEND_ONLY, CONFIGURATION
 from handrail.store.sql import SqlStore
 from handrail.store.sql import metadata as engine_tables
 from handrail.testing import make_task
 from handrail_server.migrate import alembic_config, current_revision, migrate
+from handrail_server.tables import idempotency
 from handrail_server.tables import metadata as server_tables
 from tests.postgres import fresh_schema
 
@@ -61,7 +65,7 @@ def _guards(conn: Connection) -> set[str]:
 
 async def test_the_migrated_schema_is_the_declared_one(empty: SqlStore) -> None:
     await migrate(empty)
-    assert await current_revision(empty) == "0006_subscribed"
+    assert await current_revision(empty) == "0007_sandbox"
     assert await empty.run(_drift, readonly=True) == []
     subscribed = {"webhook_endpoints", "notify_channels"}
     assert {*APPEND_ONLY, *CONFIGURATION, *subscribed} <= await empty.run(_guards, readonly=True)
@@ -136,7 +140,7 @@ async def test_0006_moves_the_version_on_with_endpoints_and_channels(empty: SqlS
 
 async def test_0002_upgrades_a_database_with_tasks(empty: SqlStore) -> None:
     await migrate(empty, "0001")
-    old = make_task(ManualClock(), id="t1", org_id="acme", redact=(), policy=None)
+    old = make_task(ManualClock(), id="t1", org_id="acme", redact=(), policy=None, sandbox=False)
     row = {k: v for k, v in task_row(old).items() if k not in ADDED}
     await empty.run(lambda c: c.execute(insert(engine_tables.tables["tasks"]).values(**row)))
     await migrate(empty)
@@ -168,3 +172,66 @@ def test_downgrade_to_0001_and_back(tmp_path: Path) -> None:
             await store.close()
 
     assert asyncio.run(go()) == []
+
+
+async def test_0007_moves_sandbox_rows_into_the_sandbox(empty: SqlStore) -> None:
+    """Sandbox tasks made before the sandbox was a world of its own move into it with their
+    history, hold, key and idempotency record; the money held for an open one goes back to
+    the live balance, the sandbox's mint funds it there; the books still balance, and the
+    moved task ends in the sandbox's money. Downgrading moves it back."""
+    await migrate(empty, "0006_subscribed")
+    runtime = await open_runtime(empty, create_schema=False, sweep_interval=None)
+    engine, ledger = runtime.engine, runtime.ledger
+    admin = Principal(org_id="acme", id="admin", roles=frozenset({Role.ADMIN}))
+    agent = Principal(org_id="acme", id="agent", roles=frozenset({Role.REQUESTER}))
+    old_sandbox = agent.model_copy(update={"sandbox": True})  # as hr_test_ keys acted
+    await ledger.deposit(admin, Money.parse("10.00", "USD"), key="d1")
+    paid = {
+        "kind": "review",
+        "action": {"name": "refund", "args": {}},
+        "payout": {"currency": "USD", "amount": "1.00"},
+    }
+    live = await engine.create(agent, paid)
+    play = await engine.create(old_sandbox, {**paid, "idempotency_key": "sb-1"})
+    assert (await ledger.balance(admin)).available.amount == "7.80"  # the bug: live paid
+    now = ManualClock().now()
+    records = [
+        {"org_id": "acme", "key": k, "route": "POST /v1/tasks", "fingerprint": "f"}
+        | {"state": "done", "status_code": 201, "body": {"id": t.id}, "created_at": now}
+        for k, t in (("k-live", live), ("k-play", play))
+    ]
+    await empty.run(lambda c: c.execute(insert(idempotency), records))
+
+    await migrate(empty)
+    world = Principal(
+        org_id="acme~sandbox", id="agent", roles=frozenset({Role.REQUESTER}), sandbox=True
+    )
+    async with empty.transaction(readonly=True) as tx:
+        assert await tx.get_task("acme", play.id) is None
+        assert (await tx.get_task("acme", live.id)) is not None
+        moved = await tx.find_by_key("acme~sandbox", "sb-1")
+    assert moved is not None and moved.id == play.id and moved.org_id == "acme~sandbox"
+    assert [e.event for e in await engine.history(world, play.id)] == ["create"]
+    live_balance = await ledger.balance(admin)
+    assert (live_balance.available.amount, live_balance.held.amount) == ("8.90", "1.10")
+    play_balance = await ledger.balance(world)
+    assert (play_balance.available.amount, play_balance.held.amount) == ("0.00", "1.10")
+    assert all(v == 0 for v in (await ledger.totals()).values())
+    kept = await empty.run(
+        lambda c: dict(c.execute(select(idempotency.c.key, idempotency.c.org_id)).all()),
+        readonly=True,
+    )
+    assert kept == {"k-live": "acme", "k-play": "acme~sandbox"}
+
+    await engine.cancel(world, play.id)  # its money goes back to the sandbox
+    play_balance = await ledger.balance(world)
+    assert (play_balance.available.amount, play_balance.held.amount) == ("1.10", "0.00")
+    assert (await ledger.balance(admin)).available.amount == "8.90"
+    assert (await engine.verify_chain("acme")).ok
+    assert all(v == 0 for v in (await ledger.totals()).values())
+
+    await empty.run(lambda c: command.downgrade(alembic_config(c), "0006_subscribed"))
+    async with empty.transaction(readonly=True) as tx:
+        back = await tx.get_task("acme", play.id)
+    assert back is not None and back.status.value == "cancelled"
+    await runtime.stop_sweeps()

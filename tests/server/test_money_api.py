@@ -32,8 +32,9 @@ async def _deposit(server: Server, amount: str, key: str = "fund") -> dict[str, 
     return posting
 
 
-async def _balance(server: Server) -> tuple[str, str]:
-    body = (await server.client.get("/v1/balance", headers=server.a.requester)).json()
+async def _balance(server: Server, headers: dict[str, str] | None = None) -> tuple[str, str]:
+    answer = await server.client.get("/v1/balance", headers=headers or server.a.requester)
+    body = answer.json()
     return body["available"]["amount"], body["held"]["amount"]
 
 
@@ -61,12 +62,13 @@ async def test_deposits_by_role(server: Server) -> None:
     posting = await _deposit(server, "20.00")
     assert posting["kind"] == "deposit" and posting["org_id"] == "acme"
     assert await _balance(server) == ("20.00", "0.00")
-    # a sandbox key gets sandbox credit
+    # a sandbox key gets sandbox credit, in the sandbox: the live balance is untouched
     sandbox = await c.post(
         "/v1/deposits", json={"amount": usd("5.00")}, headers=keyed(a.sandbox, "sandbox-1")
     )
     assert sandbox.status_code == 201
-    assert await _balance(server) == ("25.00", "0.00")
+    assert await _balance(server) == ("20.00", "0.00")
+    assert await _balance(server, a.sandbox) == ("5.00", "0.00")
     # a live requester names a transfer the funding rail confirms
     unnamed = await c.post(
         "/v1/deposits", json={"amount": usd("5.00")}, headers=keyed(a.requester, "live-1")
@@ -88,7 +90,7 @@ async def test_deposits_by_role(server: Server) -> None:
         headers=keyed(a.admin, "float"),
     )
     assert floats.status_code == 422
-    assert await _balance(server) == ("25.00", "0.00")
+    assert await _balance(server) == ("20.00", "0.00")
 
 
 async def test_a_paid_task_holds_its_price_and_pays_when_verified(server: Server) -> None:

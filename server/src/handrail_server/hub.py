@@ -4,7 +4,7 @@ One store, one engine with its ledger escrow and its webhook and notification ou
 waker that reaches every process on the database (LISTEN/NOTIFY on PostgreSQL, the
 change feed on SQLite), the authenticator, and the background jobs: SLA sweeps (with
 escalations) and settlement, webhook delivery, notifications (email, Slack), and simulated
-reviewers for sandbox organisations.
+reviewers for organisations' sandboxes (each a world of its own: see ``modes``).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from .auth import Authenticator, RateLimiter
 from .blobs import BlobStore, LocalBlobStore
 from .idempotency import IdempotencyHook
 from .migrate import migrate
+from .modes import world
 from .notifications import NotificationWorker, NotifyHook
 from .settings import Settings
 from .tables import api_keys
@@ -95,6 +96,7 @@ class Hub:
             self.ensure_sandbox(after.org_id)
 
     def ensure_sandbox(self, org_id: str) -> None:
+        """Simulated reviewers for the sandbox whose tenant id is ``org_id``."""
         job = self.sandboxes.get(org_id)
         if job is None or job.done():
             reviewer = SandboxReviewer(reviewer_id="sandbox")
@@ -167,7 +169,7 @@ async def open_hub(
             readonly=True,
         )
         for org in sandbox_orgs:
-            hub.ensure_sandbox(org)
+            hub.ensure_sandbox(world(org, True))
     return hub
 
 

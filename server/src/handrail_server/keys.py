@@ -1,10 +1,11 @@
 """API keys: ``hr_live_…`` and ``hr_test_…``, stored as SHA-256 hashes, shown once.
 
 A key belongs to one organisation and carries one role (admin, requester, reviewer) and
-the principal it acts as. ``hr_test_`` keys put their tasks in sandbox mode, where
-simulated reviewers answer. These functions run on a synchronous SQLAlchemy connection
-(``SqlStore.run``), inside the caller's transaction; ``ApiKeys`` runs them in
-transactions of their own, for the API's key management (``/v1/keys``).
+the principal it acts as. ``hr_test_`` keys act in the organisation's sandbox, a world
+of its own (see :mod:`.modes`) where simulated reviewers answer. These functions run on a
+synchronous SQLAlchemy connection (``SqlStore.run``), inside the caller's transaction;
+``ApiKeys`` runs them in transactions of their own, for the API's key management
+(``/v1/keys``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from handrail.errors import NotFound
 from handrail.ids import new_id
 from handrail.store.sql import SqlStore
 
+from .modes import check_org_id, world
 from .tables import api_keys, orgs
 
 __all__ = [
@@ -65,9 +67,14 @@ class KeyInfo:
     created_at: datetime
     revoked_at: datetime | None
 
+    @property
+    def tenant_id(self) -> str:
+        """The world the key acts in: its organisation, or the organisation's sandbox."""
+        return world(self.org_id, self.sandbox)
+
     def as_principal(self) -> Principal:
         return Principal(
-            org_id=self.org_id,
+            org_id=self.tenant_id,
             id=self.principal,
             roles=frozenset({self.role}),
             sandbox=self.sandbox,
@@ -97,7 +104,9 @@ def _info(m: Any) -> KeyInfo:
 
 
 def ensure_org(conn: Connection, org_id: str, now: datetime) -> bool:
-    """Create the organisation if it is new; True when it was."""
+    """Create the organisation if it is new; True when it was. ``ValidationError`` for an
+    id no organisation may have (one with ``~``, kept for sandboxes, or too long)."""
+    check_org_id(org_id)
     make = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     result = conn.execute(
         make(orgs).on_conflict_do_nothing(index_elements=["id"]),
@@ -174,17 +183,30 @@ def decider_key(conn: Connection, org_id: str, principal: str) -> KeyInfo | None
     return _info(row._mapping) if row is not None else None
 
 
-def list_keys(conn: Connection, org_id: str | None = None) -> list[KeyInfo]:
+def list_keys(
+    conn: Connection, org_id: str | None = None, *, sandbox_only: bool = False
+) -> list[KeyInfo]:
     query = select(api_keys).order_by(api_keys.c.created_at, api_keys.c.id)
     if org_id is not None:
         query = query.where(api_keys.c.org_id == org_id)
+    if sandbox_only:
+        query = query.where(api_keys.c.sandbox.is_(True))
     return [_info(r._mapping) for r in conn.execute(query).all()]
 
 
-def revoke_key(conn: Connection, key_id: str, now: datetime, org_id: str | None = None) -> bool:
+def revoke_key(
+    conn: Connection,
+    key_id: str,
+    now: datetime,
+    org_id: str | None = None,
+    *,
+    sandbox_only: bool = False,
+) -> bool:
     query = update(api_keys).where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
     if org_id is not None:
         query = query.where(api_keys.c.org_id == org_id)
+    if sandbox_only:
+        query = query.where(api_keys.c.sandbox.is_(True))
     return bool(conn.execute(query.values(revoked_at=now)).rowcount)
 
 
@@ -195,7 +217,8 @@ def any_admin(conn: Connection) -> bool:
 
 class ApiKeys:
     """Key management for an organisation's admins: each call scoped to ``org_id``, each
-    in a transaction of its own."""
+    in a transaction of its own. ``sandbox_only``: what a sandbox admin may touch (the
+    sandbox's keys; a live key is another world's, and answers 404)."""
 
     def __init__(self, store: SqlStore, clock: Clock) -> None:
         self._store = store
@@ -223,11 +246,16 @@ class ApiKeys:
             )
         )
 
-    async def list(self, org_id: str) -> builtins.list[KeyInfo]:
-        return await self._store.run(lambda c: list_keys(c, org_id), readonly=True)
+    async def list(self, org_id: str, *, sandbox_only: bool = False) -> builtins.list[KeyInfo]:
+        return await self._store.run(
+            lambda c: list_keys(c, org_id, sandbox_only=sandbox_only), readonly=True
+        )
 
-    async def revoke(self, org_id: str, key_id: str) -> None:
+    async def revoke(self, org_id: str, key_id: str, *, sandbox_only: bool = False) -> None:
         """Raises ``NotFound`` unless ``org_id`` has this key, not yet revoked."""
         now = self._clock.now()
-        if not await self._store.run(lambda c: revoke_key(c, key_id, now, org_id)):
+        done = await self._store.run(
+            lambda c: revoke_key(c, key_id, now, org_id, sandbox_only=sandbox_only)
+        )
+        if not done:
             raise NotFound("key", key_id)

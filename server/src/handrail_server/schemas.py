@@ -13,6 +13,8 @@ from handrail.audit import AuditEntry
 from handrail.ledger import EntryRecord, PayoutRecord
 from handrail.policy import MAX_RULES, PolicyRule, StandingApproval
 
+from .modes import organisation
+
 __all__ = [
     "AuditList",
     "ExplainIn",
@@ -50,7 +52,11 @@ class TaskOut(Task):
 
     @classmethod
     def of(cls, task: Task) -> dict[str, Any]:
-        return task.model_dump(mode="json", exclude=_INTERNAL)
+        """The task's JSON, naming the organisation its people know (a sandbox task lives
+        in the organisation's sandbox world, and says ``sandbox: true``)."""
+        shown = task.model_dump(mode="json", exclude=_INTERNAL)
+        shown["org_id"] = organisation(task.org_id)
+        return shown
 
 
 class TaskList(BaseModel):

@@ -21,6 +21,7 @@ import pytest
 from handrail import Principal, Role, Task, Verification
 from handrail.clock import ManualClock
 from handrail.store import Transaction
+from handrail_server.modes import world
 from tests.server._live import Receiver
 from tests.server.compat.conftest import Live
 from tests.server.conftest import Server, make_settings, running
@@ -106,7 +107,9 @@ async def test_the_seed_curl_examples(server: Server) -> None:
         if url.endswith("/agents/register"):
             keys["<YOUR_API_KEY>"] = answer.json()["api_key"]
             org = answer.json()["agent_id"]
-            agents[org] = Principal(org_id=org, id="me", roles=frozenset({Role.REQUESTER}))
+            agents[org] = Principal(  # an agent's tasks are in its organisation's sandbox
+                org_id=world(org, True), id="me", roles=frozenset({Role.REQUESTER}), sandbox=True
+            )
         return answer
 
     for argv in seed_curls("002"):

@@ -4,6 +4,7 @@ error envelope, tenancy and rate limits, over HTTP."""
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 from types import ModuleType
@@ -142,6 +143,33 @@ def test_wait_for_completion_returns_the_simulated_reviewers_output(
     assert (done.payout_result.amount, done.payout_result.currency) == (0.5, "USD")
 
 
+def test_the_quick_start_with_a_fresh_test_key_and_no_deposit(
+    humanrail: ModuleType, live: Live, receiver: Receiver
+) -> None:
+    """HumanRail's quick start (seed 000) with the real SDK and a fresh test key: no
+    deposit step, ``payout: {maxAmount: 0.50}``; the sandbox funds itself and the
+    simulated worker answers. It used to fail: ``account org_available:USD:… holds 0 USD
+    (minor units); 60 needed``. (The callback goes to a receiver on loopback, in place of
+    ``https://myapp.com/webhooks/humanrail``.)"""
+    key = live.rival.key("requester", "hr-quickstart", sandbox=True)
+    fresh = httpx.get(f"{live.url}/v1/balance", headers=bearer(key)).json()
+    assert (fresh["available"]["amount"], fresh["held"]["amount"]) == ("0.00", "0.00")
+    with sdk(humanrail, live, key) as client:
+        task = create(client, "order-12345-refund-check", callback_url=receiver.url)
+        assert task.status == "posted"
+        done = client.tasks.wait_for_completion(task.id, poll_interval=0.05, timeout=30)
+    assert done.status == "verified"
+    assert done.output == {"eligible": True, "reason_code": "approved"}
+
+    def verified_event() -> bool | None:
+        kinds = [json.loads(r.body).get("type") for r in receiver.snapshot()]
+        return True if "task.verified" in kinds else None
+
+    eventually(verified_event)
+    books = httpx.get(f"{live.url}/v1/balance", headers=bearer(live.rival.admin)).json()
+    assert (books["available"]["amount"], books["held"]["amount"]) == ("0.00", "0.00")
+
+
 def test_wait_for_completion_returns_what_a_reviewer_answered(
     humanrail: ModuleType, live: Live, agent: str
 ) -> None:
@@ -173,8 +201,9 @@ def test_wait_for_completion_returns_what_a_reviewer_answered(
 def test_callbacks_are_signed_the_humanrail_way(
     humanrail: ModuleType, live: Live, sandbox: str, receiver: Receiver
 ) -> None:
-    secret = httpx.get(
-        f"{live.url}{PREFIX}/webhooks/secret", headers=bearer(live.acme.admin)
+    sandbox_admin = live.acme.key("admin", "hr-sandbox-admin", sandbox=True)
+    secret = httpx.get(  # the sandbox signs with a secret of its own, as Stripe's test mode
+        f"{live.url}{PREFIX}/webhooks/secret", headers=bearer(sandbox_admin)
     ).json()["secret"]
     with sdk(humanrail, live, sandbox) as client:
         task = create(client, "with-callback", callback_url=receiver.url)

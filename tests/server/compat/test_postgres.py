@@ -16,6 +16,7 @@ import asyncpg
 import pytest
 from sqlalchemy import make_url
 
+from handrail import Role
 from tests.postgres import asyncpg_dsn
 from tests.server._live import Receiver
 from tests.server.conftest import Server, make_settings, running
@@ -67,9 +68,10 @@ async def test_the_dialects_on_postgres(server: Server, receiver: Receiver) -> N
         f"{hr}/tasks", json={**body, "callbackUrl": f"{receiver.url}?other"}, headers=a.sandbox
     )
     assert other.status_code == 409  # the key names another request
-    secret = (await c.get(f"{hr}/webhooks/secret", headers=a.admin)).json()["secret"]
-    assert (await c.get(f"{hr}/webhooks/secret", headers=a.admin)).json()["secret"] == secret
-    rotated = (await c.post(f"{hr}/webhooks/secret/rotate", headers=a.admin)).json()["secret"]
+    play = await server.key("acme", Role.ADMIN, sandbox=True)  # the sandbox's own secret
+    secret = (await c.get(f"{hr}/webhooks/secret", headers=play)).json()["secret"]
+    assert (await c.get(f"{hr}/webhooks/secret", headers=play)).json()["secret"] == secret
+    rotated = (await c.post(f"{hr}/webhooks/secret/rotate", headers=play)).json()["secret"]
     assert rotated != secret
     events = await delivered(server, receiver, 4)  # the simulated reviewer answers it
     assert sorted(json.loads(e.body)["type"] for e in events) == [

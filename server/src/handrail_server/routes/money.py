@@ -13,6 +13,7 @@ from handrail.ledger import Account, Balance, Earnings, PayoutRecord
 from ..auth import require
 from ..deps import HubDep, PrincipalDep, SessionDep
 from ..idempotency import header_key, idempotent
+from ..modes import organisation
 from ..problems import ApiProblem
 from ..schemas import DepositIn, EntryList, PayoutIn, PayoutList
 
@@ -21,8 +22,10 @@ router = APIRouter(prefix="/v1", tags=["money"])
 
 @router.get("/balance", response_model=Balance)
 async def balance(session: SessionDep, currency: Currency = Currency.USD) -> Balance:
-    """What the organisation may spend, and what is held for its open paid tasks."""
-    return await session.balance(currency)
+    """What the organisation may spend, and what is held for its open paid tasks (in the
+    key's mode: a sandbox key's balance is the sandbox's)."""
+    held = await session.balance(currency)
+    return held.model_copy(update={"org_id": organisation(held.org_id)})
 
 
 @router.get("/ledger/entries", response_model=EntryList)

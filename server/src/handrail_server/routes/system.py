@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from ..deps import HubDep, PrincipalDep, SessionDep, UploadsDep
 from ..migrate import current_revision
+from ..modes import organisation
 from ..problems import ApiProblem
 from ..schemas import Health
 
@@ -38,7 +39,7 @@ class MeOut(BaseModel):
 async def me(principal: PrincipalDep) -> MeOut:
     """Who the API key acts as: its organisation, principal, roles and mode."""
     return MeOut(
-        org_id=principal.org_id,
+        org_id=organisation(principal.org_id),
         principal_id=principal.id,
         roles=sorted(role.value for role in principal.roles),
         sandbox=principal.sandbox,

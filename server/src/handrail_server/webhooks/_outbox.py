@@ -18,6 +18,7 @@ from handrail.store import Transaction
 from handrail.store.sql import SqlTransaction
 
 from .._subscribed import Owed, Subscriptions, subscriptions
+from ..modes import organisation
 from ..tables import webhook_endpoints, webhook_outbox
 from ._schemes import STANDARD, Outbound, Scheme
 
@@ -106,8 +107,11 @@ def queue_event(
 
 
 def _shown(task: Task) -> dict[str, Any]:
-    """The task as a webhook carries it: with the fields its policy masks masked."""
-    return task.redacted().model_dump(mode="json", exclude={"request_fingerprint", "version"})
+    """The task as a webhook carries it: with the fields its policy masks masked, naming
+    the organisation its people know (a sandbox task says ``sandbox: true``)."""
+    shown = task.redacted().model_dump(mode="json", exclude={"request_fingerprint", "version"})
+    shown["org_id"] = organisation(task.org_id)
+    return shown
 
 
 class OutboxHook:

@@ -3,7 +3,8 @@ below zero.
 
 An account holds one currency. Its balance is the sum of its entries; a positive balance
 is money held for the account's owner. Only ``external:funding`` (the outside world that
-money comes from) runs negative, so every account summed per currency is zero.
+money comes from) and a sandbox's ``sandbox_mint`` run negative, so every account summed
+per currency is zero.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ class AccountKind(StrEnum):
     """Where deposits come from: the one account that runs negative."""
     EXTERNAL_PAYOUTS = "external_payouts"
     """Where payouts go."""
+    SANDBOX_MINT = "sandbox_mint"
+    """Where a sandbox's play money comes from (per sandbox): it runs negative, as
+    ``external_funding`` does, but no live account ever meets it."""
 
 
 def _part(value: str) -> str:
@@ -60,7 +64,7 @@ class Account(BaseModel):
     @property
     def floored(self) -> bool:
         """Whether the balance must never go below zero."""
-        return self.kind is not AccountKind.EXTERNAL_FUNDING
+        return self.kind not in (AccountKind.EXTERNAL_FUNDING, AccountKind.SANDBOX_MINT)
 
     @classmethod
     def org(cls, org_id: str, currency: Currency) -> Account:
@@ -101,6 +105,11 @@ class Account(BaseModel):
     @classmethod
     def funding(cls, currency: Currency) -> Account:
         return cls(kind=AccountKind.EXTERNAL_FUNDING, currency=currency)
+
+    @classmethod
+    def mint(cls, org_id: str, currency: Currency) -> Account:
+        """A sandbox's own source of money (``org_id`` is the sandbox's tenant id)."""
+        return cls(kind=AccountKind.SANDBOX_MINT, currency=currency, org_id=org_id)
 
     @classmethod
     def payouts(cls, currency: Currency) -> Account:

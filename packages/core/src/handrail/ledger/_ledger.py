@@ -158,13 +158,15 @@ class Ledger(_SettlementAndPayouts):
             if not await self.funding_rail.confirm(principal.org_id, amount, reference):
                 raise ValidationError.at("$.reference", "the funding rail did not confirm it")
         org = principal.org_id
+        # sandbox credit is minted in the sandbox: no live account is touched
+        source = Account.mint(org, amount.currency) if principal.sandbox else None
         posting = Posting(
             id=f"deposit:{Account.org(org, amount.currency).id}:{key}",
             kind=PostingKind.DEPOSIT,
             org_id=org,
             currency=amount.currency,
             entries=_entries(
-                (Account.funding(amount.currency), -amount.minor),
+                (source or Account.funding(amount.currency), -amount.minor),
                 (Account.org(org, amount.currency), amount.minor),
             ),
             created_at=self.clock.now(),
@@ -274,6 +276,7 @@ class Ledger(_SettlementAndPayouts):
             fee_minimum=self.fees.minimum.get(cur, 0),
         )
         await tx.put_hold(hold, expected_version=None)
+        await self._top_up(tx, task, hold.amount, f"top_up:{task.id}", now)
         memo: dict[str, JsonValue] = {
             "reward": hold.reward.amount,
             "slots": hold.slots,
@@ -283,6 +286,34 @@ class Ledger(_SettlementAndPayouts):
             _into_escrow(f"hold:{task.id}", PostingKind.HOLD, task, hold.amount, now, memo)
         )
         return hold
+
+    async def _top_up(
+        self, tx: Transaction, task: Task, amount: Money, posting_id: str, now: datetime
+    ) -> None:
+        """A sandbox task is funded without a deposit: when the sandbox's balance cannot
+        cover ``amount``, it is first topped up by ``amount`` from the sandbox's mint (one
+        balanced posting; by the whole amount, so concurrent holds each bring their own).
+        Live tasks are never topped up."""
+        if not task.sandbox:
+            return
+        org = Account.org(task.org_id, amount.currency)
+        if (await tx.balances([org.id]))[org.id] >= amount.minor:
+            return
+        await tx.post(
+            Posting(
+                id=posting_id,
+                kind=PostingKind.TOP_UP,
+                org_id=task.org_id,
+                task_id=task.id,
+                currency=amount.currency,
+                entries=_entries(
+                    (Account.mint(task.org_id, amount.currency), -amount.minor),
+                    (org, amount.minor),
+                ),
+                created_at=now,
+                memo={"sandbox": True},
+            )
+        )
 
     async def adjust(self, tx: Transaction, task: Task, now: datetime) -> None:
         """Re-price a held task whose reward changed (an approved estimate)."""
@@ -305,6 +336,9 @@ class Ledger(_SettlementAndPayouts):
         )
         delta = repriced.amount.minor - hold.amount.minor
         await tx.put_hold(repriced, expected_version=hold.version)
+        if delta > 0:
+            change = Money(currency=cur, minor=delta)
+            await self._top_up(tx, task, change, f"top_up:{task.id}:{hold.version}", now)
         if delta:
             memo: dict[str, JsonValue] = {
                 "reward": repriced.reward.amount,

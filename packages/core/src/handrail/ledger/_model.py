@@ -44,6 +44,7 @@ class PostingKind(StrEnum):
     PAYOUT = "payout"
     PAYOUT_SENT = "payout_sent"
     PAYOUT_FAILED = "payout_failed"
+    TOP_UP = "top_up"  # a sandbox's balance topped up from its mint, so a hold can be made
 
 
 class Entry(_Model):

@@ -15,6 +15,7 @@ from handrail.ids import new_id
 from ...auth import RateLimiter
 from ...deps import HubDep, PrincipalDep
 from ...keys import create_key
+from ...modes import world
 from ...problems import ApiProblem
 from .._shared import amount, money
 from ._common import (
@@ -67,7 +68,7 @@ async def register_agent(request: Request, body: RegisterIn, hub: HubDep) -> dic
         )
     )
     if hub.settings.run_background:
-        hub.ensure_sandbox(org)
+        hub.ensure_sandbox(world(org, True))
     return {
         "agent_id": org,
         "api_key": made.key,

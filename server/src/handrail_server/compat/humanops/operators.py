@@ -16,6 +16,7 @@ from handrail.ledger import Account, PayoutStatus, PostingKind
 from ...deps import HubDep, PrincipalDep
 from ...hub import Hub
 from ...keys import create_key
+from ...modes import organisation
 from ...problems import ApiProblem
 from ...schemas import TaskId
 from .._shared import amount, money
@@ -78,9 +79,10 @@ async def register_operator(
     made = await hub.store.run(
         lambda c: create_key(
             c,
-            org_id=principal.org_id,
+            org_id=organisation(principal.org_id),
             role=Role.REVIEWER,
             now=now,
+            sandbox=principal.sandbox,  # a sandbox admin's operator works in the sandbox
             principal=operator_id,
             name=body.name,
         )
