@@ -26,7 +26,9 @@ they cost far less than the server.
 - **Throughput**, with 1 and with 2 uvicorn worker processes (quick: 1 only): 16
   connections sending ``POST /v1/tasks`` back to back for a fixed time (5 s; quick 1 s),
   anchored to a no-op FastAPI endpoint (``noop_app.py``) served with the same uvicorn
-  settings and worker count, measured the same way; and the **full lifecycle** over HTTP,
+  settings and worker count, measured the same way; the same with a fresh
+  ``Idempotency-Key`` on every request, anchored to the plain create; and the **full
+  lifecycle** over HTTP,
   16 clients each
   creating a task, sending a long-poll on it, deciding it on a second connection and
   reading the long-poll's answer, anchored to the no-op ceiling divided by the lifecycle's
@@ -49,6 +51,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import random
 import sys
@@ -246,6 +249,21 @@ def creating(key: str | None) -> Callable[[Http, Http], Awaitable[None]]:
         status, body = await conn.call(raw)
         if status != 201:
             raise RuntimeError(f"{status} {body[:300]!r}")
+
+    return one
+
+
+def creating_keyed(key: str) -> Callable[[Http, Http], Awaitable[None]]:
+    """``POST /v1/tasks`` with a fresh ``Idempotency-Key`` each time (every one a first
+    attempt: the record is written with the task)."""
+    head, _, body = request("POST", "/v1/tasks", key, REVIEW).partition(b"\r\n\r\n")
+    count = itertools.count()
+
+    async def one(conn: Http, _: Http) -> None:
+        raw = head + f"\r\nIdempotency-Key: bench-{next(count)}\r\n\r\n".encode() + body
+        status, answer = await conn.call(raw)
+        if status != 201:
+            raise RuntimeError(f"{status} {answer[:300]!r}")
 
     return one
 
@@ -462,6 +480,23 @@ def create_row(store: Store, workers: int, got: Got, noop: float, why: str) -> R
     )
 
 
+def keyed_row(store: Store, workers: int, got: Got, plain: Got, why: str) -> Row:
+    figure = (
+        f"{store}: POST /v1/tasks with an Idempotency-Key, {_workers(workers)}, "
+        f"{CLIENTS} connections"
+    )
+    if got is None or plain is None:
+        return row(BENCH, figure, None, "req/s", note=why)
+    return row(
+        BENCH,
+        figure,
+        got[0],
+        "req/s",
+        anchor=f"the same without a key ({plain[0]:,.0f} req/s)",
+        ratio=ratio(got[0], plain[0]),
+    )
+
+
 def lifecycle_row(store: Store, workers: int, got: Got, noop: float, why: str) -> Row:
     figure = (
         f"{store}: lifecycle over HTTP (create → long-poll → decision → answered), "
@@ -585,6 +620,7 @@ async def _measure(
             rows.append(noop_row(workers, None, ()))
             for store in ("SQLite file", "PostgreSQL"):
                 rows.append(create_row(store, workers, None, 0, QUICK_SKIPS))
+                rows.append(keyed_row(store, workers, None, None, QUICK_SKIPS))
                 rows.append(lifecycle_row(store, workers, None, 0, QUICK_SKIPS))
             continue
         noop = servers[f"noop/{workers}"]
@@ -592,12 +628,14 @@ async def _measure(
         rows.append(noop_row(workers, ceiling, spread))
         for store in ("SQLite file", "PostgreSQL"):
             name = f"{store}/{workers}"
-            made = lived = None
+            made = keyed = lived = None
             if store in stores:
                 server, key = servers[name], keys[name]
                 made = await rate(server, CLIENTS, creating(key.requester), plan.seconds)
+                keyed = await rate(server, CLIENTS, creating_keyed(key.requester), plan.seconds)
                 lived = await rate(server, CLIENTS, lifecycle(key), plan.seconds)
             rows.append(create_row(store, workers, made, ceiling, NO_POSTGRES))
+            rows.append(keyed_row(store, workers, keyed, made, NO_POSTGRES))
             rows.append(lifecycle_row(store, workers, lived, ceiling, NO_POSTGRES))
         _progress(f"throughput, {_workers(workers)}")
     return rows
