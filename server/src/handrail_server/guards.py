@@ -1,11 +1,12 @@
 """Input refused at the door, before any database sees it.
 
 - :func:`check_input` (a dependency of every route): JSON that Python's parser takes but
-  JSON does not (``NaN``, ``Infinity``), text no database can keep or no client can read
-  back (NUL characters, which PostgreSQL's text refuses; lone UTF-16 surrogates, which
-  cannot be encoded as UTF-8), and nesting too deep to walk. Each is a validation error
-  (422) with the JSON path where it was found, never a 500 after the write or a 503 from
-  the database.
+  JSON does not (``NaN``, ``Infinity``), numbers no 64-bit float can hold (``1e400``,
+  which Python reads as an infinity that no response can then carry), text no database
+  can keep or no client can read back (NUL characters, which PostgreSQL's text refuses;
+  lone UTF-16 surrogates, which cannot be encoded as UTF-8), and nesting too deep to
+  walk. Each is a validation error (422) with the JSON path where it was found, never a
+  500 after the write or a 503 from the database.
 - :class:`BodyLimitMiddleware`: request bodies over a size limit are refused with 413
   before they are read in full (a multipart upload gets its own, larger limit).
 """
@@ -13,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from fastapi import Request
@@ -35,8 +37,26 @@ class _Refused(Exception):
         self.path, self.message = path, message
 
 
-def _finite_only(name: str) -> Any:
-    raise _Refused("$", f"{name} is not a JSON number: numbers must be finite")
+class _NotFinite:
+    """A number that is no finite float, as written: found by the walk, which knows where."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def message(self) -> str:
+        if self.text.lstrip("-") in ("NaN", "Infinity"):
+            return f"{self.text} is not a JSON number: numbers must be finite"
+        shown = self.text if len(self.text) <= 40 else self.text[:37] + "..."
+        return f"{shown} is out of range: numbers must be finite (a 64-bit float)"
+
+
+def _constant(name: str) -> _NotFinite:
+    return _NotFinite(name)
+
+
+def _float(text: str) -> float | _NotFinite:
+    number = float(text)
+    return number if math.isfinite(number) else _NotFinite(text)
 
 
 def _text_problem(text: str) -> str | None:
@@ -54,6 +74,8 @@ def _walk(value: Any, path: tuple[str | int, ...]) -> None:
     stack: list[tuple[Any, tuple[str | int, ...]]] = [(value, path)]
     while stack:
         item, at = stack.pop()
+        if isinstance(item, _NotFinite):
+            raise _Refused(json_path("$", at), item.message())
         if isinstance(item, str):
             why = _text_problem(item)
             if why:
@@ -88,7 +110,7 @@ async def check_input(request: Request) -> None:
     if not body:
         return
     try:
-        _walk(json.loads(body, parse_constant=_finite_only), ())
+        _walk(json.loads(body, parse_constant=_constant, parse_float=_float), ())
     except _Refused as refused:
         raise ValidationError.at(refused.path, refused.message) from None
     except RecursionError:
