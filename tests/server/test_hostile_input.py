@@ -159,6 +159,91 @@ async def test_the_dialects_refuse_it_in_their_own_format(
     assert await _tasks(server) == []
 
 
+# ---------------------------------------------------------------- Idempotency-Key
+
+RAW_UTF8 = "ключ-1".encode()
+
+
+@pytest.mark.parametrize(
+    "key",
+    [RAW_UTF8, b"a\tb", b'"unterminated', b'"a"b"', b'"a\\qb"', b'""', b"x" * 257],
+)
+async def test_an_idempotency_key_that_is_no_structured_field_string_is_400(
+    server: Server, key: bytes
+) -> None:
+    review = {"kind": "review", "action": {"name": "send", "args": {}}}
+    answer = await server.client.post(
+        "/v1/tasks", json=review, headers={**server.a.requester, "Idempotency-Key": key}
+    )
+    assert answer.status_code == 400, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    body = answer.json()
+    assert body["code"] == "bad_idempotency_key" and "Idempotency-Key" in body["detail"]
+    assert body["errors"][0]["path"] == "header:idempotency-key"
+    assert await _tasks(server) == []  # nothing stored, to come back garbled
+
+
+async def test_a_quoted_key_and_its_bare_form_are_one_key(server: Server) -> None:
+    review = {"kind": "review", "action": {"name": "send", "args": {}}}
+    c, a = server.client, server.a
+    quoted = await c.post(
+        "/v1/tasks", json=review, headers={**a.requester, "Idempotency-Key": '"k-1 \\"x\\""'}
+    )
+    assert quoted.status_code == 201, quoted.text
+    assert quoted.json()["idempotency_key"] == 'k-1 "x"'
+    bare = await c.post("/v1/tasks", json=review, headers={**a.requester, "Idempotency-Key": "k-2"})
+    again = await c.post(
+        "/v1/tasks", json=review, headers={**a.requester, "Idempotency-Key": '"k-2"'}
+    )
+    assert (bare.status_code, again.status_code) == (201, 201)
+    assert again.headers["idempotency-replayed"] == "true"
+    assert again.json()["id"] == bare.json()["id"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "says"),
+    [
+        (
+            "/compat/humanops/api/v1/tasks",
+            {
+                "title": "t",
+                "description": "d",
+                "task_type": "VERIFICATION",
+                "deadline": DEADLINE,
+                "location": {"lat": 1, "lng": 1},
+                "reward_usd": 5,
+            },
+            "error",
+        ),
+        (
+            "/compat/humanrail/v1/tasks",
+            {
+                "taskType": "t",
+                "payload": {},
+                "outputSchema": {},
+                "payout": {"currency": "USD", "maxAmount": 0},
+            },
+            "error",
+        ),
+        ("/compat/humancheck/reviews", {"task_type": "t", "proposed_action": "p"}, "detail"),
+        (
+            "/compat/humanops/api/v1/agents/deposit",
+            {"amount_usd": 10, "payment_method": "card"},
+            "error",
+        ),
+    ],
+)
+async def test_the_dialects_apply_the_same_rule(
+    server: Server, path: str, body: dict[str, Any], says: str
+) -> None:
+    answer = await server.client.post(
+        path, json=body, headers={**server.a.sandbox, "Idempotency-Key": RAW_UTF8}
+    )
+    assert answer.status_code == 400, answer.text
+    assert "Idempotency-Key" in str(answer.json()[says]), answer.text
+    assert await _tasks(server) == []
+
+
 # ---------------------------------------------------------------- a live server
 
 

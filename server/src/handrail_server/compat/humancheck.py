@@ -47,6 +47,7 @@ from handrail.ids import new_id
 from ..auth import require
 from ..deps import HubDep, PrincipalDep
 from ..hub import Hub
+from ..idempotency import parse_key
 from ..problems import ApiProblem
 from ..schemas import TaskId
 from ..tables import feedback
@@ -257,7 +258,7 @@ async def create_review(
     """Ask for a review. With ``blocking``, answer once it is decided (with ``decision``),
     or 408 after the wait (the review stays pending: poll ``/reviews/{id}/decision``)."""
     require(principal, Role.REQUESTER)
-    key = idempotency_key.strip().strip('"') if idempotency_key else f"humancheck:{new_id()}"
+    key = parse_key(idempotency_key) or f"humancheck:{new_id()}"
     task, replayed = await create_task(hub, principal, _spec(body, key))
     if body.blocking and not task.terminal:
         cap = hub.settings.wait_max_seconds

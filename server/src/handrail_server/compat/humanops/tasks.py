@@ -21,6 +21,7 @@ from handrail.models import MAX_SLA_SECONDS
 from ...auth import require
 from ...deps import HubDep, PrincipalDep
 from ...hub import Hub
+from ...idempotency import parse_key
 from ...problems import ApiProblem
 from ...proofs import ProofType, proof_schema
 from ...schemas import TaskId
@@ -151,7 +152,7 @@ async def create(
     """Post a task, holding reward + fee from the balance (402 when it falls short). The
     same ``Idempotency-Key`` again returns the same task (200)."""
     require(principal, Role.REQUESTER)
-    header = idempotency_key.strip().strip('"') if idempotency_key else None
+    header = parse_key(idempotency_key)
     key = header or body.idempotency_key or f"humanops:{new_id()}"
     callback = None
     if body.callback_url is not None:
