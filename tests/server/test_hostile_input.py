@@ -16,6 +16,7 @@ import pytest
 from handrail import Role
 from handrail_server.app import create_app
 from handrail_server.keys import create_key
+from handrail_server.protocol import head_limit, server_options
 from tests.postgres import fresh_database
 from tests.server._live import LOOPBACK, Threaded, serve_in_thread
 from tests.server.conftest import Server, make_settings, running
@@ -247,11 +248,12 @@ async def test_the_dialects_apply_the_same_rule(
 # ---------------------------------------------------------------- a live server
 
 
-@pytest.fixture
-def live(tmp_path: Path) -> Iterator[tuple[Threaded, str]]:
-    """The app under uvicorn on loopback, and a requester's key."""
+@pytest.fixture(params=["h11", "serve"])
+def live(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Threaded, str]]:
+    """The app under uvicorn on loopback (with h11, and as ``handrail serve`` runs it),
+    and a requester's key."""
     app = create_app(make_settings(tmp_path))
-    threaded = serve_in_thread(app)
+    threaded = serve_in_thread(app, options=server_options() if request.param == "serve" else {})
     try:
         hub = app.state.hub
         made = asyncio.run_coroutine_threadsafe(
@@ -337,3 +339,71 @@ def test_a_number_too_large_then_another_request_on_the_same_connection(
         sock.sendall(_post(key, b'{"kind":"judgment","output_schema":{},"payload":{"n":1e300}}'))
         second = _read_response(sock)
         assert second.startswith(b"HTTP/1.1 201 "), second
+
+
+# ---------------------------------------------------------------- headers
+
+
+def _problem_431(response: bytes) -> dict[str, Any]:
+    import json  # noqa: PLC0415
+
+    assert response.startswith(b"HTTP/1.1 431 "), response[:300]
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert b"content-type: application/problem+json" in head.lower()
+    problem: dict[str, Any] = json.loads(body)
+    assert problem["status"] == 431 and problem["code"] == "headers_too_large", problem
+    assert problem["request_id"]
+    return problem
+
+
+async def test_too_many_or_too_large_headers_are_431(server: Server) -> None:
+    many = {f"x-h-{i}": "v" for i in range(150)}
+    answer = await server.client.get("/v1/tasks", headers={**server.a.requester, **many})
+    assert answer.status_code == 431, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.json()["code"] == "headers_too_large" and "headers" in answer.json()["detail"]
+    large = {"x-big": "a" * 40_000}
+    answer = await server.client.get("/v1/tasks", headers={**server.a.requester, **large})
+    assert answer.status_code == 431 and "bytes" in answer.json()["detail"], answer.text
+    for path in ("/v1/tasks/x/wait", "/compat/humanrail/v1/tasks", "/healthz"):
+        answer = await server.client.get(path, headers={**server.a.requester, **many})
+        assert answer.status_code == 431, (path, answer.text)
+    fine = {f"x-h-{i}": "v" * 100 for i in range(50)}
+    answer = await server.client.get("/v1/tasks", headers={**server.a.requester, **fine})
+    assert answer.status_code == 200, answer.text
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Threaded]:
+    """The app under uvicorn on loopback as ``handrail serve`` runs it."""
+    threaded = serve_in_thread(create_app(make_settings(tmp_path)), options=server_options())
+    try:
+        yield threaded
+    finally:
+        threaded.stop()
+
+
+def test_handrail_serve_answers_431_to_a_huge_or_crowded_head(served: Threaded) -> None:
+    huge = b"GET /healthz HTTP/1.1\r\nHost: handrail\r\nX-Big: " + b"a" * (1 << 20) + b"\r\n\r\n"
+    crowded = b"GET /healthz HTTP/1.1\r\nHost: handrail\r\n"
+    crowded += b"".join(b"X-H-%d: v\r\n" % i for i in range(2000)) + b"\r\n"
+    for request in (huge, crowded):
+        with socket.create_connection((LOOPBACK, _port(served)), timeout=10) as sock:
+            sock.sendall(request)
+            _problem_431(_read_response(sock))
+    with socket.create_connection((LOOPBACK, _port(served)), timeout=10) as sock:
+        sock.sendall(HEALTH)  # and the server goes on serving
+        assert _read_response(sock).startswith(b"HTTP/1.1 200 ")
+
+
+def test_handrail_serve_stops_reading_a_head_that_never_ends(served: Threaded) -> None:
+    sent = 0
+    with socket.create_connection((LOOPBACK, _port(served)), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: handrail\r\nX-Big: ")
+        try:
+            while sent < 16 << 20:
+                sock.sendall(b"a" * 65536)
+                sent += 65536
+        except OSError:
+            pass  # the server hung up: it read what it would and dropped the rest
+    assert head_limit() < sent < 12 << 20, sent

@@ -9,6 +9,9 @@
   500 after the write or a 503 from the database.
 - :class:`BodyLimitMiddleware`: request bodies over a size limit are refused with 413
   before they are read in full (a multipart upload gets its own, larger limit).
+- :class:`HeaderLimitMiddleware`: more headers than allowed, or more bytes of them, are
+  refused with 431 (``handrail serve`` also cuts off a head too long to hold: see
+  :mod:`handrail_server.protocol`).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from handrail.validation import json_path
 
 from .problems import PROBLEM, problem_body
 
-__all__ = ["BodyLimitMiddleware", "check_input"]
+__all__ = ["BodyLimitMiddleware", "HeaderLimitMiddleware", "check_input", "header_problem"]
 
 _NO_NUL = "must not contain NUL characters"
 _NO_SURROGATE = "must be valid Unicode (a lone UTF-16 surrogate is not)"
@@ -189,3 +192,53 @@ async def _too_large(scope: Scope, send: Send, limit: int) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+def header_problem(detail: str, path: str | None, request_id: str | None, **context: Any) -> bytes:
+    """The body of a 431 problem."""
+    problem = problem_body(431, "headers_too_large", detail, **context)
+    problem.update(instance=path, request_id=request_id)
+    return json.dumps(problem).encode()
+
+
+def header_excess(headers: list[tuple[bytes, bytes]], max_bytes: int, max_count: int) -> str | None:
+    """Why these headers are too many or too large, or None."""
+    if len(headers) > max_count:
+        return f"the request has {len(headers)} headers; at most {max_count} are allowed"
+    size = sum(len(name) + len(value) + 4 for name, value in headers)  # "name: value\r\n"
+    if size > max_bytes:
+        return f"the request's headers are {size} bytes; at most {max_bytes} are allowed"
+    return None
+
+
+class HeaderLimitMiddleware:
+    """431 for a request with more than ``max_count`` headers or more than ``max_bytes``
+    of them, before anything else reads them."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int, max_count: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.max_count = max_count
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        why = header_excess(scope["headers"], self.max_bytes, self.max_count)
+        if why is None:
+            await self.app(scope, receive, send)
+            return
+        limits = {"max_header_bytes": self.max_bytes, "max_headers": self.max_count}
+        body = header_problem(why, scope.get("path"), scope.get("request_id"), **limits)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 431,
+                "headers": [
+                    (b"content-type", PROBLEM.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
