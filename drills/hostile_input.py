@@ -288,7 +288,6 @@ def cases(ids: dict[str, str]) -> list[Case]:
         ),
         Case(
             "a 100 KB header", "GET", tasks, "requester", headers={"X-Pad": "a" * 100_000},
-            refuse=False,
         ),
         Case(
             "an upload over the limit", "POST", "/v1/uploads", "requester",
@@ -305,6 +304,34 @@ def cases(ids: dict[str, str]) -> list[Case]:
         Case(
             "JSON nested 100,000 deep", "POST", tasks, "requester",
             content=_raw('{"kind":"review","action":{"name":"x","args":{"deep":' + deep + "}}}"),
+        ),
+        Case(
+            "a number too large for a float in the payload", "POST", tasks, "requester",
+            content=_raw('{"kind":"judgment","output_schema":{},"payload":{"n":1e400}}'),
+        ),
+        Case(
+            "a number too large for a float in the metadata", "POST", tasks, "requester",
+            content=_raw('{"kind":"review","action":{"name":"x"},"metadata":{"n":-1e400}}'),
+        ),
+        Case(
+            "a number too large for a float in a HumanRail payload", "POST",
+            "/compat/humanrail/v1/tasks", "requester",
+            content=_raw(
+                '{"idempotencyKey":"big","taskType":"t","payload":{"n":1e400},'
+                '"outputSchema":{},"payout":{"currency":"USD","maxAmount":0}}'
+            ),
+        ),
+        Case(
+            "an Idempotency-Key with a control character", "POST", tasks, "requester", task,
+            headers={"Idempotency-Key": "a\tb"},
+        ),
+        Case(
+            "2,000 headers", "POST", tasks, "requester", task,
+            headers={f"X-Hostile-{i}": "v" for i in range(2000)},
+        ),
+        Case(
+            "a 1 MiB header", "POST", tasks, "requester", task,
+            headers={"X-Hostile": "a" * (1 << 20)},
         ),
         # strange values, which may be taken in (but never with a 5xx)
         Case(

@@ -46,20 +46,24 @@ class Threaded:
     stop: Callable[[], None]
 
 
-def serve_in_thread(app: Any, name: str = "uvicorn", port: int = 0) -> Threaded:
+def serve_in_thread(
+    app: Any, name: str = "uvicorn", port: int = 0, options: dict[str, Any] | None = None
+) -> Threaded:
     """``app`` (with its lifespan) on loopback, started: on ``port``, or on a free one;
-    ``stop()`` ends it."""
+    ``stop()`` ends it. ``options`` override uvicorn's (``handrail serve``'s:
+    ``handrail_server.protocol.server_options()``)."""
     import uvicorn  # noqa: PLC0415 - only the in-process servers need it
 
-    config = uvicorn.Config(
-        app,
-        log_level="warning",
-        lifespan="on",
-        http="h11",
-        ws="none",
-        loop="asyncio",
-        timeout_graceful_shutdown=1,
-    )
+    given: dict[str, Any] = {
+        "log_level": "warning",
+        "lifespan": "on",
+        "http": "h11",
+        "ws": "none",
+        "loop": "asyncio",
+        "timeout_graceful_shutdown": 1,
+        **(options or {}),
+    }
+    config = uvicorn.Config(app, **given)
     server = uvicorn.Server(config)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -98,6 +98,9 @@ def test_serve_demo_prints_keys_that_work(tmp_path: Path) -> None:
                 pass
             assert time.monotonic() < deadline, "the server did not come up"
             time.sleep(0.1)
+        huge = httpx.get(f"{base}/healthz", headers={"X-Big": "a" * (1 << 20)})
+        assert huge.status_code == 431, huge.text  # never served
+        assert huge.json()["code"] == "headers_too_large"
         ask = {"Authorization": f"Bearer {requester.group(1)}"}
         task = httpx.post(
             f"{base}/v1/tasks",

@@ -46,8 +46,16 @@ async def _task_count(server: Server) -> int:
 @pytest.mark.parametrize(
     ("raw", "path", "says"),
     [
-        (b'{"kind":"review","action":{"name":"pay","args":{"amount":NaN}}}', "$", "NaN"),
-        (b'{"kind":"review","action":{"name":"pay","args":{"n":-Infinity}}}', "$", "-Infinity"),
+        (
+            b'{"kind":"review","action":{"name":"pay","args":{"amount":NaN}}}',
+            "$.action.args.amount",
+            "NaN",
+        ),
+        (
+            b'{"kind":"review","action":{"name":"pay","args":{"n":-Infinity}}}',
+            "$.action.args.n",
+            "-Infinity",
+        ),
         (
             b'{"kind":"review","action":{"name":"pay","args":{"to":"\\ud800x"}}}',
             "$.action.args.to",

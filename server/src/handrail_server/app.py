@@ -13,10 +13,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from handrail.clock import Clock
 
 from . import compat, web
-from .guards import BodyLimitMiddleware, check_input
+from .guards import BodyLimitMiddleware, HeaderLimitMiddleware, check_input
 from .hub import open_hub
 from .parked import ParkedWaits
-from .problems import RequestIdMiddleware, install
+from .problems import CrashGuard, RequestIdMiddleware, install
 from .routes import (
     audit,
     integrations,
@@ -109,6 +109,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         upload_limit=settings.max_upload_bytes + UPLOAD_OVERHEAD,
     )
     app.add_middleware(ParkedWaits)  # inside the metrics and request ids, above the rest
+    app.add_middleware(
+        HeaderLimitMiddleware, max_bytes=settings.max_header_bytes, max_count=settings.max_headers
+    )
+    app.add_middleware(CrashGuard)  # a 500 that does not reset the connection
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app

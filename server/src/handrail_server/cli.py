@@ -27,6 +27,7 @@ from handrail.store.sql import SqlStore
 
 from .keys import NewKey, any_admin, create_key, list_keys, revoke_key
 from .migrate import migrate
+from .protocol import server_options
 from .settings import Settings
 
 T = TypeVar("T")
@@ -140,7 +141,7 @@ def serve(
         host=host,
         port=port,
         workers=workers,
-        log_level="warning",
+        **server_options(),  # type: ignore[arg-type]
     )
 
 

@@ -1,18 +1,23 @@
 """Input refused at the door, before any database sees it.
 
 - :func:`check_input` (a dependency of every route): JSON that Python's parser takes but
-  JSON does not (``NaN``, ``Infinity``), text no database can keep or no client can read
-  back (NUL characters, which PostgreSQL's text refuses; lone UTF-16 surrogates, which
-  cannot be encoded as UTF-8), and nesting too deep to walk. Each is a validation error
-  (422) with the JSON path where it was found, never a 500 after the write or a 503 from
-  the database.
+  JSON does not (``NaN``, ``Infinity``), numbers no 64-bit float can hold (``1e400``,
+  which Python reads as an infinity that no response can then carry), text no database
+  can keep or no client can read back (NUL characters, which PostgreSQL's text refuses;
+  lone UTF-16 surrogates, which cannot be encoded as UTF-8), and nesting too deep to
+  walk. Each is a validation error (422) with the JSON path where it was found, never a
+  500 after the write or a 503 from the database.
 - :class:`BodyLimitMiddleware`: request bodies over a size limit are refused with 413
   before they are read in full (a multipart upload gets its own, larger limit).
+- :class:`HeaderLimitMiddleware`: more headers than allowed, or more bytes of them, are
+  refused with 431 (``handrail serve`` also cuts off a head too long to hold: see
+  :mod:`handrail_server.protocol`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from fastapi import Request
@@ -24,7 +29,7 @@ from handrail.validation import json_path
 
 from .problems import PROBLEM, problem_body
 
-__all__ = ["BodyLimitMiddleware", "check_input"]
+__all__ = ["BodyLimitMiddleware", "HeaderLimitMiddleware", "check_input", "header_problem"]
 
 _NO_NUL = "must not contain NUL characters"
 _NO_SURROGATE = "must be valid Unicode (a lone UTF-16 surrogate is not)"
@@ -35,8 +40,26 @@ class _Refused(Exception):
         self.path, self.message = path, message
 
 
-def _finite_only(name: str) -> Any:
-    raise _Refused("$", f"{name} is not a JSON number: numbers must be finite")
+class _NotFinite:
+    """A number that is no finite float, as written: found by the walk, which knows where."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def message(self) -> str:
+        if self.text.lstrip("-") in ("NaN", "Infinity"):
+            return f"{self.text} is not a JSON number: numbers must be finite"
+        shown = self.text if len(self.text) <= 40 else self.text[:37] + "..."
+        return f"{shown} is out of range: numbers must be finite (a 64-bit float)"
+
+
+def _constant(name: str) -> _NotFinite:
+    return _NotFinite(name)
+
+
+def _float(text: str) -> float | _NotFinite:
+    number = float(text)
+    return number if math.isfinite(number) else _NotFinite(text)
 
 
 def _text_problem(text: str) -> str | None:
@@ -54,6 +77,8 @@ def _walk(value: Any, path: tuple[str | int, ...]) -> None:
     stack: list[tuple[Any, tuple[str | int, ...]]] = [(value, path)]
     while stack:
         item, at = stack.pop()
+        if isinstance(item, _NotFinite):
+            raise _Refused(json_path("$", at), item.message())
         if isinstance(item, str):
             why = _text_problem(item)
             if why:
@@ -88,7 +113,7 @@ async def check_input(request: Request) -> None:
     if not body:
         return
     try:
-        _walk(json.loads(body, parse_constant=_finite_only), ())
+        _walk(json.loads(body, parse_constant=_constant, parse_float=_float), ())
     except _Refused as refused:
         raise ValidationError.at(refused.path, refused.message) from None
     except RecursionError:
@@ -167,3 +192,53 @@ async def _too_large(scope: Scope, send: Send, limit: int) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+def header_problem(detail: str, path: str | None, request_id: str | None, **context: Any) -> bytes:
+    """The body of a 431 problem."""
+    problem = problem_body(431, "headers_too_large", detail, **context)
+    problem.update(instance=path, request_id=request_id)
+    return json.dumps(problem).encode()
+
+
+def header_excess(headers: list[tuple[bytes, bytes]], max_bytes: int, max_count: int) -> str | None:
+    """Why these headers are too many or too large, or None."""
+    if len(headers) > max_count:
+        return f"the request has {len(headers)} headers; at most {max_count} are allowed"
+    size = sum(len(name) + len(value) + 4 for name, value in headers)  # "name: value\r\n"
+    if size > max_bytes:
+        return f"the request's headers are {size} bytes; at most {max_bytes} are allowed"
+    return None
+
+
+class HeaderLimitMiddleware:
+    """431 for a request with more than ``max_count`` headers or more than ``max_bytes``
+    of them, before anything else reads them."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int, max_count: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.max_count = max_count
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        why = header_excess(scope["headers"], self.max_bytes, self.max_count)
+        if why is None:
+            await self.app(scope, receive, send)
+            return
+        limits = {"max_header_bytes": self.max_bytes, "max_headers": self.max_count}
+        body = header_problem(why, scope.get("path"), scope.get("request_id"), **limits)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 431,
+                "headers": [
+                    (b"content-type", PROBLEM.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

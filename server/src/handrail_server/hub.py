@@ -26,6 +26,7 @@ from handrail.store import Store
 from handrail.store.sql import SqlStore
 from handrail.tokens import DecisionTokens
 
+from ._created import CreatedHook
 from ._subscribed import Owed
 from .auth import Authenticator, RateLimiter
 from .blobs import BlobStore, LocalBlobStore
@@ -135,6 +136,7 @@ async def open_hub(
         prepare=_migrate,
         clock=clock,
         hooks=[
+            CreatedHook(),
             IdempotencyHook(),
             OutboxHook(signers, webhooks_owed),
             NotifyHook(notifications_owed),

@@ -38,7 +38,7 @@ from handrail.store.sql import SqlStore, SqlTransaction
 from .problems import PROBLEM, ApiProblem, handrail_problem
 from .tables import idempotency
 
-__all__ = ["IdempotencyHook", "header_key", "idempotent"]
+__all__ = ["IdempotencyHook", "header_key", "idempotent", "parse_key"]
 
 STALE = timedelta(seconds=60)
 _KEEP = {408, 409, 429, 503}  # outcomes worth retrying: never stored
@@ -48,17 +48,62 @@ Outcome = tuple[str, int | None, Any]
 body)``."""
 
 
-def header_key(request: Request) -> str | None:
-    """The ``Idempotency-Key`` header: an RFC 8941 string (quoted) or a bare token."""
-    raw = request.headers.get("idempotency-key")
+MAX_KEY = 256
+_RULE = (
+    "Idempotency-Key must be a structured-field string (RFC 8941): 1 to 256 printable "
+    'ASCII characters, quoted ("...", with \\" and \\\\ escaped) or bare'
+)
+
+
+def _bad_key(why: str) -> ApiProblem:
+    return ApiProblem(
+        400,
+        "bad_idempotency_key",
+        f"{_RULE}: {why}",
+        errors=[{"path": "header:idempotency-key", "message": why}],
+    )
+
+
+def parse_key(raw: str | None) -> str | None:
+    """An ``Idempotency-Key`` header's key, as draft-ietf-httpapi-idempotency-key-header
+    has it: an RFC 8941 string (``"..."``: printable ASCII, ``\\"`` and ``\\\\`` escaped),
+    or the same characters bare (most clients send a bare UUID). Anything else (raw UTF-8,
+    control characters, bad quoting) is refused with a 400 naming the header: never
+    stored, to come back garbled. Starlette gives header values decoded as Latin-1, so a
+    byte outside ASCII is a character over U+007E here."""
     if raw is None:
         return None
-    key = raw.strip()
-    if len(key) >= 2 and key[0] == key[-1] == '"':
-        key = key[1:-1]
-    if not key or len(key) > 256:
-        raise ApiProblem(400, "bad_idempotency_key", "Idempotency-Key must be 1 to 256 characters")
+    text = raw.strip(" \t")
+    if text.startswith('"'):
+        if len(text) < 2 or not text.endswith('"'):
+            raise _bad_key("a quoted string must end with a quote")
+        chars: list[str] = []
+        inner, i = text[1:-1], 0
+        while i < len(inner):
+            c = inner[i]
+            if c == "\\":
+                if i + 1 == len(inner) or inner[i + 1] not in '"\\':
+                    raise _bad_key('a backslash may only escape " or \\')
+                c, i = inner[i + 1], i + 1
+            elif c == '"':
+                raise _bad_key('a quote inside the string must be escaped (\\")')
+            elif not " " <= c <= "~":
+                raise _bad_key("only printable ASCII characters (raw UTF-8 is not)")
+            chars.append(c)
+            i += 1
+        key = "".join(chars)
+    else:
+        if any(not " " <= c <= "~" for c in text):
+            raise _bad_key("only printable ASCII characters (raw UTF-8 is not)")
+        key = text
+    if not 1 <= len(key) <= MAX_KEY:
+        raise _bad_key(f"it has {len(key)} characters")
     return key
+
+
+def header_key(request: Request) -> str | None:
+    """The request's ``Idempotency-Key`` (see :func:`parse_key`), or None without one."""
+    return parse_key(request.headers.get("idempotency-key"))
 
 
 def fingerprint(body: Any) -> str:

@@ -31,6 +31,7 @@ from handrail.validation import json_path
 __all__ = [
     "PROBLEM",
     "ApiProblem",
+    "CrashGuard",
     "RequestIdMiddleware",
     "api_problem",
     "crash_problem",
@@ -134,7 +135,7 @@ def api_problem(request: Request, exc: ApiProblem) -> JSONResponse:
 def crash_problem(request: Request, exc: Exception) -> JSONResponse:
     """A 500 that says nothing of the cause (logged with its stack here)."""
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    # Starlette answers this from its outermost layer, outside RequestIdMiddleware.
+    # the request id, should this answer come from outside RequestIdMiddleware
     stamp = {"X-Request-Id": str(request.scope.get("request_id") or new_id())}
     return problem(request, 500, "internal_error", "something went wrong on our side", stamp)
 
@@ -162,9 +163,42 @@ def install(app: FastAPI) -> None:
         code = http_code(exc.status_code)
         return problem(request, exc.status_code, code, str(exc.detail), exc.headers)
 
-    @app.exception_handler(Exception)
-    async def _crash(request: Request, exc: Exception) -> JSONResponse:
-        return crash_problem(request, exc)
+
+class CrashGuard:
+    """The last resort: an exception no handler took becomes the 500 problem, and goes no
+    further. Starlette's own last resort (``ServerErrorMiddleware``, where an
+    ``Exception`` handler would be installed) answers and then re-raises, and the server
+    then closes the connection under the client's next request on it (a keep-alive
+    connection reset). An exception after the response was sent is logged and goes no
+    further either; one while it is being sent can only end the connection (the server
+    closes it)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = done = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started, done
+            await send(message)
+            if message["type"] == "http.response.start":
+                started = True
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                done = True
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception as exc:
+            if done:
+                log.exception("error after the response on %s", scope.get("path"), exc_info=exc)
+                return
+            if started:
+                raise
+            await crash_problem(Request(scope, receive), exc)(scope, receive, send)
 
 
 class RequestIdMiddleware:

@@ -41,6 +41,14 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=1024 * 1024, ge=1024, description="request bodies other than uploads (413 over)"
     )
+    max_header_bytes: int = Field(
+        default=32 * 1024,
+        ge=1024,
+        description="a request's headers, names and values together (431 over); `handrail "
+        "serve` also cuts off a request head (its line and headers) over this plus 16 KiB "
+        "before it is read in full",
+    )
+    max_headers: int = Field(default=100, ge=10, description="headers in a request (431 over)")
     upload_types: tuple[str, ...] = (
         "image/png",
         "image/jpeg",

@@ -21,6 +21,7 @@ from handrail.ids import new_id
 from handrail.ledger import Hold
 from handrail.money import Currency
 
+from .._created import creating
 from ..hub import Hub
 from ..tables import compat_secrets, webhook_endpoints
 from ..webhooks import UnsafeTarget, check_target
@@ -29,6 +30,7 @@ __all__ = [
     "Callback",
     "amount",
     "create_task",
+    "existing_task",
     "floor_id",
     "hold_of",
     "money",
@@ -144,7 +146,8 @@ def _unbind(conn: Connection, org: str, key: str) -> None:
     )
 
 
-async def _existing(hub: Hub, principal: Principal, key: str) -> Task | None:
+async def existing_task(hub: Hub, principal: Principal, key: str) -> Task | None:
+    """The organisation's task with this idempotency key, if there is one."""
     async with hub.store.transaction(readonly=True) as tx:
         return await tx.find_by_key(principal.org_id, key)
 
@@ -161,19 +164,21 @@ async def create_task(
     callback bound to it before it exists, so no event of it can be missed. Returns the
     task and whether it was already there (a replay)."""
     key = spec["idempotency_key"]
-    if await _existing(hub, principal, key) is not None:
+    if await existing_task(hub, principal, key) is not None:
         return await hub.engine.create(principal, dict(spec)), True  # or a conflict
     if callback is not None:
         await _check_url(hub, callback.url, callback_path)
         now = hub.clock.now()
         await hub.store.run(lambda c: _bind(c, principal.org_id, key, callback, now))
     try:
-        task = await hub.engine.create(principal, dict(spec))
+        with creating() as made:
+            task = await hub.engine.create(principal, dict(spec))
     except HandrailError:
-        if callback is not None and await _existing(hub, principal, key) is None:
+        if callback is not None and await existing_task(hub, principal, key) is None:
             await hub.store.run(lambda c: _unbind(c, principal.org_id, key))
         raise
-    return task, False
+    # a twin past the check above at the same time may have made it: then this is a replay
+    return task, task.id not in made
 
 
 async def hold_of(hub: Hub, task: Task) -> Hold | None:

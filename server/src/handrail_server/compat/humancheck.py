@@ -47,6 +47,7 @@ from handrail.ids import new_id
 from ..auth import require
 from ..deps import HubDep, PrincipalDep
 from ..hub import Hub
+from ..idempotency import parse_key
 from ..problems import ApiProblem
 from ..schemas import TaskId
 from ..tables import feedback
@@ -78,11 +79,17 @@ ReviewStatus = Literal[
 
 def render(request: Request, failure: Failure) -> Response:
     """As Humancheck (a FastAPI app) answers: ``{"detail": message}``, and for a request
-    that does not validate, 422 with FastAPI's list of errors."""
+    that does not validate, 422 with FastAPI's list of errors: a 422 is only ever that
+    list. An idempotency key used for another request is a conflict (409); the engine's
+    other refusals of what it was sent are 400."""
     if failure.request_error is not None:
         errors = jsonable_encoder(failure.request_error.errors(), exclude={"input", "ctx", "url"})
         return JSONResponse({"detail": errors}, status_code=422)
-    status = 400 if failure.code == "validation_error" else failure.status
+    status = failure.status
+    if failure.code == "idempotency_conflict":
+        status = 409
+    elif failure.code == "validation_error" or status == 422:
+        status = 400
     body = {"detail": failure.message, **failure.context}
     if failure.errors:
         body["errors"] = failure.errors
@@ -191,7 +198,8 @@ class ReviewIn(BaseModel):
     task_type: str = Field(min_length=1, max_length=100)
     proposed_action: str = Field(min_length=1, max_length=50_000)
     agent_reasoning: str | None = Field(default=None, max_length=50_000)
-    confidence_score: float | None = Field(default=None, ge=0, le=1)
+    # strict: a boolean (or a string) is no score, though pydantic would read false as 0.0
+    confidence_score: float | None = Field(default=None, ge=0, le=1, strict=True)
     urgency: Literal["low", "medium", "high", "critical"] = "medium"
     framework: str | None = Field(default=None, max_length=100)
     metadata: dict[str, JsonValue] | None = None
@@ -202,6 +210,7 @@ class ReviewIn(BaseModel):
     blocking: bool = False
     timeout_seconds: float | None = Field(
         default=None,
+        strict=True,
         gt=0,
         le=300,
         description="how long a blocking request waits (default and cap: the server's)",
@@ -249,7 +258,7 @@ async def create_review(
     """Ask for a review. With ``blocking``, answer once it is decided (with ``decision``),
     or 408 after the wait (the review stays pending: poll ``/reviews/{id}/decision``)."""
     require(principal, Role.REQUESTER)
-    key = idempotency_key.strip().strip('"') if idempotency_key else f"humancheck:{new_id()}"
+    key = parse_key(idempotency_key) or f"humancheck:{new_id()}"
     task, replayed = await create_task(hub, principal, _spec(body, key))
     if body.blocking and not task.terminal:
         cap = hub.settings.wait_max_seconds

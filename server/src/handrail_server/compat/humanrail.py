@@ -42,6 +42,7 @@ from handrail.ids import new_id
 
 from ..auth import require
 from ..deps import HubDep, PrincipalDep
+from ..idempotency import parse_key
 from ..problems import ApiProblem
 from ..schemas import TaskId
 from ..webhooks import Outbound, UnsafeTarget
@@ -198,9 +199,7 @@ def _bad_request(path: str, message: str) -> ApiProblem:
 
 def _key(header: str | None, body: str | None) -> str:
     """The idempotency key, from the header or the body (the SDK sends both)."""
-    given = header.strip().strip('"') if header is not None else None
-    if given is not None and not 1 <= len(given) <= 256:
-        raise _bad_request("header:Idempotency-Key", "must be 1 to 256 characters")
+    given = parse_key(header)  # the header's rule: a structured-field string
     if given and body and given != body:
         raise _bad_request("idempotencyKey", "differs from the Idempotency-Key header")
     key = given or body

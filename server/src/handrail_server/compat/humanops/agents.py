@@ -14,6 +14,7 @@ from handrail.ids import new_id
 
 from ...auth import RateLimiter
 from ...deps import HubDep, PrincipalDep
+from ...idempotency import parse_key
 from ...keys import create_key
 from ...modes import world
 from ...problems import ApiProblem
@@ -146,7 +147,7 @@ async def deposit(
     """Sandbox credit, at once (a live key's deposit needs the funding rail to confirm it);
     send ``Idempotency-Key`` to make a retry safe."""
     credit = money(body.amount_usd, USD, "$.amount_usd")
-    key = idempotency_key.strip() if idempotency_key else new_id()
+    key = parse_key(idempotency_key) or new_id()
     posting = await hub.ledger.deposit(
         principal, credit, key=f"fiat:{key}", reference=f"{body.payment_method}:{key}"
     )

@@ -15,6 +15,7 @@ from handrail.ledger import Account, PayoutStatus, PostingKind
 
 from ...deps import HubDep, PrincipalDep
 from ...hub import Hub
+from ...idempotency import parse_key
 from ...keys import create_key
 from ...modes import organisation
 from ...problems import ApiProblem
@@ -269,7 +270,7 @@ async def payout(
 ) -> dict[str, Any]:
     """Pay out available earnings through the payout rail (less its fee). Send an
     ``Idempotency-Key``: the same key again returns the same payout."""
-    key = idempotency_key.strip() if idempotency_key else new_id()
+    key = parse_key(idempotency_key) or new_id()
     record = await hub.ledger.request_payout(
         operator, money(body.amount_usd, USD, "$.amount_usd"), key=key
     )

@@ -14,17 +14,18 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from handrail import Kind, Principal, Role, Status, Task
 from handrail.clock import utc
-from handrail.errors import InvalidTransition, NotFound, ValidationError
+from handrail.errors import IdempotencyConflict, InvalidTransition, NotFound, ValidationError
 from handrail.ids import new_id
 from handrail.models import MAX_SLA_SECONDS
 
 from ...auth import require
 from ...deps import HubDep, PrincipalDep
 from ...hub import Hub
+from ...idempotency import parse_key
 from ...problems import ApiProblem
 from ...proofs import ProofType, proof_schema
 from ...schemas import TaskId
-from .._shared import Callback, amount, create_task, hold_of, money, scan
+from .._shared import Callback, amount, create_task, existing_task, hold_of, money, scan
 from ._common import (
     BY_STATUS,
     CREDENTIAL,
@@ -81,7 +82,12 @@ def _sla(deadline: datetime, now: datetime) -> int:
     return seconds
 
 
-def _spec(body: TaskIn, principal: Principal, key: str, now: datetime) -> dict[str, Any]:
+def _spec(
+    body: TaskIn, principal: Principal, key: str, now: datetime, sla: int | None = None
+) -> dict[str, Any]:
+    """The task ``body`` asks for. Its ``deadline`` is kept as sent (``metadata``), and
+    becomes seconds from ``now``, unless ``sla`` gives them: the first request's, for a
+    retry, whose fingerprint must be the first's though its ``now`` is later."""
     domain = body.task_domain or ("PHYSICAL" if body.task_type in PHYSICAL else "DIGITAL")
     if domain == "PHYSICAL" and body.location is None:
         raise ValidationError.at("$.location", "a physical task needs a location")
@@ -107,13 +113,33 @@ def _spec(body: TaskIn, principal: Principal, key: str, now: datetime) -> dict[s
         "instructions": body.description,
         "payload": payload,
         "output_schema": proof_schema(proof),
-        "sla_seconds": _sla(body.deadline, now),
+        "sla_seconds": sla if sla is not None else _sla(body.deadline, now),
+        "metadata": {"humanops_deadline": utc(body.deadline).isoformat()},
         "payout": None if principal.sandbox else reward,
         # live tasks go to an operator who offers an estimate; the simulated one just answers
         "require_estimate": not principal.sandbox,
         "callback_url": body.callback_url,
         "idempotency_key": key,
     }
+
+
+async def _create(
+    hub: Hub, principal: Principal, body: TaskIn, key: str, callback: Callback | None
+) -> tuple[Task, bool]:
+    """The task, and whether it was there already. A retry (the key names a task) asks for
+    the first request's seconds to its deadline, so it replays; so does the loser of twins
+    sent at once, whose seconds may be one fewer than the winner's."""
+    first = await existing_task(hub, principal, key)
+    sla = first.sla_seconds if first is not None else None
+    spec = _spec(body, principal, key, hub.clock.now(), sla)
+    try:
+        return await create_task(hub, principal, spec, callback=callback)
+    except IdempotencyConflict:
+        twin = None if first is not None else await existing_task(hub, principal, key)
+        if twin is None:
+            raise
+    # the twin's seconds: the same request replays, another is still a conflict
+    return await create_task(hub, principal, {**spec, "sla_seconds": twin.sla_seconds})
 
 
 @router.post("/tasks", status_code=201)
@@ -126,13 +152,12 @@ async def create(
     """Post a task, holding reward + fee from the balance (402 when it falls short). The
     same ``Idempotency-Key`` again returns the same task (200)."""
     require(principal, Role.REQUESTER)
-    header = idempotency_key.strip().strip('"') if idempotency_key else None
+    header = parse_key(idempotency_key)
     key = header or body.idempotency_key or f"humanops:{new_id()}"
-    spec = _spec(body, principal, key, hub.clock.now())
     callback = None
     if body.callback_url is not None:
         callback = Callback(body.callback_url, DIALECT, body.callback_secret or "")
-    task, replayed = await create_task(hub, principal, spec, callback=callback)
+    task, replayed = await _create(hub, principal, body, key, callback)
     hold = await hold_of(hub, task)
     shown: dict[str, Any] = {
         "task_id": task.id,
