@@ -26,7 +26,7 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -145,6 +145,17 @@ def _begin(
     return ("in_flight", None, None)
 
 
+def _store_once(make: Any) -> Any:
+    columns = ("org_id", "key", "route", "fingerprint", "state", "status_code", "body")
+    values: dict[str, Any] = {c: bindparam(c) for c in (*columns, "created_at")}
+    return make(idempotency).values(values).on_conflict_do_nothing().returning(idempotency.c.key)
+
+
+# A response stored under its key unless the key has a record: built once (a keyed create
+# runs it in its own transaction).
+_STORE = {"postgresql": _store_once(pg_insert), "sqlite": _store_once(sqlite_insert)}
+
+
 def _settle(
     conn: Connection,
     org: str,
@@ -170,10 +181,7 @@ def _settle(
         "body": body,
         "created_at": now,
     }
-    upsert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    stored = conn.execute(
-        upsert(idempotency).values(values).on_conflict_do_nothing().returning(idempotency.c.key)
-    ).first()
+    stored = conn.execute(_STORE[conn.dialect.name], values).first()
     if stored is not None:
         return None
     row = conn.execute(select(idempotency).where(*where)).first()

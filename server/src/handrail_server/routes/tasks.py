@@ -11,7 +11,7 @@ from handrail import Kind, Role, Status, TaskSpec
 
 from ..auth import require
 from ..deps import HubDep, PrincipalDep, SessionDep
-from ..idempotency import idempotent
+from ..idempotency import header_key, idempotent
 from ..schemas import (
     DisputeResolution,
     EventList,
@@ -33,7 +33,8 @@ async def create_task(
     """Post a task. An ``Idempotency-Key`` header makes retries safe: the replay gets the
     stored response; another body with the same key is 422."""
     require(principal, Role.REQUESTER)
-    body = spec.model_dump(mode="json")
+    # the request as the key's record is fingerprinted: only a keyed request has one
+    body = spec.model_dump(mode="json") if header_key(request) is not None else None
 
     async def run(key: str | None) -> tuple[int, Any]:
         wanted = (
