@@ -170,7 +170,6 @@ def _settle(
     has a record already: None when stored, else what that record says (another request,
     a response to replay, still in flight). A record in flight past ``STALE`` (its process
     died) is taken over."""
-    where = (idempotency.c.org_id == org, idempotency.c.key == key, idempotency.c.route == route)
     values = {
         "org_id": org,
         "key": key,
@@ -184,6 +183,7 @@ def _settle(
     stored = conn.execute(_STORE[conn.dialect.name], values).first()
     if stored is not None:
         return None
+    where = (idempotency.c.org_id == org, idempotency.c.key == key, idempotency.c.route == route)
     row = conn.execute(select(idempotency).where(*where)).first()
     if row is None:  # deleted since (a failed first request): let the caller retry
         return ("in_flight", None, None)
