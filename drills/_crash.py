@@ -11,6 +11,12 @@ long-polls the crash cut off ask again, the other waiters' tasks are decided, an
 everything is read back: tasks, decisions, the ledger (over HTTP and as the database's
 own sums) and the webhooks.
 
+A webhook request the kill cut short (its headers sent, its body not) is no delivery:
+the receiver, as any HTTP server would, drops it (the drill says how many), and the row,
+never marked delivered, is sent again whole. Each (task, event) pair the read-back does
+not explain (received but not expected, expected but missing, under two webhook-ids, or
+unsigned) is named in the report.
+
 Rows of the webhook outbox that the dead process had leased (``lease_until``: the lease
 time + 120 s) would wait out that lease before another process may take them; the drill
 ends those leases in the database, as if the 120 s had passed, and says how many.
