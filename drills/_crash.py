@@ -11,6 +11,12 @@ long-polls the crash cut off ask again, the other waiters' tasks are decided, an
 everything is read back: tasks, decisions, the ledger (over HTTP and as the database's
 own sums) and the webhooks.
 
+A webhook request the kill cut short (its headers sent, its body not) is no delivery:
+the receiver, as any HTTP server would, drops it (the drill says how many), and the row,
+never marked delivered, is sent again whole. Each (task, event) pair the read-back does
+not explain (received but not expected, expected but missing, under two webhook-ids, or
+unsigned) is named in the report.
+
 Rows of the webhook outbox that the dead process had leased (``lease_until``: the lease
 time + 120 s) would wait out that lease before another process may take them; the drill
 ends those leases in the database, as if the 120 s had passed, and says how many.
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -91,6 +98,7 @@ class CrashOutcome:
     survivor_served: int = 0  # requests the other process answered after the kill
     survivor_failed: int = 0
     leases_ended: int = 0
+    cut_short: int = 0  # webhook requests whose sender died mid-body (never delivered)
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -435,15 +443,25 @@ async def _webhooks(out: CrashOutcome, url: str, receiver: Receiver, secret: str
         await asyncio.sleep(0.2)
     await asyncio.sleep(0.5)  # room for a late duplicate, should there be one
     hook = Webhook(secret)
+    out.cut_short = receiver.cut_short
     for r in receiver.snapshot():
         try:
             payload = hook.verify(r.body, r.headers)
             signed = True
         except WebhookVerificationError:
-            payload, signed = {"data": {"id": "?"}, "type": "?"}, False
+            payload, signed = _unverified(r.body), False
         out.deliveries.append(
             Delivery(r.webhook_id, payload["data"]["id"], payload["type"], signed)
         )
+
+
+def _unverified(body: bytes) -> dict[str, Any]:
+    """What a delivery whose signature failed says it is about, as far as it can be read."""
+    try:
+        payload = json.loads(body)
+        return {"data": {"id": str(payload["data"]["id"])}, "type": str(payload["type"])}
+    except (ValueError, TypeError, KeyError):
+        return {"data": {"id": "?"}, "type": "?"}
 
 
 # ---------------------------------------------------------------- the checks
@@ -486,6 +504,30 @@ def acknowledged_checks(
     ]
 
 
+def _pairs(pairs: Any) -> str:
+    return missing(sorted(f"{task} {event}" for task, event in pairs))
+
+
+def _unexplained(o: CrashOutcome, by_event: dict[tuple[str, str], set[str]]) -> str:
+    """The (task, event) pairs the read-back state does not explain, named: received but not
+    expected (a task absent from the read-back, or an event of a change it does not show),
+    expected but never received, received under two webhook-ids, or unsigned."""
+    parts = []
+    if extra := set(by_event) - o.expected_events:
+        named = [f"{t} {e} (webhook-id {', '.join(sorted(by_event[t, e]))})" for t, e in extra]
+        parts.append(f"received, not explained by the read-back: {missing(sorted(named))}")
+    if lost := o.expected_events - set(by_event):
+        parts.append(f"expected, never received: {_pairs(lost)}")
+    if twice := [pair for pair, ids in by_event.items() if len(ids) > 1]:
+        parts.append(f"under two webhook-ids: {_pairs(twice)}")
+    if unsigned := [d for d in o.deliveries if not d.signed]:
+        shown = [f"{d.webhook_id} ({d.task_id} {d.event})" for d in unsigned]
+        parts.append(f"signature failed: {missing(shown)}")
+    if (undelivered := [i for i, s in o.outbox.items() if s != "delivered"]) and o.outbox:
+        parts.append(f"outbox rows not delivered: {missing(sorted(undelivered))}")
+    return "".join(f"; {p}" for p in parts)
+
+
 def crash_checks(o: CrashOutcome) -> list[Check]:
     unanswered = [t for t, message in o.waiters.items() if o.answered.get(t) != message]
     m = o.money
@@ -508,6 +550,14 @@ def crash_checks(o: CrashOutcome) -> list[Check]:
     by_event: dict[tuple[str, str], set[str]] = {}
     for d in o.deliveries:
         by_event.setdefault((d.task_id, d.event), set()).add(d.webhook_id)
+    events_ok = (
+        o.expected_events
+        and set(by_event) == o.expected_events
+        and all(len(ids) == 1 for ids in by_event.values())
+        and all(d.signed for d in o.deliveries)
+        and o.outbox
+        and all(s == "delivered" for s in o.outbox.values())
+    )
     checks = [
         check(
             "the load ran until the crash, and only the crash failed requests",
@@ -531,16 +581,17 @@ def crash_checks(o: CrashOutcome) -> list[Check]:
         ),
         check(
             "every webhook event was delivered, each under one webhook-id, signed",
-            o.expected_events
-            and set(by_event) == o.expected_events
-            and all(len(ids) == 1 for ids in by_event.values())
-            and all(d.signed for d in o.deliveries)
-            and o.outbox
-            and all(s == "delivered" for s in o.outbox.values()),
+            events_ok,
             f"{len(o.expected_events)} events expected, {len(by_event)} received in "
             f"{len(o.deliveries)} deliveries ({len(o.deliveries) - len(by_event)} duplicates "
             f"for the receiver to drop); outbox: "
-            + ", ".join(f"{k} {v}" for k, v in Counter(o.outbox.values()).items()),
+            + ", ".join(f"{k} {v}" for k, v in Counter(o.outbox.values()).items())
+            + (
+                f"; {o.cut_short} request(s) cut short by the kill, not delivered"
+                if o.cut_short
+                else ""
+            )
+            + _unexplained(o, by_event),
         ),
     ]
     if o.processes > 1:

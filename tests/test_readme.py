@@ -1,8 +1,13 @@
-"""The README's example runs as written, with a reviewer deciding from another client."""
+"""The README's example runs as written, with a reviewer deciding from another client: here,
+and in a fresh environment holding only what ``pip install handrail-core`` installs."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -57,3 +62,71 @@ def test_readme_example(
     exec(example(), {"refund": lambda **kw: calls.append(kw), "print": lambda *a: None})
     thread.join()
     assert calls == ([refunded] if refunded else [])
+
+
+FRESH = """
+import importlib.util, re, sys, threading
+from pathlib import Path
+from handrail import Decision, Handrail
+
+assert importlib.util.find_spec("asyncpg") is None  # handrail-core alone, no extra
+(block,) = re.findall(r"```python\\n(.*?)```", Path(sys.argv[1]).read_text(), re.S)
+
+def reviewer():
+    with Handrail.local("handrail.db") as other:
+        me = other.as_reviewer("alice")
+        task = me.tasks.wait_for_work(timeout=30)[0]
+        me.tasks.decide(task.id, Decision.approve())
+
+thread = threading.Thread(target=reviewer)
+thread.start()
+calls = []
+exec(block, {"refund": lambda **kw: calls.append(kw)})
+thread.join()
+print("refunded:", calls)
+
+import asyncio
+from handrail.store.sql import SqlStore
+try:  # PostgreSQL, without the extra: a clear error, never a connection
+    asyncio.run(SqlStore.open("postgresql://nobody@127.0.0.1:1/none"))
+except ImportError as exc:
+    assert "pip install 'handrail-core[sql]'" in str(exc), exc
+else:
+    raise AssertionError("PostgreSQL opened without asyncpg")
+"""
+
+
+def test_readme_example_runs_on_what_its_install_line_installs(tmp_path: Path) -> None:
+    """``pip install handrail-core`` (the README's install line) then the README's example:
+    SQLite works without the ``sql`` extra; PostgreSQL without it says to install it. The
+    environment is made from the lock, offline, out of uv's cache (which syncing the
+    workspace filled)."""
+    assert "`pip install handrail-core`" in README.read_text()
+    uv = shutil.which("uv")
+    if uv is None:
+        pytest.skip("uv is not installed")
+    venv = tmp_path / "venv"
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    env["UV_PROJECT_ENVIRONMENT"] = str(venv)
+    sync = [uv, "sync", "--frozen", "--offline", "--quiet", "--package", "handrail-core"]
+    sync += ["--no-dev", "--no-editable", "--reinstall-package", "handrail-core"]
+    made = subprocess.run(
+        [*sync, "--python", sys.executable],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert made.returncode == 0, made.stderr
+    ran = subprocess.run(
+        [str(venv / "bin" / "python"), "-I", "-c", FRESH, str(README)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == "refunded: [{'order_id': 'A-1042', 'amount': '120.00'}]"

@@ -234,6 +234,37 @@ def test_a_doctored_crash_is_caught(doctor: Callable[[CrashOutcome], None], caug
     assert_caught(kill_postgres.checks(o), caught)
 
 
+def _webhook_detail(o: CrashOutcome) -> str:
+    (found,) = [c for c in kill_postgres.checks(o) if c.what.startswith("every webhook event")]
+    assert not found.ok
+    return found.detail
+
+
+def test_the_crash_names_the_pair_the_read_back_does_not_explain() -> None:
+    """The failure of issue 19: one (task, event) pair more was received than the read-back
+    explains; the report says which, and under which webhook-id."""
+    o = crash_outcome()
+    o.deliveries.append(Delivery("msg_ghost", "t9", "task.posted", True))
+    detail = _webhook_detail(o)
+    assert "received, not explained by the read-back: 1 (t9 task.posted" in detail
+    assert "webhook-id msg_ghost" in detail
+
+
+def test_the_crash_names_missing_twice_and_unsigned_pairs() -> None:
+    o = crash_outcome()
+    _event_missing(o)
+    assert "expected, never received: 1 (t4 task.posted)" in _webhook_detail(o)
+    o = crash_outcome()
+    _event_twice(o)
+    assert "under two webhook-ids: 1 (" in _webhook_detail(o)
+    o = crash_outcome()
+    _unsigned(o)
+    assert f"signature failed: 1 ({o.deliveries[1].webhook_id} (t1 " in _webhook_detail(o)
+    o = crash_outcome()
+    _still_pending(o)
+    assert "outbox rows not delivered: 1 (msg_0)" in _webhook_detail(o)
+
+
 # ---------------------------------------------------------------- PostgreSQL restart
 
 

@@ -262,7 +262,9 @@ class Received:
 
 class Receiver:
     """A webhook endpoint on loopback (a thread): answers 200 to every POST and keeps
-    each request. ``identify(client_port)`` may name the process behind a connection;
+    each request whose body came whole; one cut short (its sender killed between the
+    headers and the body) is dropped, as any HTTP server drops it, and counted in
+    ``cut_short``. ``identify(client_port)`` may name the process behind a connection;
     ``respond(request)`` may choose another status, or None to hang up without answering
     (after the request was kept: a receiver that did the work but whose answer was lost)."""
 
@@ -276,6 +278,7 @@ class Receiver:
         self.identify = identify
         self.respond = respond
         self.received: list[Received] = []
+        self.cut_short = 0  # requests whose body never came whole: not kept, not answered
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -295,7 +298,13 @@ class Receiver:
             protocol_version = "HTTP/1.1"  # keep-alive, as the senders' pools expect
 
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                length = int(self.headers.get("content-length", "0"))
+                body = self.rfile.read(length)
+                if len(body) < length:  # the sender hung up (or died) mid-request
+                    with owner._lock:
+                        owner.cut_short += 1
+                    self.close_connection = True
+                    return
                 port = self.client_address[1]
                 sender = owner.identify(port) if owner.identify else None
                 headers = {k.lower(): v for k, v in self.headers.items()}

@@ -879,3 +879,35 @@ async def test_a_non_ascii_or_malformed_address_is_refused(server: Server, addre
         headers=server.a.admin,
     )
     assert fine.status_code == 200, fine.text
+
+
+async def test_a_notification_in_flight_outlives_the_policy_deciding_its_task(
+    server: Server, smtp: tuple[Mailbox, int], clock: ManualClock
+) -> None:
+    """The rule's default decides two reviews at their deadline: the pending notification
+    nobody took is dropped, moot; the one a worker has leased and is sending stays under
+    it, so that send is recorded (it was deleted under the worker, its send never logged)."""
+    c, admin, hub = server.client, server.a.admin, server.hub
+    rules = [{"id": "pay", "tools": ["pay"], "outcome": "ask", "reviewers": ["support"],
+              "timeout_seconds": 30, "on_timeout": "approve"}]  # fmt: skip
+    assert (await c.put("/v1/policy", json={"rules": rules}, headers=admin)).status_code == 200
+    held = await post_pay(server)
+    now = clock.now()
+    (taken,) = await hub.store.run(lambda conn: hub.notifications._lease(conn, now, 50))
+    assert taken["task_id"] == held["id"]
+    idle = await post_pay(server)
+    clock.advance(31)
+    await SlaScheduler(hub.engine).tick()
+    assert (await task_of(server, held["id"]))["status"] == "verified"
+    assert (await task_of(server, idle["id"]))["status"] == "verified"
+
+    def left(conn: Any) -> list[tuple[str, str]]:
+        return [
+            tuple(r) for r in conn.execute(select(notify_outbox.c.task_id, notify_outbox.c.state))
+        ]
+
+    assert await hub.store.run(left, readonly=True) == [(held["id"], "pending")]
+    await hub.notifications._send(taken)  # the worker's send ends: moot by now, and logged
+    log = (await c.get("/v1/notifications/deliveries", headers=admin)).json()
+    assert [(r["task_id"], r["state"]) for r in log["data"]] == [(held["id"], "skipped")]
+    assert smtp[0].messages == []

@@ -216,7 +216,7 @@ async def _open_store(
         url = store
     else:
         return store, None
-    from .store.sql import SqlStore  # noqa: PLC0415 - needs the sql extra
+    from .store.sql import SqlStore  # noqa: PLC0415 - SQLAlchemy loads only when used
 
     return await SqlStore.open(url, create=create_schema), url
 
@@ -225,7 +225,7 @@ async def _open_waker(store: Store, url: str | None) -> Waker:
     if isinstance(store, MemoryStore):
         return LocalWaker()
     try:
-        from .store.sql import SqlStore  # noqa: PLC0415 - needs the sql extra
+        from .store.sql import SqlStore  # noqa: PLC0415 - SQLAlchemy loads only when used
     except ImportError:  # then no SQL store exists: the store is this process's own
         return LocalWaker()
     if not isinstance(store, SqlStore):

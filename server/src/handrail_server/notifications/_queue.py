@@ -9,7 +9,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, delete, insert, or_, select
 
 from handrail import Event, Kind, Status, Task
 from handrail.authority import authority_problem, members
@@ -195,11 +195,18 @@ class NotifyHook:
 
     @staticmethod
     def _drop_pending(conn: Connection, task: Task) -> None:
+        """The task's notifications nobody has tried yet are moot: gone. A row a worker holds
+        (a live lease) stays under it, for the worker to record what it sent (or that it
+        found the task decided, and skipped)."""
         conn.execute(
             delete(notify_outbox).where(
                 notify_outbox.c.org_id == task.org_id,
                 notify_outbox.c.task_id == task.id,
                 notify_outbox.c.state == "pending",
                 notify_outbox.c.attempts == 0,
+                or_(
+                    notify_outbox.c.lease_until.is_(None),
+                    notify_outbox.c.lease_until < task.updated_at,
+                ),
             )
         )

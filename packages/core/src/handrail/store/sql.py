@@ -1,6 +1,7 @@
 """``SqlStore``: the store on SQLite (default, one file, WAL) or PostgreSQL.
 
-Needs the ``sql`` extra (``pip install 'handrail-core[sql]'``). Writes use optimistic
+SQLite needs nothing more than ``pip install handrail-core``; PostgreSQL needs the ``sql``
+extra (``pip install 'handrail-core[sql]'``: asyncpg). Writes use optimistic
 version checks, so concurrent writers, in one process or several, never overwrite each
 other: the loser gets ``ConcurrencyConflict`` and the engine retries it.
 
@@ -31,12 +32,14 @@ try:
     from sqlalchemy import Connection, Engine, create_engine, event, func, select
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import DBAPIError, DisconnectionError
-    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
     from sqlalchemy.pool import ConnectionPoolEntry
 except ImportError as _missing:  # pragma: no cover - depends on the install
     raise ImportError(
-        "SqlStore needs the sql extra: pip install 'handrail-core[sql]'"
+        "SqlStore needs SQLAlchemy, which handrail-core depends on: pip install handrail-core"
     ) from _missing
+
+if TYPE_CHECKING:  # asyncio SQLAlchemy (greenlet) is PostgreSQL's alone: loaded in open()
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..audit import AuditEntry, AuditHead, AuditRecord, event_record, posting_record
 from ..errors import ConcurrencyConflict, StoreError
@@ -333,7 +336,14 @@ class SqlStore:
             _sqlite_setup(engine)
             driver = _SqliteDriver(engine)
         else:
-            async_engine = create_async_engine(url, **kwargs)
+            try:
+                from sqlalchemy.ext.asyncio import create_async_engine  # noqa: PLC0415
+
+                async_engine = create_async_engine(url, **kwargs)
+            except ImportError as exc:  # asyncpg, or greenlet, is missing
+                raise ImportError(
+                    f"PostgreSQL needs the sql extra: pip install 'handrail-core[sql]' ({exc})"
+                ) from exc
             _postgres_setup(async_engine.sync_engine)
             driver = _AsyncDriver(async_engine)
         store = cls(driver)
