@@ -11,6 +11,11 @@ long-polls the crash cut off ask again, the other waiters' tasks are decided, an
 everything is read back: tasks, decisions, the ledger (over HTTP and as the database's
 own sums) and the webhooks.
 
+A sandbox runs beside the live load in the same organisation: a client creating paid tasks
+with a sandbox key (funded by the sandbox's own mint, no deposit), answered by the
+simulated reviewers. Its tasks must all be there afterwards, in the sandbox only, and its
+books must balance on their own, while the live books above stay exact to the cent.
+
 A webhook request the kill cut short (its headers sent, its body not) is no delivery:
 the receiver, as any HTTP server would, drops it (the drill says how many), and the row,
 never marked delivered, is sent again whole. Each (task, event) pair the read-back does
@@ -99,6 +104,9 @@ class CrashOutcome:
     survivor_failed: int = 0
     leases_ended: int = 0
     cut_short: int = 0  # webhook requests whose sender died mid-body (never delivered)
+    sandbox_acked: set[str] = field(default_factory=set)  # sandbox tasks acknowledged
+    sandbox_tasks: dict[str, str] = field(default_factory=dict)  # after: id → status
+    sandbox_money: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -110,6 +118,8 @@ class _Keys:
     admin: str
     requester: str
     reviewer: str
+    sandbox_admin: str = ""
+    sandbox_requester: str = ""
 
 
 def _decision(n: int) -> dict[str, Any] | None:
@@ -171,6 +181,27 @@ class _Load:
             except httpx.TransportError as exc:
                 self._failed(c, f"request {n}: {type(exc).__name__}")
                 return
+
+    async def sandbox(self, c: httpx.AsyncClient) -> None:
+        """Paid tasks in the organisation's sandbox: no deposit, its mint funds them."""
+        for i in itertools.count():
+            if self.stop.is_set():
+                return
+            try:
+                made = await c.post(
+                    "/v1/tasks",
+                    json={**REVIEW, "payout": REWARD, "metadata": {"sandbox": i}},
+                    headers={**bearer(self.keys.sandbox_requester), "Idempotency-Key": f"sb-{i}"},
+                )
+            except httpx.TransportError as exc:
+                self._failed(c, f"sandbox create {i}: {type(exc).__name__}")
+                return
+            if made.status_code != 201:
+                self._failed(c, f"sandbox create {i}: {made.status_code} {made.text[:200]}")
+                return
+            self._ok(c)
+            self.out.sandbox_acked.add(made.json()["id"])
+            await asyncio.sleep(0.01)
 
     async def depositor(self, c: httpx.AsyncClient) -> None:
         for i in itertools.count():
@@ -299,6 +330,8 @@ async def _drill(
             admin,
             await api_key(first, admin, "requester", "acme-agent"),
             await api_key(first, admin, "reviewer", "acme-reviewer"),
+            await api_key(first, admin, "admin", "acme-sandbox-admin", sandbox=True),
+            await api_key(first, admin, "requester", "acme-sandbox-agent", sandbox=True),
         )
         made = await first.post("/v1/webhooks", json={"url": receiver.url}, headers=bearer(admin))
         made.raise_for_status()
@@ -328,6 +361,7 @@ async def _drill(
         load = _Load(out, keys, last if len(clients) > 1 else None)
         jobs = [asyncio.create_task(load.worker(clients[i % len(clients)])) for i in range(WORKERS)]
         jobs.append(asyncio.create_task(load.depositor(first)))
+        jobs.append(asyncio.create_task(load.sandbox(first)))
         say(
             f"load: {WORKERS} clients creating paid review tasks and deciding two in three, a "
             f"depositor, and {WAITERS} long-polls, spread over {len(clients)} process(es)"
@@ -429,9 +463,68 @@ async def _read_back(out: CrashOutcome, c: httpx.AsyncClient, keys: _Keys, url: 
         "other": len(out.tasks) - statuses["verified"] - statuses["posted"],
     }
     out.totals = await ledger_totals(url)
+    await _sandbox_back(out, c, keys)
     for task_id, facts in out.tasks.items():
         later = EVENTS[1:] if facts["status"] == "verified" else ()
         out.expected_events |= {(task_id, e) for e in (EVENTS[0], *later)}
+
+
+async def _sandbox_back(out: CrashOutcome, c: httpx.AsyncClient, keys: _Keys) -> None:
+    """The sandbox's tasks (once the simulated reviewers have answered, or 30 s) and books."""
+    deadline = time.monotonic() + 30
+    while True:
+        listed = await all_items(c, keys.sandbox_requester, "/v1/tasks")
+        out.sandbox_tasks = {t["id"]: t["status"] for t in listed}
+        if all(s != "posted" for s in out.sandbox_tasks.values()) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    entries = await all_items(c, keys.sandbox_admin, "/v1/ledger/entries", account="org")
+    balance = (await c.get("/v1/balance", headers=bearer(keys.sandbox_admin))).json()
+    statuses = Counter(out.sandbox_tasks.values())
+    out.sandbox_money = {
+        "minted": sum(e["amount"] for e in entries if e["kind"] in ("top_up", "deposit")),
+        "entries": sum(e["amount"] for e in entries),
+        "available": minor(balance["available"]),
+        "held": minor(balance["held"]),
+        "verified": statuses["verified"],
+        "open": statuses["posted"],
+        "other": len(out.sandbox_tasks) - statuses["verified"] - statuses["posted"],
+    }
+
+
+def sandbox_checks(o: CrashOutcome) -> list[Check]:
+    """The sandbox beside the live load: its tasks kept, in its own world, its books
+    balanced on their own."""
+    lost = [t for t in o.sandbox_acked if t not in o.sandbox_tasks]
+    crossed = [t for t in o.sandbox_tasks if t in o.tasks]
+    m = o.sandbox_money
+    books = {
+        "sandbox entries = available": m.get("entries") == m.get("available"),
+        "available + held + 1.10 × verified = minted": m.get("available", 0)
+        + m.get("held", 0)
+        + PER_TASK * m.get("verified", 0)
+        == m.get("minted"),
+        "held = 1.10 × open tasks": m.get("held") == PER_TASK * m.get("open", -1),
+        "every sandbox task verified or open": m.get("other") == 0,
+    }
+    return [
+        check(
+            "every acknowledged sandbox task is there, in the sandbox only",
+            bool(o.sandbox_acked) and not lost and not crossed,
+            f"{len(o.sandbox_acked)} acknowledged, missing {missing(lost)}, "
+            f"in the live world {missing(crossed)}"
+            if lost or crossed
+            else f"all {len(o.sandbox_acked)} found among {len(o.sandbox_tasks)} sandbox tasks, "
+            "none among the live ones",
+        ),
+        check(
+            "the sandbox's books balance on their own",
+            all(books.values()) and m.get("minted", 0) > 0,
+            "; ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in books.items())
+            + f" (minted {m.get('minted', 0) / 100:.2f}, {m.get('verified', 0)} verified, "
+            f"{m.get('open', 0)} open)",
+        ),
+    ]
 
 
 async def _webhooks(out: CrashOutcome, url: str, receiver: Receiver, secret: str) -> None:
@@ -579,6 +672,7 @@ def crash_checks(o: CrashOutcome) -> list[Check]:
             all(books.values()),
             "; ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in books.items()),
         ),
+        *sandbox_checks(o),
         check(
             "every webhook event was delivered, each under one webhook-id, signed",
             events_ok,

@@ -145,10 +145,15 @@ async def all_items(
         after = body["next_cursor"]
 
 
-async def api_key(client: httpx.AsyncClient, admin: str, role: str, principal: str) -> str:
-    """Another key in the admin's organisation, made over HTTP (faster than the CLI)."""
+async def api_key(
+    client: httpx.AsyncClient, admin: str, role: str, principal: str, *, sandbox: bool = False
+) -> str:
+    """Another key in the admin's organisation (``sandbox``: of its sandbox), made over HTTP
+    (faster than the CLI)."""
     made = await client.post(
-        "/v1/keys", json={"role": role, "principal": principal}, headers=bearer(admin)
+        "/v1/keys",
+        json={"role": role, "principal": principal, "sandbox": sandbox},
+        headers=bearer(admin),
     )
     assert made.status_code == 201, made.text
     key: str = made.json()["key"]
