@@ -129,6 +129,17 @@ def crash_outcome(processes: int = 2) -> CrashOutcome:
         o.outbox[f"msg_{i}"] = "delivered"
     o.deliveries.append(copy.copy(o.deliveries[0]))  # delivered twice: the receiver drops it
     o.survivor_served, o.leases_ended = 12, 1
+    o.sandbox_acked = {"s1", "s2"}
+    o.sandbox_tasks = {"s1": "verified", "s2": "posted", "s3": "verified"}  # s3: cut off
+    o.sandbox_money = {
+        "minted": 330,
+        "entries": 0,
+        "available": 0,
+        "held": 110,
+        "verified": 2,
+        "open": 1,
+        "other": 0,
+    }
     return o
 
 
@@ -208,6 +219,18 @@ def _unexpected(o: CrashOutcome) -> None:
     o.unexpected.append("create 7: 500")
 
 
+def _sandbox_task_lost(o: CrashOutcome) -> None:
+    del o.sandbox_tasks["s2"]
+
+
+def _sandbox_task_live(o: CrashOutcome) -> None:
+    o.tasks["s1"] = {"status": "verified", "decision": "approve", "n": None}
+
+
+def _sandbox_money_gone(o: CrashOutcome) -> None:
+    o.sandbox_money["minted"] += 110  # minted more than its tasks and balance account for
+
+
 @pytest.mark.parametrize(
     ("doctor", "caught"),
     [
@@ -218,6 +241,9 @@ def _unexpected(o: CrashOutcome) -> None:
         (_unanswered, "every waiter"),
         (_wrong_answer, "every waiter"),
         (_unbalanced, "the books balance"),
+        (_sandbox_task_lost, "every acknowledged sandbox task"),
+        (_sandbox_task_live, "every acknowledged sandbox task"),
+        (_sandbox_money_gone, "the sandbox's books"),
         (_money_gone, "the books balance"),
         (_deposit_gone, "the books balance"),
         (_event_missing, "every webhook event"),
