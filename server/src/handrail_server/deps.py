@@ -49,7 +49,7 @@ SessionDep = Annotated[Session, Depends(_session)]
 
 
 def _keys(hub: HubDep) -> ApiKeys:
-    return ApiKeys(hub.store, hub.clock)
+    return ApiKeys(hub.store, hub.clock, hub.auth.forget)
 
 
 def _endpoints(hub: HubDep) -> WebhookEndpoints:

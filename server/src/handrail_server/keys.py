@@ -13,23 +13,26 @@ import builtins
 import hashlib
 import secrets
 import string
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from handrail import Principal, Role
 from handrail.clock import Clock, utc
-from handrail.errors import NotFound
+from handrail.errors import NotFound, ValidationError
 from handrail.ids import new_id
 from handrail.store.sql import SqlStore
 
 from .tables import api_keys, orgs
 
 __all__ = [
+    "CHANGES_CHANNEL",
+    "KEYS_CHANNEL",
     "ApiKeys",
     "KeyInfo",
     "NewKey",
@@ -45,6 +48,10 @@ __all__ = [
 ]
 
 _ALPHABET = string.ascii_letters + string.digits
+KEYS_CHANNEL = "keys:revoked"
+"""The waker channel a revocation is published on (every authenticator follows it)."""
+CHANGES_CHANNEL = "handrail_changes"
+"""``PostgresWaker``'s ``NOTIFY`` channel: what every server process ``LISTEN``s to."""
 LIVE, TEST = "hr_live_", "hr_test_"
 
 
@@ -117,8 +124,25 @@ def create_key(
     name: str | None = None,
 ) -> NewKey:
     """A new key for ``org_id`` (created when new) acting as ``principal`` (default: a name
-    made from the role and the key's id)."""
+    made from the role and the key's id). One identity holds one role: a principal that
+    has (or had) a key of another role gets none (``ValidationError``), so no identity
+    both asks for work and earns from it."""
     ensure_org(conn, org_id, now)
+    if principal is not None:
+        held = conn.execute(
+            select(api_keys.c.role)
+            .where(
+                api_keys.c.org_id == org_id,
+                api_keys.c.principal == principal,
+                api_keys.c.role != role.value,
+            )
+            .limit(1)
+        ).scalar()
+        if held is not None:
+            raise ValidationError.at(
+                "$.principal",
+                f"{principal!r} already holds the {held} role: one identity, one role",
+            )
     key = (TEST if sandbox else LIVE) + "".join(secrets.choice(_ALPHABET) for _ in range(32))
     key_id = new_id()
     row = {
@@ -182,10 +206,18 @@ def list_keys(conn: Connection, org_id: str | None = None) -> list[KeyInfo]:
 
 
 def revoke_key(conn: Connection, key_id: str, now: datetime, org_id: str | None = None) -> bool:
+    """Revoke the key; on PostgreSQL the same transaction notifies every process (on
+    commit), whose authenticators then forget the keys they remembered."""
     query = update(api_keys).where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
     if org_id is not None:
         query = query.where(api_keys.c.org_id == org_id)
-    return bool(conn.execute(query.values(revoked_at=now)).rowcount)
+    done = bool(conn.execute(query.values(revoked_at=now)).rowcount)
+    if done and conn.dialect.name == "postgresql":
+        conn.execute(
+            text("SELECT pg_notify(:channel, :payload)"),
+            {"channel": CHANGES_CHANNEL, "payload": KEYS_CHANNEL},
+        )
+    return done
 
 
 def any_admin(conn: Connection) -> bool:
@@ -197,9 +229,12 @@ class ApiKeys:
     """Key management for an organisation's admins: each call scoped to ``org_id``, each
     in a transaction of its own."""
 
-    def __init__(self, store: SqlStore, clock: Clock) -> None:
+    def __init__(
+        self, store: SqlStore, clock: Clock, revoked: Callable[[str], None] | None = None
+    ) -> None:
         self._store = store
         self._clock = clock
+        self._revoked = revoked  # this process's authenticator forgets the key at once
 
     async def create(
         self,
@@ -231,3 +266,5 @@ class ApiKeys:
         now = self._clock.now()
         if not await self._store.run(lambda c: revoke_key(c, key_id, now, org_id)):
             raise NotFound("key", key_id)
+        if self._revoked is not None:
+            self._revoked(key_id)

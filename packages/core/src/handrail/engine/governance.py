@@ -13,7 +13,13 @@ from typing import Any
 
 from .._retry import retry_conflicts
 from .._steps import Step
-from ..authority import authority_problem, earning_problem, eligible, standing_cover, system_decision
+from ..authority import (
+    authority_problem,
+    earning_problem,
+    eligible,
+    standing_cover,
+    system_decision,
+)
 from ..errors import ConcurrencyConflict, NotEligible, NotFound, ValidationError
 from ..ids import new_id
 from ..models import (
