@@ -4,7 +4,7 @@ session of every role for the web UI's pages), on SQLite and PostgreSQL.
 
 Allowed: anything but 401 and 403 (the walk sends empty bodies and ids that do not exist, so
 a 404 or 422 is an answer past the door). Refused: 403, as problem details with code
-``forbidden`` on ``/v1`` (a dialect words it its own way). No key: 401. The walk prints how
+``permission_denied`` on ``/v1`` (a dialect words it its own way). No key: 401. The walk prints how
 many requests it made and how many did not answer as the table says.
 """
 
@@ -129,7 +129,7 @@ async def _walk(server: Server) -> Walk:
                     status, kind, text = await _call(c, method, path, keys[role])
                     what = f"{method} {template} as {role.value}"
                     _check(walk, what, status, kind, text, role in entry.roles)
-                    problem = b'"code":"forbidden"' in text and "problem+json" in kind
+                    problem = b'"code":"permission_denied"' in text and "problem+json" in kind
                     v1_refusal = template.startswith("/v1/") and status == 403
                     if role not in entry.roles and v1_refusal and not problem:
                         walk.failures.append(f"{what}: refused without the problem")

@@ -150,7 +150,7 @@ async def test_reviewers_do_not_read_the_organisations_money(any_server: Server)
     c, a = any_server.client, any_server.a
     await _fund(any_server, "3.00")
     balance = await c.get("/v1/balance", headers=a.reviewer)
-    assert balance.status_code == 403 and balance.json()["code"] == "forbidden"
+    assert balance.status_code == 403 and balance.json()["code"] == "permission_denied"
     assert (await c.get(f"{HO}/agents/balance", headers=a.reviewer)).status_code == 403
     org = await c.get("/v1/ledger/entries?account=org", headers=a.reviewer)
     assert org.status_code == 403, org.text  # it exists: 403, never a 404

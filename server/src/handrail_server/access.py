@@ -2,7 +2,7 @@
 roles allowed, in one table (:data:`ROUTES`), enforced from it.
 
 :func:`guard` (a dependency of every route) refuses a key whose role the route's entry
-does not list, with 403 ``forbidden``, before the route reads its body; a route that is
+does not list, with 403 ``permission_denied``, before the route reads its body; a route that is
 not in the table refuses everyone (a new route without an entry fails closed, and
 ``tests/server/test_access.py`` fails). The engine and the ledger check again what is
 theirs to check (who may decide a review, who may earn from a task, whose account is
@@ -31,8 +31,7 @@ from typing import Literal
 from fastapi import Request
 
 from handrail import Principal, Role
-
-from .problems import ApiProblem
+from handrail.errors import PermissionDenied
 
 __all__ = ["ROUTES", "Access", "access_of", "guard", "markdown", "permit"]
 
@@ -46,10 +45,13 @@ class Access:
     roles: frozenset[Role]
     via: Via = "key"
     note: str = ""
+    refusal: str = ""
+    """The deciding action a refused call is recorded in the audit log as (as the engine
+    records its own refusals), when the route acts on a task."""
 
 
-def _key(*roles: Role, note: str = "") -> Access:
-    return Access(frozenset(roles), "key", note)
+def _key(*roles: Role, note: str = "", refusal: str = "") -> Access:
+    return Access(frozenset(roles), "key", note, refusal)
 
 
 ANY = _key(A, Q, R)
@@ -82,7 +84,7 @@ ROUTES: dict[tuple[str, str], Access] = {
     ("POST", f"{_V1}/tasks/{{task_id}}/verify"): ADMIN,
     ("POST", f"{_V1}/tasks/{{task_id}}/fail"): ADMIN,
     ("POST", f"{_V1}/tasks/{{task_id}}/estimate/approve"): _key(
-        A, Q, note="never the estimate's own worker"
+        A, Q, note="never the estimate's own worker", refusal="approve estimates"
     ),
     ("POST", f"{_V1}/tasks/{{task_id}}/estimate/reject"): ASKS,
     # ---------------------------------------------------------------- waiting
@@ -92,16 +94,26 @@ ROUTES: dict[tuple[str, str], Access] = {
     # ---------------------------------------------------------------- work
     ("GET", f"{_V1}/queue"): WORKS,
     ("POST", f"{_V1}/tasks/{{task_id}}/claim"): _key(
-        A, R, note="never on a task it created, funds or approved the estimate of"
+        A,
+        R,
+        note="never on a task it created, funds or approved the estimate of",
+        refusal="claim tasks",
     ),
     ("POST", f"{_V1}/tasks/{{task_id}}/assignments"): ADMIN,
     ("POST", f"{_V1}/tasks/{{task_id}}/estimate/withdraw"): WORKS,
     ("POST", f"{_V1}/tasks/{{task_id}}/release"): WORKS,
-    ("POST", f"{_V1}/tasks/{{task_id}}/decision"): _key(A, R, note="the policy's reviewers"),
-    ("POST", f"{_V1}/tasks/{{task_id}}/submissions"): _key(
-        A, R, note="never on a task it created, funds or approved the estimate of"
+    ("POST", f"{_V1}/tasks/{{task_id}}/decision"): _key(
+        A, R, note="the policy's reviewers", refusal="decide reviews"
     ),
-    ("POST", f"{_V1}/tasks/{{task_id}}/estimate"): _key(A, R, note="never on its own task"),
+    ("POST", f"{_V1}/tasks/{{task_id}}/submissions"): _key(
+        A,
+        R,
+        note="never on a task it created, funds or approved the estimate of",
+        refusal="submit answers",
+    ),
+    ("POST", f"{_V1}/tasks/{{task_id}}/estimate"): _key(
+        A, R, note="never on its own task", refusal="offer estimates"
+    ),
     ("POST", f"{_V1}/tasks/{{task_id}}/decision-tokens"): ADMIN,
     ("POST", f"{_V1}/tasks/{{task_id}}/decision/by-token"): TOKEN,
     # ---------------------------------------------------------------- money
@@ -187,10 +199,12 @@ ROUTES: dict[tuple[str, str], Access] = {
     ("*", f"{_HR}/v1/{{rest:path}}"): Access(frozenset(), "public", "unknown paths: 404"),
     # ---------------------------------------------------------------- Humancheck
     ("POST", f"{_HC}/reviews"): ASKS,
-    ("GET", f"{_HC}/reviews"): ASKS,
-    ("GET", f"{_HC}/reviews/{{review_id}}"): ASKS,
-    ("GET", f"{_HC}/reviews/{{review_id}}/decision"): ASKS,
-    ("POST", f"{_HC}/reviews/{{review_id}}/decide"): _key(A, R, note="the policy's reviewers"),
+    ("GET", f"{_HC}/reviews"): ANY,
+    ("GET", f"{_HC}/reviews/{{review_id}}"): ANY,
+    ("GET", f"{_HC}/reviews/{{review_id}}/decision"): ANY,
+    ("POST", f"{_HC}/reviews/{{review_id}}/decide"): _key(
+        A, R, note="the policy's reviewers", refusal="decide reviews"
+    ),
     ("POST", f"{_HC}/reviews/{{review_id}}/feedback"): ASKS,
     ("GET", f"{_HC}/health"): PUBLIC,
     ("*", f"{_HC}/{{rest:path}}"): Access(frozenset(), "public", "unknown paths: 404"),
@@ -271,17 +285,15 @@ def _route_of(request: Request) -> tuple[str, str]:
 
 
 def permit(request: Request, principal: Principal) -> None:
-    """Refuse (403 ``forbidden``) a principal whose role the request's route does not
-    list."""
-    entry = access_of(*_route_of(request))
+    """Refuse (``PermissionDenied``: 403 ``permission_denied``) a principal whose role the
+    request's route does not list."""
+    method, path = _route_of(request)
+    entry = access_of(method, path)
     if not entry.roles & principal.roles:
-        method, path = _route_of(request)
         allowed = ", ".join(sorted(r.value for r in entry.roles)) or "no key"
-        raise ApiProblem(
-            403,
-            "forbidden",
-            f"{method} {path} is for {allowed}; this key has the "
-            f"{', '.join(sorted(r.value for r in principal.roles))} role",
+        held = ", ".join(sorted(r.value for r in principal.roles))
+        raise PermissionDenied(
+            principal.id, f"call {method} {path}", f"it is for {allowed}, not {held}"
         )
 
 
@@ -292,7 +304,15 @@ async def guard(request: Request) -> None:
     if entry.via != "key":
         return  # no key (public, token, signed), or checked where the key is read
     hub = request.app.state.hub
-    permit(request, await hub.auth.principal(request))
+    principal = await hub.auth.principal(request)
+    try:
+        permit(request, principal)
+    except PermissionDenied as refused:
+        params = request.path_params
+        task_id = params.get("task_id") or params.get("review_id")
+        if entry.refusal and isinstance(task_id, str):  # on the record, as the engine does
+            await hub.engine._record_refusal(principal, task_id, entry.refusal, refused)
+        raise
 
 
 _WORDS = {
