@@ -452,9 +452,9 @@ class TestEntries:
         assert {e.kind for e in first.items + rest.items} == {PostingKind.DEPOSIT}
         with pytest.raises(NotFound):
             await books.ledger.entries(RIVAL, org)
-        with pytest.raises(NotFound):
+        with pytest.raises(PermissionDenied):
             await books.ledger.entries(AGENT, Account.pending(ORG, "alice", USD))
-        with pytest.raises(NotFound):
+        with pytest.raises(PermissionDenied):
             await books.ledger.entries(ALICE, Account.pending(ORG, "bob", USD))
         assert (await books.ledger.entries(ALICE, Account.pending(ORG, "alice", USD))).items == ()
         with pytest.raises(PermissionDenied):
