@@ -44,6 +44,7 @@ from handrail.ledger import (
     Posting,
     PostingKind,
     RailResult,
+    SandboxFundingRail,
     SandboxPayoutRail,
     percent_of,
 )
@@ -196,17 +197,38 @@ class TestDeposits:
         await books.balanced()
 
     async def test_who_may_deposit(self, books: Books) -> None:
-        with pytest.raises(ValidationError, match="names its transfer"):
-            await books.ledger.deposit(AGENT, usd("1.00"), key="k")
+        # no funding rail: live money enters only as an admin's credit
+        with pytest.raises(PermissionDenied, match="no funding rail"):
+            await books.ledger.deposit(AGENT, usd("1000.00"), key="k", reference="wire-123")
         with pytest.raises(PermissionDenied):
             await books.ledger.deposit(ALICE, usd("1.00"), key="k")
+        with pytest.raises(PermissionDenied):  # a sandbox key credits only as a requester
+            await books.ledger.deposit(
+                ALICE.model_copy(update={"sandbox": True}), usd("1"), key="k"
+            )
         with pytest.raises(ValidationError, match="more than zero"):
             await books.ledger.deposit(ADMIN, usd("0"), key="k")
         sandbox = AGENT.model_copy(update={"sandbox": True})
         await books.ledger.deposit(sandbox, usd("1.00"), key="k")
+        assert (await books.ledger.balance(AGENT)).available == usd("1.00")
+        books.ledger.funding_rail = SandboxFundingRail()  # a rail that confirms transfers
+        with pytest.raises(ValidationError, match="names its transfer"):
+            await books.ledger.deposit(AGENT, usd("1.00"), key="k3")
         await books.ledger.deposit(AGENT, usd("2.00"), key="k2", reference="wire 7")
         assert (await books.ledger.balance(AGENT)).available == usd("3.00")
         assert (await books.ledger.balance(RIVAL)).available == usd("0")
+
+    async def test_who_may_read_the_money(self, books: Books) -> None:
+        await books.ledger.deposit(ADMIN, usd("4.00"), key="d")
+        assert (await books.ledger.balance(AGENT)).available == usd("4.00")
+        with pytest.raises(PermissionDenied):  # a reviewer: its own earnings only
+            await books.ledger.balance(ALICE)
+        org = Account.org(AGENT.org_id, Currency.USD)
+        assert len((await books.ledger.entries(AGENT, org)).items) == 1
+        with pytest.raises(PermissionDenied):  # the account exists: 403, not 404
+            await books.ledger.entries(ALICE, org)
+        with pytest.raises(NotFound):  # another organisation's stays unseen
+            await books.ledger.entries(RIVAL, org)
 
 
 class TestTaskMoney:
@@ -448,9 +470,9 @@ class TestEntries:
         assert {e.kind for e in first.items + rest.items} == {PostingKind.DEPOSIT}
         with pytest.raises(NotFound):
             await books.ledger.entries(RIVAL, org)
-        with pytest.raises(NotFound):
+        with pytest.raises(PermissionDenied):
             await books.ledger.entries(AGENT, Account.pending(ORG, "alice", USD))
-        with pytest.raises(NotFound):
+        with pytest.raises(PermissionDenied):
             await books.ledger.entries(ALICE, Account.pending(ORG, "bob", USD))
         assert (await books.ledger.entries(ALICE, Account.pending(ORG, "alice", USD))).items == ()
         with pytest.raises(PermissionDenied):

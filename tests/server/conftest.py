@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
+import uuid
 from collections.abc import AsyncIterator, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -22,6 +25,7 @@ from handrail_server.app import create_app
 from handrail_server.hub import Hub
 from handrail_server.keys import create_key
 from handrail_server.settings import Settings
+from tests.postgres import asyncpg_dsn
 
 
 @dataclass
@@ -111,6 +115,29 @@ async def running(settings: Settings, clock: Any = None) -> AsyncIterator[Server
 async def server(settings: Settings, clock: Any) -> AsyncIterator[Server]:
     async with running(settings, clock) as started:
         yield started
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def any_server(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Server]:
+    """A server on SQLite, and one on a PostgreSQL database of its own."""
+    if request.param == "sqlite":
+        async with running(make_settings(tmp_path, compat_open_registration=True)) as s:
+            yield s
+        return
+    url = request.getfixturevalue("postgres_url")
+    name = f"access_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        db = re.sub(r"/[^/]*$", f"/{name}", url)
+        try:
+            settings = make_settings(tmp_path, database_url=db, compat_open_registration=True)
+            async with running(settings) as s:
+                yield s
+        finally:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
 
 
 ReviewSpec = Callable[..., dict[str, Any]]

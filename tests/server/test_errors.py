@@ -81,9 +81,9 @@ async def test_a_revoked_key_stops_working(server: Server) -> None:
 
 async def test_403_for_the_wrong_role(server: Server) -> None:
     c, a = server.client, server.a
-    problem(await c.post("/v1/tasks", json=review(), headers=a.reviewer), 403, "forbidden")
-    problem(await c.get("/v1/queue", headers=a.requester), 403, "forbidden")
-    problem(await c.get("/v1/keys", headers=a.requester), 403, "forbidden")
+    problem(await c.post("/v1/tasks", json=review(), headers=a.reviewer), 403, "permission_denied")
+    problem(await c.get("/v1/queue", headers=a.requester), 403, "permission_denied")
+    problem(await c.get("/v1/keys", headers=a.requester), 403, "permission_denied")
     task = await _post(server)
     denied = await c.post(f"/v1/tasks/{task['id']}/claim", headers=a.requester)
     assert problem(denied, 403, "permission_denied")["principal"] == "acme-agent"

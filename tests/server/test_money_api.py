@@ -12,6 +12,7 @@ import pytest
 
 from handrail import Role
 from handrail.clock import ManualClock
+from handrail.ledger import SandboxFundingRail
 from tests.server.conftest import Server, make_settings, review, running
 
 
@@ -69,7 +70,13 @@ async def test_deposits_by_role(server: Server) -> None:
     assert sandbox.status_code == 201
     assert await _balance(server) == ("20.00", "0.00")
     assert await _balance(server, a.sandbox) == ("5.00", "0.00")
-    # a live requester names a transfer the funding rail confirms
+    # a live requester: no funding rail here, so no live money but an admin's credit
+    unrailed = await c.post(
+        "/v1/deposits", json={"amount": usd("5.00")}, headers=keyed(a.requester, "live-0")
+    )
+    assert unrailed.status_code == 403, unrailed.text
+    # with a rail, it names a transfer the rail confirms
+    server.hub.ledger.funding_rail = SandboxFundingRail()
     unnamed = await c.post(
         "/v1/deposits", json={"amount": usd("5.00")}, headers=keyed(a.requester, "live-1")
     )
@@ -122,7 +129,7 @@ async def test_a_paid_task_holds_its_price_and_pays_when_verified(server: Server
     pending = await c.get("/v1/ledger/entries?account=pending", headers=a.reviewer)
     assert [(e["kind"], e["amount"]) for e in pending.json()["data"]] == [("resolve", 500)]
     org = await c.get("/v1/ledger/entries", headers=a.reviewer)
-    assert org.status_code == 404  # a reviewer does not see the organisation's account
+    assert org.status_code == 403  # a reviewer does not see the organisation's account
 
 
 async def test_a_cancelled_paid_task_gives_everything_back(server: Server) -> None:

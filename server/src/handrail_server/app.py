@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from handrail.clock import Clock
 
 from . import compat, web
+from .access import guard
 from .guards import BodyLimitMiddleware, HeaderLimitMiddleware, check_input
 from .hub import open_hub
 from .parked import ParkedWaits
@@ -83,7 +84,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         description="Verified human decisions for AI agents: ask, wait, and get back what a "
         "person decided.",
         lifespan=lifespan,
-        dependencies=[Depends(check_input)],
+        dependencies=[Depends(check_input), Depends(guard)],
     )
     install(app)
     for module in (

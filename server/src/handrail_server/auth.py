@@ -12,8 +12,9 @@ from fastapi import Request
 
 from handrail import Principal, Role
 from handrail.store.sql import SqlStore
+from handrail.wake import Waker
 
-from .keys import KeyInfo, lookup
+from .keys import KEYS_CHANNEL, KeyInfo, lookup
 from .problems import ApiProblem
 
 __all__ = ["Authenticator", "RateLimiter", "presented_key", "require"]
@@ -76,10 +77,16 @@ def presented_key(request: Request) -> str:
 
 class Authenticator:
     """Resolves ``Authorization: Bearer <key>`` (or ``X-API-Key``, or HTTP Basic with the
-    key as password) to a principal. Known keys are remembered for ``ttl`` seconds, so a
-    revoked key stops working within that."""
+    key as password) to a principal, once per request.
 
-    def __init__(self, store: SqlStore, limiter: RateLimiter, ttl: float = 5.0) -> None:
+    Known keys are remembered for ``ttl`` seconds. A revocation takes effect at once in
+    the process that made it (:meth:`forget`); other processes learn of it from the
+    waker (:meth:`follow`: on PostgreSQL the revoking transaction sends ``NOTIFY``, which
+    every process ``LISTEN``s to) and, at the latest, when the remembered entry expires
+    (``ttl``: 1 s; on SQLite, where another process is a command line, that is the
+    bound)."""
+
+    def __init__(self, store: SqlStore, limiter: RateLimiter, ttl: float = 1.0) -> None:
         self.store = store
         self.limiter = limiter
         self.ttl = ttl
@@ -87,7 +94,29 @@ class Authenticator:
         self._principals: dict[KeyInfo, Principal] = {}
 
     async def key(self, request: Request) -> KeyInfo:
-        return await self.check(presented_key(request))
+        """The request's key, checked (and rate-limited) once however often it is asked."""
+        held: KeyInfo | None = getattr(request.state, "handrail_key", None)
+        if held is None:
+            held = await self.check(presented_key(request))
+            request.state.handrail_key = held
+        return held
+
+    def forget(self, key_id: str | None = None) -> None:
+        """Drop what is remembered of key ``key_id`` (of every key when None)."""
+        if key_id is None:
+            self._known.clear()
+            return
+        for token, (info, _) in list(self._known.items()):
+            if info is not None and info.id == key_id:
+                self._known.pop(token, None)
+
+    async def follow(self, waker: Waker) -> None:
+        """Forget every remembered key whenever a key is revoked anywhere (runs until
+        cancelled). A reconnecting waker wakes every subscriber: then too."""
+        async with waker.subscribe([KEYS_CHANNEL]) as sub:
+            while True:
+                if await sub.wait(None):
+                    self.forget()
 
     async def check(self, token: str) -> KeyInfo:
         """The live key ``token`` stands for, once the rate limit lets it through; 401 when

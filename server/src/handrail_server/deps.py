@@ -55,7 +55,7 @@ SessionDep = Annotated[Session, Depends(_session)]
 
 
 async def _keys(hub: HubDep) -> ApiKeys:
-    return ApiKeys(hub.store, hub.clock)
+    return ApiKeys(hub.store, hub.clock, hub.auth.forget)
 
 
 async def _endpoints(hub: HubDep) -> WebhookEndpoints:

@@ -162,6 +162,9 @@ async def open_hub(
         notifications_owed=notifications_owed,
     )
     engine.observers.append(hub.observe)
+    if store.dialect == "postgresql":  # revocations arrive by NOTIFY (SQLite: the key TTL)
+        revocations = asyncio.create_task(hub.auth.follow(hub.waker), name="handrail-keys")
+        hub.jobs.append(revocations)
     if settings.run_background:
         hub.start_background()
         sandbox_orgs = await store.run(

@@ -14,17 +14,18 @@ import builtins
 import hashlib
 import secrets
 import string
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from handrail import Principal, Role
 from handrail.clock import Clock, utc
-from handrail.errors import NotFound
+from handrail.errors import NotFound, ValidationError
 from handrail.ids import new_id
 from handrail.store.sql import SqlStore
 
@@ -32,6 +33,8 @@ from .modes import check_org_id, world
 from .tables import api_keys, orgs
 
 __all__ = [
+    "CHANGES_CHANNEL",
+    "KEYS_CHANNEL",
     "ApiKeys",
     "KeyInfo",
     "NewKey",
@@ -47,6 +50,10 @@ __all__ = [
 ]
 
 _ALPHABET = string.ascii_letters + string.digits
+KEYS_CHANNEL = "keys:revoked"
+"""The waker channel a revocation is published on (every authenticator follows it)."""
+CHANGES_CHANNEL = "handrail_changes"
+"""``PostgresWaker``'s ``NOTIFY`` channel: what every server process ``LISTEN``s to."""
 LIVE, TEST = "hr_live_", "hr_test_"
 
 
@@ -126,8 +133,25 @@ def create_key(
     name: str | None = None,
 ) -> NewKey:
     """A new key for ``org_id`` (created when new) acting as ``principal`` (default: a name
-    made from the role and the key's id)."""
+    made from the role and the key's id). One identity holds one role: a principal that
+    has (or had) a key of another role gets none (``ValidationError``), so no identity
+    both asks for work and earns from it."""
     ensure_org(conn, org_id, now)
+    if principal is not None:
+        held = conn.execute(
+            select(api_keys.c.role)
+            .where(
+                api_keys.c.org_id == org_id,
+                api_keys.c.principal == principal,
+                api_keys.c.role != role.value,
+            )
+            .limit(1)
+        ).scalar()
+        if held is not None:
+            raise ValidationError.at(
+                "$.principal",
+                f"{principal!r} already holds the {held} role: one identity, one role",
+            )
     key = (TEST if sandbox else LIVE) + "".join(secrets.choice(_ALPHABET) for _ in range(32))
     key_id = new_id()
     row = {
@@ -202,12 +226,20 @@ def revoke_key(
     *,
     sandbox_only: bool = False,
 ) -> bool:
+    """Revoke the key; on PostgreSQL the same transaction notifies every process (on
+    commit), whose authenticators then forget the keys they remembered."""
     query = update(api_keys).where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
     if org_id is not None:
         query = query.where(api_keys.c.org_id == org_id)
     if sandbox_only:
         query = query.where(api_keys.c.sandbox.is_(True))
-    return bool(conn.execute(query.values(revoked_at=now)).rowcount)
+    done = bool(conn.execute(query.values(revoked_at=now)).rowcount)
+    if done and conn.dialect.name == "postgresql":
+        conn.execute(
+            text("SELECT pg_notify(:channel, :payload)"),
+            {"channel": CHANGES_CHANNEL, "payload": KEYS_CHANNEL},
+        )
+    return done
 
 
 def any_admin(conn: Connection) -> bool:
@@ -220,9 +252,12 @@ class ApiKeys:
     in a transaction of its own. ``sandbox_only``: what a sandbox admin may touch (the
     sandbox's keys; a live key is another world's, and answers 404)."""
 
-    def __init__(self, store: SqlStore, clock: Clock) -> None:
+    def __init__(
+        self, store: SqlStore, clock: Clock, revoked: Callable[[str], None] | None = None
+    ) -> None:
         self._store = store
         self._clock = clock
+        self._revoked = revoked  # this process's authenticator forgets the key at once
 
     async def create(
         self,
@@ -259,3 +294,5 @@ class ApiKeys:
         )
         if not done:
             raise NotFound("key", key_id)
+        if self._revoked is not None:
+            self._revoked(key_id)

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from handrail import HandrailError
 
+from .access import permit
 from .hub import Hub
 from .problems import ApiProblem, api_problem, crash_problem, engine_problem
 from .routes.waiting import wait_reply
@@ -56,6 +57,7 @@ class ParkedWaits:
         response: JSONResponse
         try:
             principal = await hub.auth.principal(request)
+            permit(request, principal)  # the route table holds here too
             session = hub.engine.session(principal, hub.ledger)
             response = JSONResponse(await wait_reply(hub, session, task_id, timeout))
         except HandrailError as exc:

@@ -42,6 +42,9 @@ class Estimate(_Model):
     eta_seconds: int | None = Field(default=None, ge=1)
     note: str | None = Field(default=None, max_length=2_000)
     offered_at: datetime
+    approved_by: str | None = Field(
+        default=None, description="who approved it: it never earns from the task"
+    )
 
 
 class StageResult(_Model):

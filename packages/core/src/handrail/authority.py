@@ -23,6 +23,7 @@ from .policy import Explanation, ReviewerGroup, StandingApproval
 __all__ = [
     "Tally",
     "authority_problem",
+    "earning_problem",
     "eligible",
     "groups_of",
     "members",
@@ -52,6 +53,17 @@ def eligible(task: Task, terms: ReviewPolicy, groups: Sequence[ReviewerGroup]) -
     if not terms.groups:
         return None
     return members(groups, terms.groups) - {task.created_by}
+
+
+def earning_problem(task: Task, worker: str) -> str | None:
+    """Why ``worker`` may not work on (and so earn from) ``task``: nobody earns from a task
+    it created (its creator funds it: the hold is made when it posts it), nor from one
+    whose estimate it approved. None: it may."""
+    if worker == task.created_by:
+        return "no one works on a task it created (and funds)"
+    if task.estimate is not None and task.estimate.approved_by == worker:
+        return "no one works on a task whose estimate it approved"
+    return None
 
 
 def authority_problem(task: Task, reviewer: str, groups: Sequence[ReviewerGroup]) -> str | None:

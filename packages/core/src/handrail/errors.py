@@ -384,12 +384,15 @@ class NotAssigned(PermissionDenied):
 
 class NotEligible(PermissionDenied):
     """The principal may not decide this review: it asked for it, or the policy's rule
-    names reviewer groups it is not in. The refusal is recorded in the audit log."""
+    names reviewer groups it is not in; or it may not work on (earn from) this task: it
+    created (funds) it, or approved its estimate. The refusal is recorded in the audit log."""
 
     code = "not_eligible"
 
-    def __init__(self, principal: str, task_id: str, reason: str) -> None:
-        super().__init__(principal, f"decide task {task_id}", reason)
+    def __init__(
+        self, principal: str, task_id: str, reason: str, action: str | None = None
+    ) -> None:
+        super().__init__(principal, action or f"decide task {task_id}", reason)
         self.task_id = task_id
         self.reason = reason
 
@@ -399,8 +402,7 @@ class NotEligible(PermissionDenied):
     @classmethod
     def _rebuild(cls, fields: Mapping[str, Any], detail: str) -> Self:
         task_id, reason = _text(fields, "task_id"), _text(fields, "reason")
-        error = cls(_text(fields, "principal"), task_id, reason)
-        error.action = _text(fields, "action", error.action)
+        error = cls(_text(fields, "principal"), task_id, reason, _text(fields, "action", ""))
         return error
 
 

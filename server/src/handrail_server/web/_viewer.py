@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 
 from handrail import Principal, Role
 
+from ..access import permit
 from ..auth import RateLimiter
 from ..hub import Hub
 from ..keys import KeyInfo
@@ -100,6 +101,7 @@ async def current_viewer(request: Request) -> Viewer:
     if request.method in UNSAFE:
         check_origin(request, hub.settings.public_url)
         check_token(session.csrf, await presented_token(request))
+    permit(request, principal)  # the page's roles, from the one table (access.ROUTES)
     return viewer
 
 

@@ -13,7 +13,13 @@ from typing import Any
 
 from .._retry import retry_conflicts
 from .._steps import Step
-from ..authority import authority_problem, eligible, standing_cover, system_decision
+from ..authority import (
+    authority_problem,
+    earning_problem,
+    eligible,
+    standing_cover,
+    system_decision,
+)
 from ..errors import ConcurrencyConflict, NotEligible, NotFound, ValidationError
 from ..ids import new_id
 from ..models import (
@@ -38,8 +44,12 @@ class GovernanceMixin(Kernel):
     """Policies, reviewer groups, standing approvals, and who may decide."""
 
     async def _authorize(self, tx: Transaction, task: Task, reviewer: str) -> None:
-        """Refuse (``NotEligible``) a reviewer the review's policy does not allow."""
+        """Refuse (``NotEligible``) a reviewer the review's policy does not allow, and a
+        worker who would earn from a task it created, funds or approved the estimate of."""
         if task.kind is not Kind.REVIEW:
+            why = earning_problem(task, reviewer)
+            if why is not None:
+                raise NotEligible(reviewer, task.id, why, f"work on task {task.id}")
             return
         needs_groups = task.policy is not None and bool(task.policy.groups)
         groups = await tx.list_groups(task.org_id) if needs_groups else []

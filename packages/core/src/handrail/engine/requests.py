@@ -20,6 +20,7 @@ from ..errors import (
     ConcurrencyConflict,
     IdempotencyConflict,
     InvalidTransition,
+    NotEligible,
     NotFound,
     ValidationError,
     WaitTimeout,
@@ -246,15 +247,29 @@ class RequestsMixin(Kernel):
             estimate = task.estimate
             if estimate is None or task.status is not Status.ESTIMATE_PENDING:
                 raise InvalidTransition(task.id, task.status.value, Event.APPROVE_ESTIMATE.value)
+            if estimate.worker_id == principal.id:
+                raise NotEligible(
+                    principal.id,
+                    task.id,
+                    "no one approves its own estimate",
+                    f"approve the estimate on {task.id}",
+                )
             holder = Assignment(worker_id=estimate.worker_id, claimed_at=step.now)
             step.move(
                 Event.APPROVE_ESTIMATE,
                 assignments=(*task.assignments, holder),
+                estimate=estimate.model_copy(update={"approved_by": principal.id}),
                 payout=estimate.amount or task.payout,
                 data={"worker_id": estimate.worker_id},
             )
 
-        return await self._mutate(principal, task_id, Event.APPROVE_ESTIMATE, op, Role.REQUESTER)
+        return await self._refusable(
+            principal,
+            task_id,
+            "approve estimates",
+            lambda: self._mutate(principal, task_id, Event.APPROVE_ESTIMATE, op, Role.REQUESTER),
+            role=Role.REQUESTER,
+        )
 
     async def reject_estimate(
         self, principal: Principal, task_id: str, reason: str | None = None

@@ -8,8 +8,14 @@ import builtins
 from collections.abc import Collection
 
 from .._steps import Step, claim, enum_value, replace
-from ..authority import groups_of
-from ..errors import InvalidTransition, NotAssigned, PermissionDenied, ValidationError
+from ..authority import earning_problem, groups_of
+from ..errors import (
+    InvalidTransition,
+    NotAssigned,
+    NotEligible,
+    PermissionDenied,
+    ValidationError,
+)
 from ..lifecycle import Event, Status
 from ..models import AssignmentStatus, Estimate, Kind, Principal, RiskTier, Role, Task
 from ..money import Money
@@ -192,6 +198,9 @@ class WorkMixin(GovernanceMixin):
                 raise InvalidTransition(
                     task.id, task.status.value, "offer_estimate", detail="no estimate wanted"
                 )
+            why = earning_problem(task, principal.id)
+            if why is not None:
+                raise NotEligible(principal.id, task.id, why, f"offer an estimate on {task.id}")
             if amount is not None and task.payout and amount.currency != task.payout.currency:
                 raise ValidationError.at(
                     "$.amount.currency", f"the task pays in {task.payout.currency.value}"
@@ -209,7 +218,12 @@ class WorkMixin(GovernanceMixin):
                 data={"estimate": offer.model_dump(mode="json")},
             )
 
-        return await self._mutate(principal, task_id, Event.OFFER_ESTIMATE, op, Role.REVIEWER)
+        return await self._refusable(
+            principal,
+            task_id,
+            "offer estimates",
+            lambda: self._mutate(principal, task_id, Event.OFFER_ESTIMATE, op, Role.REVIEWER),
+        )
 
     async def withdraw_estimate(
         self, principal: Principal, task_id: str, reason: str | None = None

@@ -52,7 +52,7 @@ from ._model import (
     Settlement,
     SettlementStatus,
 )
-from ._rails import FundingRail, PayoutRail, SandboxFundingRail, SandboxPayoutRail
+from ._rails import FundingRail, PayoutRail, SandboxPayoutRail
 
 if TYPE_CHECKING:  # the store imports ledger records: no cycle at run time
     from ..store import Store, Transaction
@@ -122,7 +122,7 @@ class Ledger(_SettlementAndPayouts):
         self.fees = fees or FeeSchedule()
         self.hold_period = hold_period
         self.payout_rail: PayoutRail = payout_rail or SandboxPayoutRail()
-        self.funding_rail: FundingRail = funding_rail or SandboxFundingRail()
+        self.funding_rail: FundingRail | None = funding_rail
         self.min_payout = dict(min_payout or {Currency.USD: 100, Currency.SATS: 1_000})
 
     async def _post_once(self, tx: Transaction, posting: Posting) -> Posting:
@@ -143,20 +143,20 @@ class Ledger(_SettlementAndPayouts):
     async def deposit(
         self, principal: Principal, amount: Money, *, key: str, reference: str | None = None
     ) -> Posting:
-        """Credit the principal's organisation. Admins credit directly; sandbox requesters
-        get sandbox credit; live requesters need the funding rail to confirm ``reference``.
-        The same ``key`` again returns the first deposit (a different amount conflicts)."""
+        """Credit the principal's organisation. Admins record credit; sandbox requesters
+        get sandbox credit; a live requester's deposit needs the funding rail to confirm
+        ``reference`` (with no rail, ``PermissionDenied``: live money enters only through a
+        rail's confirmation or an admin's credit). Reviewers never deposit. The same ``key``
+        again returns the first deposit (a different amount conflicts)."""
         if amount.minor <= 0:
             raise ValidationError.at("$.amount", "a deposit must be more than zero")
         if not key.strip():
             raise ValidationError.at("$.key", "must not be blank")
-        if not (principal.has(Role.ADMIN) or principal.sandbox):
+        if not principal.has(Role.ADMIN):
             if not principal.has(Role.REQUESTER):
                 raise PermissionDenied(principal.id, "deposit", "needs the requester role")
-            if not reference:
-                raise ValidationError.at("$.reference", "a live deposit names its transfer")
-            if not await self.funding_rail.confirm(principal.org_id, amount, reference):
-                raise ValidationError.at("$.reference", "the funding rail did not confirm it")
+            if not principal.sandbox:
+                await self._confirmed(principal, amount, reference)
         org = principal.org_id
         # sandbox credit is minted in the sandbox: no live account is touched
         source = Account.mint(org, amount.currency) if principal.sandbox else None
@@ -178,9 +178,26 @@ class Ledger(_SettlementAndPayouts):
 
         return await self._write(op)
 
+    async def _confirmed(self, principal: Principal, amount: Money, reference: str | None) -> None:
+        """Refuse a live requester's deposit the funding rail does not confirm."""
+        if self.funding_rail is None:
+            raise PermissionDenied(
+                principal.id,
+                "deposit live money",
+                "no funding rail confirms transfers here: an admin records the credit",
+            )
+        if not reference:
+            raise ValidationError.at("$.reference", "a live deposit names its transfer")
+        if not await self.funding_rail.confirm(principal.org_id, amount, reference):
+            raise ValidationError.at("$.reference", "the funding rail did not confirm it")
+
     # ---------------------------------------------------------------- views
 
     async def balance(self, principal: Principal, currency: Currency | str = "USD") -> Balance:
+        """What the organisation may spend and what is held: for its requesters and
+        admins (a reviewer sees its own earnings, not the organisation's money)."""
+        if not principal.has(Role.REQUESTER):
+            raise PermissionDenied(principal.id, "read the organisation's balance")
         cur = Currency(currency)
         org = principal.org_id
         async with self.store.transaction(readonly=True) as tx:
@@ -226,18 +243,21 @@ class Ledger(_SettlementAndPayouts):
     async def entries(
         self, principal: Principal, account: Account, *, after: int | None = None, limit: int = 50
     ) -> EntryPage:
-        """An account's entries, oldest first, a page at a time. An organisation sees its
-        own accounts; a worker sees its own earnings accounts."""
+        """An account's entries, oldest first, a page at a time. An organisation's
+        requesters and admins see its accounts; a worker sees its own earnings accounts
+        (another's: ``PermissionDenied``; another organisation's: ``NotFound``)."""
         if not 1 <= limit <= MAX_PAGE:
             raise ValidationError.at("$.limit", f"must be between 1 and {MAX_PAGE}")
         worker_kinds = (AccountKind.WORKER_PENDING, AccountKind.WORKER_AVAILABLE)
-        visible = account.org_id == principal.org_id and (
+        if account.org_id != principal.org_id:
+            raise NotFound("account", account.id)  # another organisation's: not even 403
+        visible = (
             principal.has(Role.ADMIN)
             or (account.kind in worker_kinds and account.owner == principal.id)
             or (account.kind not in worker_kinds and principal.has(Role.REQUESTER))
         )
         if not visible:
-            raise NotFound("account", account.id)
+            raise PermissionDenied(principal.id, f"read the entries of {account.id}")
         async with self.store.transaction(readonly=True) as tx:
             found = await tx.list_entries(account.id, after, limit + 1)
         items = tuple(found[:limit])
