@@ -25,7 +25,7 @@ from handrail import (
     TaskEvent,
 )
 from handrail.ids import new_id
-from handrail.store import sql
+from handrail.store import _sql_drivers
 from handrail.store.sql import SqlStore, normalize_url
 from handrail.testing import make_task
 from tests.postgres import asyncpg_dsn, fresh_schema
@@ -233,7 +233,7 @@ async def test_a_pooled_connection_that_died_while_it_rested_is_replaced(
 ) -> None:
     """A restarted server kills the pool's connections: one that rested is pinged before
     use and replaced, so the next transaction runs (no ping for a busy connection)."""
-    monkeypatch.setattr(sql, "PING_IDLE", 0.0)
+    monkeypatch.setattr(_sql_drivers, "PING_IDLE", 0.0)
     async with fresh_schema(postgres_url) as schema:
         store = await SqlStore.open(
             postgres_url, connect_args={"server_settings": {"search_path": schema}}
