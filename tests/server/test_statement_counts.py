@@ -20,6 +20,7 @@ from sqlalchemy import Engine, event, func, select
 
 from handrail import ConcurrencyConflict
 from handrail.store.sql import SqlStore
+from handrail_server.settings import Settings
 from handrail_server.tables import notify_outbox, webhook_outbox
 from tests.postgres import fresh_database
 from tests.server.conftest import Server, make_settings, review, running
@@ -124,11 +125,10 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
         yield made
 
 
-@pytest.fixture
-async def server(tmp_path: Path, database: str) -> AsyncIterator[Server]:
+def _quiet_settings(tmp_path: Path, database: str) -> Settings:
     """No background jobs: nothing but the request touches the database (the SMTP relay
     named for the email channel is never reached)."""
-    settings = make_settings(
+    return make_settings(
         tmp_path,
         database_url=database,
         run_background=False,
@@ -136,6 +136,11 @@ async def server(tmp_path: Path, database: str) -> AsyncIterator[Server]:
         smtp_port=9,
         smtp_security="none",
     )
+
+
+@pytest.fixture
+async def server(tmp_path: Path, database: str) -> AsyncIterator[Server]:
+    settings = _quiet_settings(tmp_path, database)
     async with running(settings) as started:
         # keys stay known for the test: a key's lookup (1 s by default) is no share of
         # the request being counted
@@ -315,14 +320,7 @@ async def test_an_endpoint_added_in_another_process_is_seen_by_the_next_change(
     channel added through a second server on the same database move the configuration
     version on (the tables' triggers), so the first server's next create probes again and
     queues both outbox rows."""
-    settings = make_settings(
-        tmp_path,
-        database_url=database,
-        run_background=False,
-        smtp_host="127.0.0.1",
-        smtp_port=9,
-        smtp_security="none",
-    )
+    settings = _quiet_settings(tmp_path, database)
     async with running(settings) as one, running(settings) as two:
         await _warm(one)
         with counting(one) as kept:
