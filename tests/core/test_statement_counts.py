@@ -34,11 +34,12 @@ EXPECTED: dict[str, dict[str, int]] = {
     # the task with its slots (one statement); the worker; the task and the new slot; the
     # seal; the history
     "claim": {"sqlite": 7, "postgresql": 5},
-    # the task; the worker's record, locked (verification and learning share it); the
-    # crowd's recent durations and labels (one statement); the record rewritten and a new
-    # sample; the task and its slot; the seal and the history
-    "submit": {"sqlite": 10, "postgresql": 8},
-    "decide": {"sqlite": 11, "postgresql": 9},  # as submit, and the worker (a claim)
+    # the task; the worker's record, read unlocked (verification and learning share it);
+    # the crowd's recent durations and labels (one statement); what the answer taught
+    # (SQLite: the record rewritten, then a new sample; PostgreSQL: one upsert adding to
+    # the record, with the sample); the task and its slot; the seal and the history
+    "submit": {"sqlite": 10, "postgresql": 7},
+    "decide": {"sqlite": 11, "postgresql": 8},  # as submit, and the worker (a claim)
 }
 
 

@@ -165,9 +165,6 @@ class Pipeline:
             return
         final = after.answer_key(after.output) if after.status is Status.VERIFIED else None
         gold = after.answer_key(after.gold_answer) if after.gold_answer is not None else None
-        ids = [a.worker_id for a in answers]
-        known = await tx.worker_stats(after.org_id, after.task_type, ids)
-        samples = []
         for answer in answers:
             key = after.answer_key(answer.output)
             seconds = (
@@ -175,27 +172,17 @@ class Pipeline:
                 if answer.submitted_at is not None
                 else None
             )
-            label = label_of(after, answer.output)
-            mine = known.get(answer.worker_id)
-            updated = (mine or _fresh(after, answer.worker_id)).with_answer(
+            sample = AnswerSample(
+                org_id=after.org_id,
+                task_type=after.task_type,
+                worker_id=answer.worker_id,
                 seconds=seconds,
-                label=label,
-                gold=(key == gold) if gold is not None else None,
-                agreed=key == final,
+                label=label_of(after, answer.output),
                 at=after.updated_at,
             )
-            await _save_stats(tx, mine, updated)
-            samples.append(
-                AnswerSample(
-                    org_id=after.org_id,
-                    task_type=after.task_type,
-                    worker_id=answer.worker_id,
-                    seconds=seconds,
-                    label=label,
-                    at=after.updated_at,
-                )
+            await tx.learn(
+                sample, gold=(key == gold) if gold is not None else None, agreed=key == final
             )
-        await tx.add_samples(samples)
 
     def _decide(
         self, task: Task, results: tuple[StageResult, ...], candidate: JsonValue
@@ -218,19 +205,6 @@ class Pipeline:
         return Verification(
             outcome=outcome, score=score, stages=results, output=candidate, reasons=reasons
         )
-
-
-async def _save_stats(tx: Transaction, old: WorkerStats | None, new: WorkerStats) -> None:
-    """Insert ``new``, or replace ``old`` with it: one version up, however many answers."""
-    version = old.version + 1 if old is not None else 1
-    await tx.put_worker_stats(
-        new.model_copy(update={"version": version}),
-        expected_version=old.version if old is not None else None,
-    )
-
-
-def _fresh(task: Task, worker_id: str) -> WorkerStats:
-    return WorkerStats(org_id=task.org_id, worker_id=worker_id, task_type=task.task_type)
 
 
 def _consensus(

@@ -58,6 +58,25 @@ class _MemoryWorkers(_TransactionBase):
         self._writable()
         self._samples.extend(samples)
 
+    async def learn(self, sample: AnswerSample, *, gold: bool | None, agreed: bool | None) -> None:
+        self._writable()
+        key = _key(sample.org_id, sample.task_type, sample.worker_id)
+        with self._store._lock:
+            old = self._stats.get(key, self._store._stats.rows.get(key))
+            base = old or WorkerStats(
+                org_id=sample.org_id, worker_id=sample.worker_id, task_type=sample.task_type
+            )
+            new = base.with_answer(
+                seconds=sample.seconds, label=sample.label, gold=gold, agreed=agreed, at=sample.at
+            )
+            version = old.version + 1 if old is not None else 1
+            self._stats.put(
+                key,
+                new.model_copy(update={"version": version}),
+                old.version if old is not None else None,
+            )
+        self._samples.append(sample)
+
     async def crowd_stats(
         self, org_id: str, task_type: str, *, durations: int = 200, labels: int = 1000
     ) -> WorkerStats:

@@ -234,6 +234,14 @@ class WorkerTransaction(Protocol):
         """Append judged answers to their task types' crowd record."""
         ...
 
+    async def learn(self, sample: AnswerSample, *, gold: bool | None, agreed: bool | None) -> None:
+        """One judged answer, learned: appended to its task type's crowd record and folded
+        into its worker's stats (:meth:`WorkerStats.with_answer`; a first answer makes the
+        record). Atomic per worker: concurrent lessons about one worker all count, none
+        conflicts, and none holds the worker's record before this call (a decision reads
+        the record unlocked; on PostgreSQL this is one upsert that adds to it)."""
+        ...
+
     async def crowd_stats(
         self, org_id: str, task_type: str, *, durations: int = 200, labels: int = 1000
     ) -> WorkerStats:

@@ -70,6 +70,7 @@ from ._sql_workers import add_samples as add_samples
 from ._sql_workers import crowd_stats as crowd_stats
 from ._sql_workers import get_worker as get_worker
 from ._sql_workers import get_worker_stats as get_worker_stats
+from ._sql_workers import learn as learn
 from ._sql_workers import list_workers as list_workers
 from ._sql_workers import put_worker as put_worker
 from ._sql_workers import put_worker_stats as put_worker_stats

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 from sqlalchemy import (
@@ -13,11 +14,12 @@ from sqlalchemy import (
     literal_column,
     null,
     select,
+    text,
     union_all,
 )
 
 from ..models import AssignmentStatus
-from ..workers import AnswerSample, WorkerProfile, WorkerStats
+from ..workers import DURATION_SAMPLES, AnswerSample, WorkerProfile, WorkerStats
 from ._sql_ledger import _put
 from ._sql_rows import stats_from, stats_row, worker_from, worker_row
 from ._sql_tables import answer_samples, assignments, tasks, worker_stats, workers
@@ -51,19 +53,16 @@ _STATS = (
     )
     .order_by(worker_stats.c.worker_id)
 )
-_STATS_LOCKED = _STATS.with_for_update()
 
 
 def get_worker_stats(
-    conn: Connection, org_id: str, task_type: str, worker_ids: Sequence[str], lock: bool = False
+    conn: Connection, org_id: str, task_type: str, worker_ids: Sequence[str]
 ) -> dict[str, WorkerStats]:
-    """With ``lock`` (a write transaction), the rows are locked until it ends, in worker
-    order: every decision rewrites its reviewer's row, so one reviewer's concurrent
-    decisions queue here rather than all reading one version and all but one rolling
-    back on the version check (PostgreSQL; SQLite has one writer at a time anyway)."""
-    query = _STATS_LOCKED if lock else _STATS
+    """Read, never locked: what a decision learns is added by :func:`learn` (on
+    PostgreSQL an upsert that adds to the row), so one reviewer's concurrent decisions
+    never queue behind each other's whole transactions for it."""
     params = {"org_id": org_id, "task_type": task_type, "ids": list(worker_ids)}
-    return {r.worker_id: stats_from(r) for r in conn.execute(query, params).all()}
+    return {r.worker_id: stats_from(r) for r in conn.execute(_STATS, params).all()}
 
 
 def put_worker_stats(conn: Connection, stats: WorkerStats, expected_version: int | None) -> None:
@@ -100,6 +99,93 @@ _ADD_SAMPLES = insert(answer_samples)
 def add_samples(conn: Connection, samples: Sequence[AnswerSample]) -> None:
     rows = [s.model_dump() for s in samples]
     conn.execute(_ADD_SAMPLES, rows[0] if len(rows) == 1 else rows)
+
+
+# One statement on PostgreSQL: the crowd's sample and the worker's record, added to in
+# place (counts summed, the newest durations kept, the label counted), so the row is held
+# only from here to the commit, by nothing that read it first.
+_LEARN_POSTGRES = text(
+    """
+WITH sample AS (
+    INSERT INTO answer_samples (org_id, task_type, worker_id, seconds, label, at)
+    VALUES (:org_id, :task_type, :worker_id, :seconds, CAST(:label AS text), :at)
+)
+INSERT INTO worker_stats AS s (
+    org_id, task_type, worker_id, answers, gold_total, gold_correct, agreed, disagreed,
+    durations, labels, updated_at, version
+) VALUES (
+    :org_id, :task_type, :worker_id, 1, :gold_total, :gold_correct, :agreed, :disagreed,
+    CAST(:durations AS jsonb), CAST(:labels AS jsonb), :at, 1
+)
+ON CONFLICT (org_id, task_type, worker_id) DO UPDATE SET
+    answers = s.answers + 1,
+    gold_total = s.gold_total + EXCLUDED.gold_total,
+    gold_correct = s.gold_correct + EXCLUDED.gold_correct,
+    agreed = s.agreed + EXCLUDED.agreed,
+    disagreed = s.disagreed + EXCLUDED.disagreed,
+    durations = (
+        SELECT COALESCE(jsonb_agg(kept.v ORDER BY kept.o), '[]'::jsonb)
+        FROM (
+            SELECT e.v, e.o
+            FROM jsonb_array_elements(s.durations || EXCLUDED.durations)
+                WITH ORDINALITY AS e(v, o)
+            ORDER BY e.o DESC
+            LIMIT :keep
+        ) AS kept
+    ),
+    labels = CASE
+        WHEN CAST(:label AS text) IS NULL THEN s.labels
+        ELSE s.labels || jsonb_build_object(
+            CAST(:label AS text), COALESCE((s.labels ->> CAST(:label AS text))::int, 0) + 1
+        )
+    END,
+    updated_at = EXCLUDED.updated_at,
+    version = s.version + 1
+"""
+)
+
+
+def learn(
+    conn: Connection,
+    sample: AnswerSample,
+    gold: bool | None,
+    agreed: bool | None,
+    known: WorkerStats | None,
+    read: bool,
+) -> WorkerStats | None:
+    """Append ``sample`` to the crowd's record and fold it into its worker's stats.
+
+    PostgreSQL adds to the row in one upsert (and returns None: the transaction no longer
+    knows the record). SQLite, whose writer holds the database until it commits, rewrites
+    the record it read (``known``, if ``read``; else it reads it now) and returns it."""
+    if conn.dialect.name == "postgresql":
+        seconds = sample.seconds
+        conn.execute(
+            _LEARN_POSTGRES,
+            {
+                **sample.model_dump(),
+                "gold_total": int(gold is not None),
+                "gold_correct": int(gold is True),
+                "agreed": int(agreed is True),
+                "disagreed": int(agreed is False),
+                "durations": json.dumps([seconds] if seconds is not None else []),
+                "labels": json.dumps({sample.label: 1} if sample.label is not None else {}),
+                "keep": DURATION_SAMPLES,
+            },
+        )
+        return None
+    if not read:
+        found = get_worker_stats(conn, sample.org_id, sample.task_type, [sample.worker_id])
+        known = found.get(sample.worker_id)
+    base = known or WorkerStats(
+        org_id=sample.org_id, worker_id=sample.worker_id, task_type=sample.task_type
+    )
+    new = base.with_answer(
+        seconds=sample.seconds, label=sample.label, gold=gold, agreed=agreed, at=sample.at
+    ).model_copy(update={"version": known.version + 1 if known is not None else 1})
+    put_worker_stats(conn, new, known.version if known is not None else None)
+    add_samples(conn, [sample])
+    return new
 
 
 _MINE = and_(

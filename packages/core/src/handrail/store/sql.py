@@ -364,8 +364,8 @@ class SqlTransaction:
         if self._readonly:
             return await self._run(q.get_worker_stats, org_id, task_type, worker_ids)
         missing = [w for w in worker_ids if (org_id, task_type, w) not in self._stats]
-        if missing:  # locked until the transaction ends: nobody else changes them now
-            found = await self._run(q.get_worker_stats, org_id, task_type, missing, True)
+        if missing:  # read once per transaction (what verification and learning share)
+            found = await self._run(q.get_worker_stats, org_id, task_type, missing)
             for worker in missing:
                 self._stats[org_id, task_type, worker] = found.get(worker)
         held = ((w, self._stats[org_id, task_type, w]) for w in worker_ids)
@@ -374,6 +374,15 @@ class SqlTransaction:
     async def put_worker_stats(self, stats: WorkerStats, *, expected_version: int | None) -> None:
         await self._run(q.put_worker_stats, stats, expected_version)
         self._stats[stats.org_id, stats.task_type, stats.worker_id] = stats
+
+    async def learn(self, sample: AnswerSample, *, gold: bool | None, agreed: bool | None) -> None:
+        key = (sample.org_id, sample.task_type, sample.worker_id)
+        read = key in self._stats
+        learned = await self._run(q.learn, sample, gold, agreed, self._stats.get(key), read)
+        if learned is None:
+            self._stats.pop(key, None)  # added to in place: read it again if asked
+        else:
+            self._stats[key] = learned
 
     async def stats_of_worker(self, org_id: str, worker_id: str) -> list[WorkerStats]:
         return await self._run(q.stats_of_worker, org_id, worker_id)

@@ -10,7 +10,7 @@ from ..engine import Engine
 from ..errors import ConcurrencyConflict
 from ..models import Decision, RiskTier
 from ..store import Store
-from ..workers import AnswerSample, WorkerProfile, WorkerStats
+from ..workers import DURATION_SAMPLES, AnswerSample, WorkerProfile, WorkerStats
 from ._conformance_support import AGENT, ALICE
 
 
@@ -68,6 +68,64 @@ class WorkerContract:
             got = await tx.worker_stats("org-a", "refund", ["alice", "bob"])
             assert got == {"alice": busier}
             assert await tx.worker_stats("org-a", "other", ["alice"]) == {}
+
+    async def test_learning_adds_to_a_workers_record(
+        self, store: Store, clock: ManualClock
+    ) -> None:
+        def sample(seconds: float | None, label: str | None, worker: str = "alice") -> AnswerSample:
+            return AnswerSample(
+                org_id="org-a",
+                task_type="refund",
+                worker_id=worker,
+                seconds=seconds,
+                label=label,
+                at=clock.now(),
+            )
+
+        async with store.transaction() as tx:  # a first answer makes the record
+            await tx.learn(sample(3.0, "yes"), gold=True, agreed=True)
+        async with store.transaction() as tx:  # two in one transaction, read in between
+            assert (await tx.worker_stats("org-a", "refund", ["alice"]))["alice"].answers == 1
+            await tx.learn(sample(None, "no"), gold=False, agreed=False)
+            await tx.learn(sample(5.0, None), gold=None, agreed=None)
+            seen = await tx.worker_stats("org-a", "refund", ["alice"])
+            assert seen["alice"].answers == 3
+        async with store.transaction(readonly=True) as tx:
+            got = (await tx.worker_stats("org-a", "refund", ["alice", "bob"]))["alice"]
+            crowd = await tx.crowd_stats("org-a", "refund")
+        assert (got.answers, got.gold_total, got.gold_correct) == (3, 2, 1)
+        assert (got.agreed, got.disagreed) == (1, 1)
+        assert got.durations == (3.0, 5.0) and got.labels == {"yes": 1, "no": 1}
+        assert got.version == 3 and got.updated_at == clock.now()
+        assert crowd.answers == 3 and crowd.durations == (3.0, 5.0)
+
+    async def test_learning_keeps_the_newest_durations(
+        self, store: Store, clock: ManualClock
+    ) -> None:
+        stats = WorkerStats(
+            org_id="org-a",
+            worker_id="alice",
+            task_type="refund",
+            answers=DURATION_SAMPLES,
+            durations=tuple(float(n) for n in range(DURATION_SAMPLES)),
+        )
+        async with store.transaction() as tx:
+            await tx.put_worker_stats(stats, expected_version=None)
+        async with store.transaction() as tx:
+            sample = AnswerSample(
+                org_id="org-a",
+                task_type="refund",
+                worker_id="alice",
+                seconds=999.0,
+                label="yes",
+                at=clock.now(),
+            )
+            await tx.learn(sample, gold=None, agreed=True)
+        async with store.transaction(readonly=True) as tx:
+            got = (await tx.worker_stats("org-a", "refund", ["alice"]))["alice"]
+        assert len(got.durations) == DURATION_SAMPLES
+        assert got.durations[0] == 1.0 and got.durations[-1] == 999.0
+        assert (got.answers, got.labels, got.version) == (DURATION_SAMPLES + 1, {"yes": 1}, 2)
 
     async def test_active_load_counts_open_tasks_only(self, engine: Engine) -> None:
         tasks = [
