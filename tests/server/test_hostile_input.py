@@ -366,8 +366,12 @@ async def test_too_many_or_too_large_headers_are_431(server: Server) -> None:
     answer = await server.client.get("/v1/tasks", headers={**server.a.requester, **large})
     assert answer.status_code == 431 and "bytes" in answer.json()["detail"], answer.text
     for path in ("/v1/tasks/x/wait", "/compat/humanrail/v1/tasks", "/healthz"):
-        answer = await server.client.get(path, headers={**server.a.requester, **many})
+        given = {"X-Request-Id": f"crowded-{len(path)}"}
+        answer = await server.client.get(path, headers={**server.a.requester, **many, **given})
         assert answer.status_code == 431, (path, answer.text)
+        assert (
+            answer.headers["x-request-id"] == answer.json()["request_id"] == given["X-Request-Id"]
+        ), path
     fine = {f"x-h-{i}": "v" * 100 for i in range(50)}
     answer = await server.client.get("/v1/tasks", headers={**server.a.requester, **fine})
     assert answer.status_code == 200, answer.text

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI
-from prometheus_client import Counter, Histogram
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from handrail.clock import Clock
 
@@ -16,6 +15,7 @@ from . import compat, web
 from .access import guard
 from .guards import BodyLimitMiddleware, HeaderLimitMiddleware, check_input
 from .hub import open_hub
+from .metrics import MetricsMiddleware
 from .parked import ParkedWaits
 from .problems import CrashGuard, RequestIdMiddleware, install
 from .routes import (
@@ -38,33 +38,15 @@ __all__ = ["create_app"]
 
 UPLOAD_OVERHEAD = 64 * 1024  # multipart boundaries, headers and form fields around a file
 
-REQUESTS = Counter("handrail_http_requests_total", "HTTP requests", ["method", "route", "status"])
-LATENCY = Histogram("handrail_http_request_seconds", "HTTP request latency", ["method", "route"])
 
+class HandrailApp(FastAPI):
+    """The FastAPI application, with :class:`~handrail_server.parked.ParkedWaits` in front
+    of its whole middleware stack (a parked long-poll holds none of it)."""
 
-class MetricsMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    parked: dict[str, Any]
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def seen(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, seen)
-        finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
-            REQUESTS.labels(scope["method"], route, str(status)).inc()
-            LATENCY.labels(scope["method"], route).observe(time.perf_counter() - started)
+    def build_middleware_stack(self) -> ASGIApp:
+        return ParkedWaits(super().build_middleware_stack(), **self.parked)
 
 
 def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:
@@ -78,7 +60,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         finally:
             await app.state.hub.close()
 
-    app = FastAPI(
+    app = HandrailApp(
         title="Handrail",
         version="0.1.0",
         description="Verified human decisions for AI agents: ask, wait, and get back what a "
@@ -86,6 +68,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         lifespan=lifespan,
         dependencies=[Depends(check_input), Depends(guard)],
     )
+    app.parked = {
+        "max_header_bytes": settings.max_header_bytes,
+        "max_headers": settings.max_headers,
+        "default_timeout": waiting.DEFAULT_WAIT,
+    }
     install(app)
     for module in (
         tasks,
@@ -109,7 +96,6 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         limit=settings.max_body_bytes,
         upload_limit=settings.max_upload_bytes + UPLOAD_OVERHEAD,
     )
-    app.add_middleware(ParkedWaits)  # inside the metrics and request ids, above the rest
     app.add_middleware(
         HeaderLimitMiddleware, max_bytes=settings.max_header_bytes, max_count=settings.max_headers
     )

@@ -29,7 +29,13 @@ from handrail.validation import json_path
 
 from .problems import PROBLEM, problem_body
 
-__all__ = ["BodyLimitMiddleware", "HeaderLimitMiddleware", "check_input", "header_problem"]
+__all__ = [
+    "BodyLimitMiddleware",
+    "HeaderLimitMiddleware",
+    "check_input",
+    "header_problem",
+    "refuse_headers",
+]
 
 _NO_NUL = "must not contain NUL characters"
 _NO_SURROGATE = "must be valid Unicode (a lone UTF-16 surrogate is not)"
@@ -224,21 +230,27 @@ class HeaderLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        why = header_excess(scope["headers"], self.max_bytes, self.max_count)
-        if why is None:
+        if not await refuse_headers(scope, send, self.max_bytes, self.max_count):
             await self.app(scope, receive, send)
-            return
-        limits = {"max_header_bytes": self.max_bytes, "max_headers": self.max_count}
-        body = header_problem(why, scope.get("path"), scope.get("request_id"), **limits)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 431,
-                "headers": [
-                    (b"content-type", PROBLEM.encode()),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+
+
+async def refuse_headers(scope: Scope, send: Send, max_bytes: int, max_count: int) -> bool:
+    """Answer 431 if the request's headers are too many or too large (and say so)."""
+    why = header_excess(scope["headers"], max_bytes, max_count)
+    if why is None:
+        return False
+    limits = {"max_header_bytes": max_bytes, "max_headers": max_count}
+    body = header_problem(why, scope.get("path"), scope.get("request_id"), **limits)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 431,
+            "headers": [
+                (b"content-type", PROBLEM.encode()),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+    return True

@@ -2,29 +2,35 @@
 
 A long-poll is parked for up to a minute, and an agent fleet keeps thousands parked, so
 what each holds while it waits is the server's memory. Through FastAPI a parked request
-holds the whole stack of routing, dependency and exception layers (three exit stacks,
-some thirty frames). ``ParkedWaits`` sits just inside the request-id and metrics
-middleware and answers the plain form of the request itself, through the route's own
-:func:`~handrail_server.routes.waiting.wait_reply`, with the same authentication, the
-same problem bodies and the same metrics label. Anything else (another query parameter,
-an odd timeout, an id the route would refuse) goes on to the FastAPI route, which answers
-exactly as before and documents the endpoint.
+holds the whole stack of middleware, routing, dependency and exception layers (three
+exit stacks, some thirty frames, a closure per middleware). ``ParkedWaits`` sits in
+front of all of them (:class:`~handrail_server.app.HandrailApp` builds its middleware
+stack inside it) and answers the plain form of the request itself, in one frame, through
+the route's own :func:`~handrail_server.routes.waiting.wait_reply`: with what the
+middleware would have done (the request id, the header limits, the metrics under the
+route's label), the same authentication, the same route table and the same problem
+bodies. Anything else (another query parameter, an odd timeout, an id the route would
+refuse) goes on to the full stack, which answers exactly as before and documents the
+endpoint.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 from fastapi.responses import JSONResponse
 from starlette.requests import Request
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from handrail import HandrailError
 
 from .access import permit
+from .guards import refuse_headers
 from .hub import Hub
-from .problems import ApiProblem, api_problem, crash_problem, engine_problem
+from .metrics import observe
+from .problems import ApiProblem, api_problem, crash_problem, engine_problem, stamp_request_id
 from .routes.waiting import wait_reply
 
 __all__ = ["ParkedWaits"]
@@ -35,14 +41,18 @@ ROUTE = "/v1/tasks/{task_id}/wait"
 
 
 class _Route:
-    """What the metrics middleware reads off ``scope["route"]``."""
+    """What the metrics read off ``scope["route"]``."""
 
     path = ROUTE
 
 
 class ParkedWaits:
-    def __init__(self, app: ASGIApp, default_timeout: float = 30.0) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_header_bytes: int, max_headers: int, default_timeout: float
+    ) -> None:
         self.app = app
+        self.max_header_bytes = max_header_bytes
+        self.max_headers = max_headers
         self.default = default_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -50,7 +60,27 @@ class ParkedWaits:
         if taken is None:
             await self.app(scope, receive, send)
             return
-        task_id, timeout = taken
+        started = time.perf_counter()
+        request_id = stamp_request_id(scope).encode()
+        status = 500
+
+        async def stamped(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id)]
+            await send(message)
+
+        try:
+            if await refuse_headers(scope, stamped, self.max_header_bytes, self.max_headers):
+                return
+            await self._answer(scope, receive, stamped, *taken)
+        finally:
+            observe(scope, ROUTE, status, started)
+
+    async def _answer(
+        self, scope: Scope, receive: Receive, send: Send, task_id: str, timeout: float
+    ) -> None:
         scope["route"] = _Route()
         request = Request(scope, receive)
         hub: Hub = scope["app"].state.hub

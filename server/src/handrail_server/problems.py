@@ -42,6 +42,7 @@ __all__ = [
     "problem",
     "problem_body",
     "request_issues",
+    "stamp_request_id",
     "status_of",
 ]
 
@@ -201,6 +202,15 @@ class CrashGuard:
             await crash_problem(Request(scope, receive), exc)(scope, receive, send)
 
 
+def stamp_request_id(scope: Scope) -> str:
+    """The request's id, kept in ``scope["request_id"]``: the caller's ``X-Request-Id``
+    if it is sane, else a new one."""
+    given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+    request_id = given if _SAFE_ID.match(given) else new_id()
+    scope["request_id"] = request_id
+    return request_id
+
+
 class RequestIdMiddleware:
     """``X-Request-Id`` on every response: the caller's (if sane) or a new one."""
 
@@ -211,9 +221,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = given if _SAFE_ID.match(given) else new_id()
-        scope["request_id"] = request_id
+        request_id = stamp_request_id(scope)
 
         async def stamped(message: Message) -> None:
             if message["type"] == "http.response.start":

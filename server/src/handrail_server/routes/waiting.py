@@ -27,6 +27,10 @@ SSE = "text/event-stream"
 _SEQ = re.compile(r"[0-9]{1,18}")  # an event id we sent: ASCII digits within 64 bits
 
 
+DEFAULT_WAIT = 30.0
+"""Seconds a long-poll waits when it names no ``timeout``."""
+
+
 @router.get("/tasks/{task_id}/wait", response_model=TaskOut)
 async def wait(
     task_id: TaskId,
@@ -35,7 +39,7 @@ async def wait(
     session: SessionDep,
     timeout: Annotated[
         float, Query(gt=0, le=300, description="seconds (at most 60 are used)")
-    ] = 30,
+    ] = DEFAULT_WAIT,
 ) -> dict[str, Any]:
     """The task as soon as it is terminal (verified, failed, expired, cancelled), or as it
     stands after ``timeout`` seconds: check ``status`` and ask again.
