@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -42,6 +43,8 @@ from ..tokens import DecisionTokens
 from ..verification import Verifier
 from ..wake import LocalWaker, Waker, org_channel, task_channel
 from ._moves import SYSTEM, lapse, shown
+
+SETTLED_KEPT = 256  # terminal tasks kept for waiters woken by their commit
 
 COMPILED_KEPT = 256  # compiled policies cached, one per (organisation, version)
 
@@ -92,6 +95,9 @@ class Kernel:
         self._wait_backstop = wait_backstop
         self.tokens = tokens
         self._compiled: dict[str, CompiledPolicy] = {}  # by organisation: its newest policy
+        # the tasks this process last committed, by id, while terminal: what a woken waiter
+        # answers without reading its task again (the newest few; see ``Engine.wait``)
+        self._settled: OrderedDict[str, Task] = OrderedDict()
 
     async def aclose(self) -> None:
         await self.waker.aclose()
@@ -178,12 +184,27 @@ class Kernel:
         await tx.append_events(events)
 
     async def _publish(self, before: Task | None, task: Task) -> None:
+        if task.terminal:
+            self._settled[task.id] = task
+            self._settled.move_to_end(task.id)
+            if len(self._settled) > SETTLED_KEPT:
+                self._settled.popitem(last=False)
+        else:
+            self._settled.pop(task.id, None)
         for observe in self.observers:
             try:
                 observe(before, task)
             except Exception:  # an observer's trouble must not undo a committed change
                 log.exception("observer %r failed on task %s", observe, task.id)
         await self.waker.publish([task_channel(task.id), org_channel(task.org_id)])
+
+    def _settled_since(self, principal: Principal, task_id: str, seen: int) -> Task | None:
+        """The task as this process committed it, if that is terminal and newer than
+        version ``seen`` (what a waiter last read), as ``principal`` may see it."""
+        task = self._settled.get(task_id)
+        if task is None or task.org_id != principal.org_id or task.version <= seen:
+            return None
+        return shown(principal, task)
 
     def _backstop(self) -> float:
         # Jittered, so waiters parked together do not all re-read at the same moment.

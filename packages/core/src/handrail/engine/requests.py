@@ -306,8 +306,9 @@ class RequestsMixin(Kernel):
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         async with self.waker.subscribe([task_channel(task_id)]) as sub:
+            settled: Task | None = None
             while True:
-                task = await self.get(principal, task_id)
+                task = settled or await self.get(principal, task_id)
                 if task.terminal:
                     return task
                 until_due = (task.expires_at - self.clock.now()).total_seconds()
@@ -322,8 +323,11 @@ class RequestsMixin(Kernel):
                     if left <= 0:
                         raise WaitTimeout(task_id, timeout or 0.0, task.status.value)
                     pause = min(pause, left)
+                seen = task.version
                 del task  # parked waiters hold no copy of the task (memory per waiter)
-                await sub.wait(pause)
+                woken = await sub.wait(pause)
+                # woken by a commit of this process that settled it: no need to read it
+                settled = self._settled_since(principal, task_id, seen) if woken else None
 
     async def events(
         self, principal: Principal, after: int | None = None
