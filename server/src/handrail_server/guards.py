@@ -33,6 +33,7 @@ __all__ = [
     "BodyLimitMiddleware",
     "HeaderLimitMiddleware",
     "check_input",
+    "checked_json",
     "header_problem",
     "refuse_headers",
 ]
@@ -113,19 +114,28 @@ async def check_input(request: Request) -> None:
         why = _text_problem(name) or _text_problem(value)
         if why:
             raise ValidationError.at(f"query:{name.replace(chr(0), '')}", why)
+    await checked_json(request)
+
+
+async def checked_json(request: Request) -> Any:
+    """A JSON body, parsed and checked as :func:`check_input` checks it (which calls this):
+    the document, or None for no body, another content type, or bytes that are not JSON
+    (the route's own parsing says where)."""
     if not _is_json(request):
-        return
+        return None
     body = await request.body()  # kept by the request: the route reads the same bytes
     if not body:
-        return
+        return None
     try:
-        _walk(json.loads(body, parse_constant=_constant, parse_float=_float), ())
+        parsed = json.loads(body, parse_constant=_constant, parse_float=_float)
+        _walk(parsed, ())
     except _Refused as refused:
         raise ValidationError.at(refused.path, refused.message) from None
     except RecursionError:
         raise ValidationError.at("$", "nested too deeply") from None
     except ValueError:
-        return  # not JSON at all (or not UTF-8): the route's own parsing says where
+        return None
+    return parsed
 
 
 class BodyLimitMiddleware:
