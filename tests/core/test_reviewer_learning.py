@@ -4,8 +4,6 @@ update of the reviewer's record), and none is retried for a conflict on it."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,25 +11,10 @@ import pytest
 from handrail import Decision, Engine, Principal, Role
 from handrail.engine import _kernel
 from handrail.store.sql import SqlStore
-from tests.postgres import fresh_schema
 
 AGENT = Principal(org_id="org-a", id="agent", roles=frozenset({Role.REQUESTER}))
 ALICE = Principal(org_id="org-a", id="alice", roles=frozenset({Role.REVIEWER}))
 REVIEW: dict[str, Any] = {"kind": "review", "action": {"name": "send_email", "args": {}}}
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlStore]:
-    if request.param == "sqlite":
-        store = await SqlStore.open(f"sqlite:///{tmp_path / 'learn.db'}")
-        yield store
-        await store.close()
-        return
-    url = request.getfixturevalue("postgres_url")
-    async with fresh_schema(url) as schema:
-        store = await SqlStore.open(url, connect_args={"server_settings": {"search_path": schema}})
-        yield store
-        await store.close()
 
 
 async def test_concurrent_decisions_by_one_reviewer_all_count(

@@ -33,20 +33,6 @@ from tests.postgres import asyncpg_dsn, fresh_schema
 AGENT = Principal(org_id="org-a", id="agent", roles=frozenset({Role.REQUESTER}))
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlStore]:
-    if request.param == "sqlite":
-        store = await SqlStore.open(f"sqlite:///{tmp_path / 'x.db'}")
-        yield store
-        await store.close()
-        return
-    url = request.getfixturevalue("postgres_url")
-    async with fresh_schema(url) as schema:
-        store = await SqlStore.open(url, connect_args={"server_settings": {"search_path": schema}})
-        yield store
-        await store.close()
-
-
 async def test_history_cannot_be_rewritten(store: SqlStore) -> None:
     task = await Engine(store).create(AGENT, {"kind": "review", "action": {"name": "pay"}})
     for statement in ("UPDATE task_events SET actor = 'mallory'", "DELETE FROM task_events"):

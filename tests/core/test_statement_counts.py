@@ -4,16 +4,12 @@ are the benchmarks' business, not the tests')."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
-
-import pytest
 
 from handrail import Decision, Engine, Principal, Role, Task
 from handrail.store.sql import SqlStore
 from tests.core._statements import counted
-from tests.postgres import fresh_schema
 
 AGENT = Principal(org_id="org-a", id="agent", roles=frozenset({Role.REQUESTER}))
 ALICE = Principal(org_id="org-a", id="alice", roles=frozenset({Role.REVIEWER}))
@@ -41,20 +37,6 @@ EXPECTED: dict[str, dict[str, int]] = {
     "submit": {"sqlite": 10, "postgresql": 7},
     "decide": {"sqlite": 11, "postgresql": 8},  # as submit, and the worker (a claim)
 }
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlStore]:
-    if request.param == "sqlite":
-        store = await SqlStore.open(f"sqlite:///{tmp_path / 'count.db'}")
-        yield store
-        await store.close()
-        return
-    url = request.getfixturevalue("postgres_url")
-    async with fresh_schema(url) as schema:
-        store = await SqlStore.open(url, connect_args={"server_settings": {"search_path": schema}})
-        yield store
-        await store.close()
 
 
 async def _warm(engine: Engine) -> None:

@@ -196,10 +196,15 @@ async def _too_large(scope: Scope, send: Send, limit: int) -> None:
     problem = problem_body(413, "too_large", detail, limit=limit)
     problem.update(instance=scope.get("path"), request_id=scope.get("request_id"))
     body = json.dumps(problem).encode()
+    await _close_with(send, 413, body)
+
+
+async def _close_with(send: Send, status: int, body: bytes) -> None:
+    """A problem answered before the app reads the request, and the connection closed."""
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [
                 (b"content-type", PROBLEM.encode()),
                 (b"content-length", str(len(body)).encode()),
@@ -251,16 +256,5 @@ async def refuse_headers(scope: Scope, send: Send, max_bytes: int, max_count: in
         return False
     limits = {"max_header_bytes": max_bytes, "max_headers": max_count}
     body = header_problem(why, scope.get("path"), scope.get("request_id"), **limits)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 431,
-            "headers": [
-                (b"content-type", PROBLEM.encode()),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await _close_with(send, 431, body)
     return True
