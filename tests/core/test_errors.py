@@ -32,6 +32,7 @@ from handrail.errors import (
     NotFound,
     PermissionDenied,
     StoreError,
+    TaskExpired,
     TokenRejected,
     ValidationError,
     ValidationIssue,
@@ -72,6 +73,7 @@ EXAMPLES: dict[type[HandrailError], Callable[[], HandrailError]] = {
     InsufficientFunds: lambda: InsufficientFunds("org:acme:available", "USD", 500, 120),
     ConcurrencyConflict: lambda: ConcurrencyConflict("task", "t_1"),
     WaitTimeout: lambda: WaitTimeout("t_1", 2.5, "in_review"),
+    TaskExpired: lambda: TaskExpired("t_1", "submit"),
     NoAnswer: lambda: NoAnswer("t_1", "failed", "the reviewers disagreed"),
     StoreError: lambda: StoreError("the database is unavailable"),
 }

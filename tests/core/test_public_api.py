@@ -68,6 +68,7 @@ PUBLIC = [
     "SystemClock",
     "Task",
     "TaskEvent",
+    "TaskExpired",
     "TaskSpec",
     "Tasks",
     "TokenClaims",

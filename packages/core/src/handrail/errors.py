@@ -6,6 +6,8 @@ problem code, so adding an error is adding a class here and nothing else.
     HandrailError              400 handrail_error        base of all; ``.code`` is a stable slug
     ├── NotFound               404 not_found             no such object in the caller's org
     ├── InvalidTransition      409 invalid_transition    the lifecycle forbids it (410: expired)
+    │   └── TaskExpired        410 task_expired          the task's deadline passed undecided
+    │                                                    (also a WaitTimeout)
     ├── ValidationError        422 validation_error      bad input; ``.errors`` has JSON paths
     │   ├── DecisionNotAllowed 422 decision_not_allowed  not in the task's ``allowed_decisions``
     │   ├── EditDenied         422 edit_denied           a modify the policy denies or must vet
@@ -50,6 +52,7 @@ __all__ = [
     "NotFound",
     "PermissionDenied",
     "StoreError",
+    "TaskExpired",
     "TokenRejected",
     "ValidationError",
     "ValidationIssue",
@@ -512,6 +515,47 @@ class WaitTimeout(HandrailError, TimeoutError):
     def _rebuild(cls, fields: Mapping[str, Any], detail: str) -> Self:
         timeout = float(fields.get("timeout") or 0)
         return cls(_text(fields, "task_id"), timeout, _text(fields, "status"))
+
+
+_TOO_LATE = {"submit": "decision", "claim": "claim", "cancel": "cancellation"}
+
+
+class TaskExpired(InvalidTransition, WaitTimeout):
+    """The task's deadline passed before anyone decided: it is over, undecided. Raised for
+    a decision (or claim, or cancellation) that arrives after that (``event`` names it),
+    and by a review waiting with ``on_timeout="raise"`` when its task expired (``event``
+    is ``"wait"``): an ``InvalidTransition`` (410) and a ``WaitTimeout`` both, so code
+    that catches either keeps working."""
+
+    code = "task_expired"
+    http_status = 410
+    wire_names: ClassVar[Mapping[str, str]] = {}
+
+    def __init__(self, task_id: str, event: str, timeout: float = 0.0) -> None:
+        if event == "wait":
+            after = f" after {timeout:g}s" if timeout else ""
+            message = f"task {task_id} expired{after} before anyone decided: there is no decision"
+        else:
+            what = _TOO_LATE.get(event, "request")
+            message = (
+                f"task {task_id} expired before this {what} arrived (its deadline passed "
+                "before anyone decided), so nothing was recorded"
+            )
+        HandrailError.__init__(self, message)
+        self.task_id = task_id
+        self.from_status = self.status = "expired"
+        self.event = event
+        self.to_status = None
+        self.detail = None
+        self.timeout = timeout
+
+    def context(self) -> dict[str, Any]:
+        return {"task_id": self.task_id, "event": self.event, "timeout": self.timeout}
+
+    @classmethod
+    def _rebuild(cls, fields: Mapping[str, Any], detail: str) -> Self:
+        timeout = float(fields.get("timeout") or 0)
+        return cls(_text(fields, "task_id"), _text(fields, "event"), timeout)
 
 
 class NoAnswer(HandrailError):

@@ -128,8 +128,8 @@ def not_run(name: str, decision: Decision) -> str:
     expired or cancelled review)."""
     reason = _sentence(decision.message)
     if decision.reviewer_id is None:  # nobody decided: Handrail said no on their behalf
-        reason = reason or "it was not approved."
-        return f"The call to `{name}` was not run: {reason} {DO_NOT_RETRY}"
+        reason = reason or "It was not approved."
+        return f"The call to `{name}` was not run. {reason[0].upper()}{reason[1:]} {DO_NOT_RETRY}"
     because = f" Reason: {reason}" if reason else ""
     return (
         f"A human reviewer rejected the call to `{name}`, so it was not run.{because} "

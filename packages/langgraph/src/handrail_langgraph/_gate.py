@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from langgraph.errors import GraphBubbleUp, is_invalid_resume
 
-from handrail import Decision, Handrail, Status, Task, WaitTimeout
+from handrail import Decision, Handrail, Status, Task, TaskExpired
 from handrail.client import OnTimeout, decision_of
 from handrail.interrupts import DurableRun, NoDurableRun
 from handrail.tool_review import ToolReview
@@ -113,5 +113,5 @@ class Gate:
 
     def _outcome(self, task: Task) -> Decision:
         if task.status is Status.EXPIRED and self.on_timeout == "raise":
-            raise WaitTimeout(task.id, float(task.sla_seconds), task.status.value)
+            raise TaskExpired(task.id, "wait", float(task.sla_seconds))
         return decision_of(task)
