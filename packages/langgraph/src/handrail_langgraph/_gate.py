@@ -83,13 +83,13 @@ class Gate:
         run = self.durable_run()
         if run is None:
             return self.client.review(review.action(), **self._blocking(review))
-        return self._outcome(pause(self.client, **self._pausing(review, run)))
+        return self.outcome(pause(self.client, **self._pausing(review, run)))
 
     async def adecide(self, review: ToolReview) -> Decision:
         run = self.durable_run()
         if run is None:
             return await self.client.areview(review.action(), **self._blocking(review))
-        return self._outcome(await apause(self.client, **self._pausing(review, run)))
+        return self.outcome(await apause(self.client, **self._pausing(review, run)))
 
     def _blocking(self, review: ToolReview) -> dict[str, Any]:
         """``review``/``areview``'s arguments besides the action."""
@@ -111,7 +111,9 @@ class Gate:
             "tool_call_id": review.tool_call_id,
         }
 
-    def _outcome(self, task: Task) -> Decision:
+    def outcome(self, task: Task) -> Decision:
+        """The decision a finished task stands for (``on_timeout="raise"``: an expired
+        task raises ``TaskExpired``)."""
         if task.status is Status.EXPIRED and self.on_timeout == "raise":
             raise TaskExpired(task.id, "wait", float(task.sla_seconds))
         return decision_of(task)

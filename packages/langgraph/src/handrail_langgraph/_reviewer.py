@@ -118,7 +118,7 @@ class ToolCallReviewer:
         client: Handrail,
         interrupt_on: Mapping[str, ReviewConfig],
         *,
-        mode: Mode = "block",
+        mode: Mode = "auto",
         description_prefix: str = "Tool execution requires approval",
         edit_notice: str | None = EDIT_NOTICE,
         timeout: float | None = None,
