@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .errors import HandrailError
 from .models import Decision, DecisionType
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "edit_notice",
     "failed",
     "invalid_edit",
+    "log_failure",
     "not_run",
     "refusal",
     "task_fields",
@@ -144,6 +147,15 @@ def failed(name: str, error: BaseException) -> str:
         f"The call to `{name}` was not run: no human decision could be obtained "
         f"({detail}). {DO_NOT_RETRY}"
     )
+
+
+def log_failure(log: logging.Logger, what: str, exc: BaseException) -> None:
+    """One log line for a call that could not get its decision (or answer). Handrail's own
+    errors (an unreachable server, a refused request) say all there is in their message,
+    so they come without a traceback; anything else (a bug, in a description function
+    say) keeps its traceback."""
+    trace = None if isinstance(exc, HandrailError) else exc
+    log.warning("%s (%s: %s); the call was not run", what, type(exc).__name__, exc, exc_info=trace)
 
 
 def invalid_edit(name: str, problem: str) -> str:
