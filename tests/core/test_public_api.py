@@ -52,6 +52,7 @@ PUBLIC = [
     "ReasonCode",
     "Remember",
     "RetryPolicy",
+    "ReviewExpired",
     "ReviewPolicy",
     "ReviewerGroup",
     "RiskTier",

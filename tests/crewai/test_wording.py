@@ -18,7 +18,15 @@ from langchain_core.messages import AIMessage, ToolMessage
 from langchain_core.tools import tool
 from langgraph.graph import END, START, MessagesState, StateGraph
 
-from handrail import Decision, Handrail, RetryPolicy, Status, TaskExpired, WaitTimeout
+from handrail import (
+    Decision,
+    Handrail,
+    RetryPolicy,
+    ReviewExpired,
+    Status,
+    TaskExpired,
+    WaitTimeout,
+)
 from handrail import tool_review as texts
 from handrail.client import decision_of
 from handrail_crewai import require_approval as crewai_gate
@@ -155,7 +163,7 @@ def test_a_decision_on_an_expired_task_says_it_expired() -> None:
 
 def test_waiting_on_a_review_that_expired_says_so_not_still_expired() -> None:
     # the task's deadline (1 s) passes before the agent's wait (5 s) runs out
-    with Handrail.local(sweep_interval=0.05) as hr, pytest.raises(TaskExpired) as got:
+    with Handrail.local(sweep_interval=0.05) as hr, pytest.raises(ReviewExpired) as got:
         hr.review("pay", {"amount": 5}, timeout=5, sla_seconds=1, on_timeout="raise")
     assert isinstance(got.value, WaitTimeout)  # code catching WaitTimeout still does
     assert str(got.value) == (

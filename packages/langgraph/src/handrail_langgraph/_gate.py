@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from langgraph.errors import GraphBubbleUp, is_invalid_resume
 
-from handrail import Decision, Handrail, Status, Task, TaskExpired
+from handrail import Decision, Handrail, ReviewExpired, Status, Task
 from handrail.client import OnTimeout, decision_of
 from handrail.interrupts import DurableRun, NoDurableRun
 from handrail.tool_review import ToolReview
@@ -113,7 +113,7 @@ class Gate:
 
     def outcome(self, task: Task) -> Decision:
         """The decision a finished task stands for (``on_timeout="raise"``: an expired
-        task raises ``TaskExpired``)."""
+        task raises ``ReviewExpired``)."""
         if task.status is Status.EXPIRED and self.on_timeout == "raise":
-            raise TaskExpired(task.id, "wait", float(task.sla_seconds))
+            raise ReviewExpired(task.id, float(task.sla_seconds))
         return decision_of(task)

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
-from ..errors import InvalidTransition, NoAnswer, TaskExpired, WaitTimeout
+from ..errors import InvalidTransition, NoAnswer, ReviewExpired, WaitTimeout
 from ..lifecycle import Status
 from ..models import Action, Decision, DecisionType, Kind, ReasonCode, Task, TaskSpec
 from ..session import Session
@@ -159,5 +159,5 @@ async def _finish(
             raise
         return None
     if task.status is Status.EXPIRED and on_timeout == "raise":
-        raise TaskExpired(task.id, "wait", float(task.sla_seconds))
+        raise ReviewExpired(task.id, float(task.sla_seconds))
     return task
