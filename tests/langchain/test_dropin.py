@@ -184,3 +184,21 @@ def test_the_default_pauses_with_a_checkpointer_in_every_adapter(
         result = agent.invoke(ASK, thread(), version="v2")
         assert "e1" in by_call(result)  # paused, not blocked
     assert tools.ledger.done == []
+
+
+async def test_batched_async_agents_too(hr: Handrail, tools: Tools) -> None:
+    agent = paused_agent(hr, tools)
+    config = thread()
+    first = await agent.ainvoke(ASK, config, version="v2")
+    tasks = by_call(first)
+    assert sorted(tasks) == ["d1", "e1"] and tools.ledger.done == []
+    alice = hr.as_reviewer("alice")
+    await alice.tasks.adecide(tasks["e1"], Decision.modify({"to": "bob@example.com", "body": "yo"}))
+    await alice.tasks.adecide(tasks["d1"], Decision.approve())
+    resume = {i.id: {"task_id": i.value["handrail"]["task_id"]} for i in first.interrupts}
+    done = await agent.ainvoke(Command(resume=resume), config, version="v2")
+    assert done.interrupts == ()
+    assert tools.ledger.of("send_email") == [{"to": "bob@example.com", "body": "yo"}]
+    assert tools.ledger.of("delete_file") == [{"path": "/srv/db"}]
+    answers = tool_messages(done.value["messages"])
+    assert "Executed instead: send_email" in str(answers["e1"].content)
