@@ -29,6 +29,7 @@ from pathlib import Path
 
 import bench_crewai
 import bench_http
+import bench_import
 import bench_langchain
 import bench_langgraph
 import bench_ledger
@@ -44,6 +45,7 @@ from _report import write as write_docs
 Bench = Callable[[bool], Awaitable[list[Row]]]
 BENCHMARKS: dict[str, Bench] = {
     "wakeup": bench_wakeup.run,
+    "import": bench_import.run,
     "lifecycle": bench_lifecycle.run,
     "storage": bench_storage.run,
     "ledger": bench_ledger.run,

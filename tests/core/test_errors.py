@@ -31,7 +31,9 @@ from handrail.errors import (
     NotEligible,
     NotFound,
     PermissionDenied,
+    ReviewExpired,
     StoreError,
+    TaskExpired,
     TokenRejected,
     ValidationError,
     ValidationIssue,
@@ -72,6 +74,8 @@ EXAMPLES: dict[type[HandrailError], Callable[[], HandrailError]] = {
     InsufficientFunds: lambda: InsufficientFunds("org:acme:available", "USD", 500, 120),
     ConcurrencyConflict: lambda: ConcurrencyConflict("task", "t_1"),
     WaitTimeout: lambda: WaitTimeout("t_1", 2.5, "in_review"),
+    TaskExpired: lambda: TaskExpired("t_1", "submit"),
+    ReviewExpired: lambda: ReviewExpired("t_1", 30),
     NoAnswer: lambda: NoAnswer("t_1", "failed", "the reviewers disagreed"),
     StoreError: lambda: StoreError("the database is unavailable"),
 }

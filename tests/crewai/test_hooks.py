@@ -67,7 +67,9 @@ class TestGate:
         with approval_hook(hr), reviewer(hr, Decision.reject("wrong customer")):
             seen = kickoff([email_tool(outbox)], act("send_email", ALICE))
         assert outbox.sent == []
-        assert "rejected the call to `send_email` with reason: wrong customer" in seen
+        assert (
+            "rejected the call to `send_email`, so it was not run. Reason: wrong customer." in seen
+        )
 
     def test_respond_blocks_and_answers(self, hr: Handrail) -> None:
         outbox = Outbox()
@@ -114,7 +116,7 @@ class TestGate:
         with approval_hook(client):
             seen = kickoff([email_tool(outbox)], act("send_email", ALICE))
         assert outbox.sent == []
-        assert "could not be obtained" in seen
+        assert "no human decision could be obtained" in seen
 
 
 class TestScope:
@@ -184,4 +186,4 @@ class TestNativeToolCalls:
         with approval_hook(hr), reviewer(hr, Decision.reject("not today")):
             crew.kickoff()
         assert outbox.sent == []
-        assert "with reason: not today" in llm.tool_results()[0]
+        assert "Reason: not today." in llm.tool_results()[0]

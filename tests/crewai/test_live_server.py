@@ -78,7 +78,7 @@ def test_a_gated_tool_over_http(live: Live) -> None:
         )
         assert crew.kickoff().raw == "done"
     assert outbox.sent == [{"to": "alice@example.com", "body": "your refund"}]
-    assert "with reason: no" in llm.last_observation()
+    assert "Reason: no." in llm.last_observation()
     assert [t.action.args["to"] for t in bob.tasks if t.action] == [
         "alice@example.com",
         "bob@example.com",

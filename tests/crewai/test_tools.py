@@ -16,6 +16,7 @@ from crewai.tools.tool_failure import ToolExecutionFailedError
 from pydantic import BaseModel
 
 from handrail import Decision, Handrail, RetryPolicy, Status
+from handrail import tool_review as texts
 from handrail_crewai import GatedTool, ReviewerAnswer, require_approval
 from tests.crewai._support import (
     FINAL,
@@ -78,8 +79,10 @@ class TestInACrew:
             raw, failures, seen = run_crew(gated, act("send_email", ALICE))
         assert outbox.sent == []
         assert raw == "done"
-        assert "rejected the call to `send_email` with reason: wrong customer" in seen
-        assert "Do not call `send_email` again" in seen
+        assert (
+            "rejected the call to `send_email`, so it was not run. Reason: wrong customer." in seen
+        )
+        assert texts.DO_NOT_RETRY in seen
         (failure,) = failures
         assert failure.code == "rejected_by_reviewer"
         assert failure.details["decision"]["reviewer_id"] == "alice"
@@ -119,7 +122,7 @@ class TestInACrew:
         crew, _ = crew_of([gated], [act("send_email", ALICE), FINAL.format("never")])
         with reviewer(hr, Decision.reject("no")), pytest.raises(ToolExecutionFailedError) as got:
             crew.kickoff()
-        assert "with reason: no" in str(got.value)
+        assert "Reason: no." in str(got.value)
         assert outbox.sent == []
 
 
@@ -139,7 +142,7 @@ class TestNativeToolCalls:
             out = crew.kickoff()
         assert outbox.sent == [{"to": "alice@example.com", "body": "x"}]
         assert llm.tool_results()[0] == "email sent to alice@example.com"
-        assert "with reason: not bob" in llm.tool_results()[1]
+        assert "Reason: not bob." in llm.tool_results()[1]
         assert [r.failure.code for r in out.tasks_output[0].tool_failures] == [
             "rejected_by_reviewer"
         ]
@@ -164,7 +167,7 @@ class TestFailsClosed:
         with reviewer(hr, edit):
             _, failures, seen = run_crew(gated, act("send_email", ALICE))
         assert tool.outbox.sent == []
-        assert "the edited arguments do not fit the tool" in seen
+        assert "edited its arguments, but the tool does not accept them" in seen
         assert "only @example.com addresses" in seen
         assert [f.code for f in failures] == ["invalid_modification"]
 
@@ -193,7 +196,7 @@ class TestFailsClosed:
         gated = require_approval(email_tool(outbox), client=hr, timeout=0.2)
         _, failures, seen = run_crew(gated, act("send_email", ALICE))
         assert outbox.sent == []
-        assert "No human answered in time" in seen and "did not run" in seen
+        assert "No human answered in time" in seen and "was not run" in seen
         assert [f.code for f in failures] == ["no_human_decision"]
         (task,) = hr.tasks.list().items
         assert task.status is Status.CANCELLED
@@ -209,7 +212,7 @@ class TestFailsClosed:
             gated = require_approval(email_tool(outbox), client=down)
             _, failures, seen = run_crew(gated, act("send_email", ALICE))
         assert outbox.sent == []
-        assert "could not be obtained" in seen and "did not run" in seen
+        assert "no human decision could be obtained" in seen and "was not run" in seen
         assert [f.code for f in failures] == ["review_failed"]
 
     def test_any_error_in_the_review_does_not_run(self, hr: Handrail) -> None:
@@ -347,7 +350,7 @@ class TestAsync:
             out = await crew.akickoff()
         assert out.raw == "done"
         assert outbox.sent == []
-        assert "with reason: no" in llm.last_observation()
+        assert "Reason: no." in llm.last_observation()
 
 
 class Meeting(BaseModel):

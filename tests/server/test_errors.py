@@ -148,7 +148,8 @@ async def test_410_when_acting_on_an_expired_task(tmp_path: Path) -> None:
         late = await c.post(
             f"/v1/tasks/{task['id']}/decision", json={"type": "approve"}, headers=a.reviewer
         )
-        assert problem(late, 410, "invalid_transition")["from_status"] == "expired"
+        refused = problem(late, 410, "task_expired")
+        assert refused["from_status"] == "expired" and "claim" not in refused["detail"]
         for path, headers in (
             ("claim", a.reviewer),
             ("decision", a.reviewer),
@@ -156,7 +157,7 @@ async def test_410_when_acting_on_an_expired_task(tmp_path: Path) -> None:
         ):
             body = {"type": "approve"} if path == "decision" else None
             answer = await c.post(f"/v1/tasks/{task['id']}/{path}", json=body, headers=headers)
-            assert problem(answer, 410, "invalid_transition")["from_status"] == "expired"
+            assert problem(answer, 410, "task_expired")["from_status"] == "expired"
         now = (await c.get(f"/v1/tasks/{task['id']}", headers=a.requester)).json()
         assert now["status"] == "expired"
 

@@ -1,20 +1,35 @@
-"""JSON Schema 2020-12 checks that report every problem with its JSON path."""
+"""JSON Schema 2020-12 checks that report every problem with its JSON path.
+
+``jsonschema`` is imported on the first check, not with ``handrail`` (it is a tenth of a
+second of a cold start that most processes never need)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from functools import lru_cache
-from typing import Any
-
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError as _SchemaViolation
+from functools import cache, lru_cache
+from typing import TYPE_CHECKING, Any
 
 from .errors import ValidationError, ValidationIssue
 
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError as _SchemaViolation
+
 __all__ = ["check_schema", "schema_issues", "validate_instance", "validation_issues"]
 
-_META = Draft202012Validator(Draft202012Validator.META_SCHEMA)
+
+@cache
+def _draft() -> type[Draft202012Validator]:
+    from jsonschema import Draft202012Validator  # noqa: PLC0415 - see the module docs
+
+    return Draft202012Validator
+
+
+@cache
+def _meta() -> Draft202012Validator:
+    draft = _draft()
+    return draft(draft.META_SCHEMA)
 
 
 def _join(prefix: str, violation: _SchemaViolation) -> str:
@@ -34,7 +49,7 @@ def _key(schema: Any) -> str:
 @lru_cache(maxsize=1024)
 def _meta_issues(schema_key: str) -> tuple[ValidationIssue, ...]:
     # Agents send the same few schemas again and again: check each one once.
-    return tuple(_issues(_META.iter_errors(json.loads(schema_key)), "$"))
+    return tuple(_issues(_meta().iter_errors(json.loads(schema_key)), "$"))
 
 
 def schema_issues(schema: Any, prefix: str) -> list[ValidationIssue]:
@@ -52,7 +67,7 @@ def check_schema(schema: Any, prefix: str) -> None:
 
 @lru_cache(maxsize=512)
 def _validator(schema_key: str) -> Draft202012Validator:
-    return Draft202012Validator(json.loads(schema_key))
+    return _draft()(json.loads(schema_key))
 
 
 def _validator_for(schema: Any) -> Draft202012Validator:

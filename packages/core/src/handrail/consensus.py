@@ -20,8 +20,6 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-import numpy as np
-
 __all__ = ["DawidSkene", "Vote", "dawid_skene", "majority", "weighted_majority"]
 
 L = TypeVar("L", bound=Hashable)
@@ -89,6 +87,8 @@ def dawid_skene(
     ``prior`` is the Beta(α, β) prior on accuracies (default: mean 2/3). Stops when no
     accuracy moves by more than ``tolerance``.
     """
+    import numpy as np  # noqa: PLC0415 - here, not at import: `import handrail` stays light
+
     triples = list(labels)
     if not triples:
         raise ValueError("no labels")

@@ -6,6 +6,7 @@ problem code, so adding an error is adding a class here and nothing else.
     HandrailError              400 handrail_error        base of all; ``.code`` is a stable slug
     ├── NotFound               404 not_found             no such object in the caller's org
     ├── InvalidTransition      409 invalid_transition    the lifecycle forbids it (410: expired)
+    │   └── TaskExpired        410 task_expired          too late: the task expired undecided
     ├── ValidationError        422 validation_error      bad input; ``.errors`` has JSON paths
     │   ├── DecisionNotAllowed 422 decision_not_allowed  not in the task's ``allowed_decisions``
     │   ├── EditDenied         422 edit_denied           a modify the policy denies or must vet
@@ -18,6 +19,7 @@ problem code, so adding an error is adding a class here and nothing else.
     ├── InsufficientFunds      402 insufficient_funds    the balance cannot cover a hold
     ├── ConcurrencyConflict    409 concurrency_conflict  a write lost a race; the engine retries
     ├── WaitTimeout            408 wait_timeout          (a ``TimeoutError``) still not terminal
+    │   └── ReviewExpired      408 review_expired        the awaited review expired undecided
     ├── NoAnswer               409 no_answer             a judgment ended without an answer
     └── StoreError             503 store_error           the store failed (connection, schema)
 
@@ -49,7 +51,9 @@ __all__ = [
     "NotEligible",
     "NotFound",
     "PermissionDenied",
+    "ReviewExpired",
     "StoreError",
+    "TaskExpired",
     "TokenRejected",
     "ValidationError",
     "ValidationIssue",
@@ -512,6 +516,62 @@ class WaitTimeout(HandrailError, TimeoutError):
     def _rebuild(cls, fields: Mapping[str, Any], detail: str) -> Self:
         timeout = float(fields.get("timeout") or 0)
         return cls(_text(fields, "task_id"), timeout, _text(fields, "status"))
+
+
+_TOO_LATE = {"submit": "decision", "claim": "claim", "cancel": "cancellation"}
+
+
+class TaskExpired(InvalidTransition):
+    """A decision (or claim, or cancellation: ``event`` names it) that arrived after the
+    task's deadline passed with no decision: the task is over, undecided, and nothing was
+    recorded. A 410, and an ``InvalidTransition``, so code catching that keeps working."""
+
+    code = "task_expired"
+    http_status = 410
+
+    def __init__(self, task_id: str, event: str) -> None:
+        what = _TOO_LATE.get(event, "request")
+        HandrailError.__init__(
+            self,
+            f"task {task_id} expired before this {what} arrived (its deadline passed before "
+            "anyone decided), so nothing was recorded",
+        )
+        self.task_id = task_id
+        self.from_status = "expired"
+        self.event = event
+        self.to_status = None
+        self.detail = None
+
+    def context(self) -> dict[str, Any]:
+        return {"task_id": self.task_id, "from_status": self.from_status, "event": self.event}
+
+    @classmethod
+    def _rebuild(cls, fields: Mapping[str, Any], detail: str) -> Self:
+        return cls(_text(fields, "task_id"), _text(fields, "event"))
+
+
+class ReviewExpired(WaitTimeout):
+    """A review waited on with ``on_timeout="raise"`` expired (its deadline passed before
+    anyone decided): there is no decision, and there will be none. A ``WaitTimeout``, so
+    code catching that keeps working; its message says what happened."""
+
+    code = "review_expired"
+
+    def __init__(self, task_id: str, timeout: float) -> None:
+        after = f" after {timeout:g}s" if timeout else ""
+        HandrailError.__init__(
+            self, f"task {task_id} expired{after} before anyone decided: there is no decision"
+        )
+        self.task_id = task_id
+        self.timeout = timeout
+        self.status = "expired"
+
+    def context(self) -> dict[str, Any]:
+        return {"task_id": self.task_id, "timeout": self.timeout, "status": self.status}
+
+    @classmethod
+    def _rebuild(cls, fields: Mapping[str, Any], detail: str) -> Self:
+        return cls(_text(fields, "task_id"), float(fields.get("timeout") or 0))
 
 
 class NoAnswer(HandrailError):

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .errors import HandrailError
 from .models import Decision, DecisionType
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "edit_notice",
     "failed",
     "invalid_edit",
+    "log_failure",
     "not_run",
     "refusal",
     "task_fields",
@@ -128,8 +131,8 @@ def not_run(name: str, decision: Decision) -> str:
     expired or cancelled review)."""
     reason = _sentence(decision.message)
     if decision.reviewer_id is None:  # nobody decided: Handrail said no on their behalf
-        reason = reason or "it was not approved."
-        return f"The call to `{name}` was not run: {reason} {DO_NOT_RETRY}"
+        reason = reason or "It was not approved."
+        return f"The call to `{name}` was not run. {reason[0].upper()}{reason[1:]} {DO_NOT_RETRY}"
     because = f" Reason: {reason}" if reason else ""
     return (
         f"A human reviewer rejected the call to `{name}`, so it was not run.{because} "
@@ -144,6 +147,15 @@ def failed(name: str, error: BaseException) -> str:
         f"The call to `{name}` was not run: no human decision could be obtained "
         f"({detail}). {DO_NOT_RETRY}"
     )
+
+
+def log_failure(log: logging.Logger, what: str, exc: BaseException) -> None:
+    """One log line for a call that could not get its decision (or answer). Handrail's own
+    errors (an unreachable server, a refused request) say all there is in their message,
+    so they come without a traceback; anything else (a bug, in a description function
+    say) keeps its traceback."""
+    trace = None if isinstance(exc, HandrailError) else exc
+    log.warning("%s (%s: %s); the call was not run", what, type(exc).__name__, exc, exc_info=trace)
 
 
 def invalid_edit(name: str, problem: str) -> str:

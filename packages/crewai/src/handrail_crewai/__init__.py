@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         DecidedOutcome,
         HandrailFeedbackProvider,
         aresume_flow,
+        execution_key,
         resume_flow,
         review_task_id,
     )
@@ -46,6 +47,7 @@ __all__ = [
     "ReviewerAnswer",
     "approval_hook",
     "aresume_flow",
+    "execution_key",
     "human_review_guardrail",
     "require_approval",
     "resume_flow",
@@ -63,6 +65,7 @@ _HOME: dict[str, str] = {
     "ReviewerAnswer": "._tools",
     "approval_hook": "._hooks",
     "aresume_flow": "._flows",
+    "execution_key": "._flows",
     "human_review_guardrail": "._guardrail",
     "require_approval": "._tools",
     "resume_flow": "._flows",

@@ -28,6 +28,7 @@ from handrail import Decision, DecisionType, Handrail, Task
 from handrail.client import decision_of
 
 from ._errors import ReviewNotGiven
+from ._pending import KeepPending
 from ._ruling import human_decided
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ __all__ = [
     "DecidedOutcome",
     "HandrailFeedbackProvider",
     "aresume_flow",
+    "execution_key",
     "resume_flow",
     "review_task_id",
 ]
@@ -152,6 +154,20 @@ class HandrailFeedbackProvider:
         }
         fields = {**self.task_fields, "payload": payload}
         fields.setdefault("title", context.message[:500] or f"Review {context.method_name}")
+        # One task per review of this flow: a flow killed before its pause was saved,
+        # kicked off again with the same id, finds the task it made (and its decision).
+        rounds = len(getattr(flow, "human_feedback_history", ()) or ())
+        fields.setdefault(
+            "idempotency_key", f"crewai-flow:{context.flow_id}:{context.method_name}:{rounds}"
+        )
+        fields["metadata"] = {
+            **fields.get("metadata", {}),
+            "crewai": {
+                "flow_id": context.flow_id,
+                "flow_class": f"{type(flow).__module__}:{type(flow).__qualname__}",
+                "method": context.method_name,
+            },
+        }
         task = self.client.tasks.create(
             kind="review",
             action={
@@ -244,6 +260,7 @@ def _prepare(flow: Flow[Any], task: Task) -> str:
         assert decision.args is not None
         context.method_output = decision.args.get("output")
     info["decision"] = decision.model_dump(mode="json")
+    info["execution_key"] = execution_key(task.id, decision)
     context.metadata = {**context.metadata, METADATA_KEY: info}
     # Never empty: CrewAI would take the default outcome without asking the stand-in.
     return (decision.message or "").strip() or {
@@ -252,15 +269,32 @@ def _prepare(flow: Flow[Any], task: Task) -> str:
     }.get(kind, kind)
 
 
+def execution_key(task_id: str, decision: Decision) -> str:
+    """The key of the action a decision lets run: the same every time the flow resumes
+    from that review (after a crash, say), different for any other review or decision.
+    Make the side effect after the review idempotent with it (see docs/crewai.md)."""
+    return f"handrail:{task_id}:{decision.type.value}"
+
+
 def _load(
     flow_class: type[Flow[Any]],
     flow_id: str,
     persistence: FlowPersistence | None,
     kwargs: Any,
-) -> tuple[Flow[Any], str]:
-    flow = flow_class.from_pending(flow_id, persistence, **kwargs)
+) -> tuple[Flow[Any], str, KeepPending]:
+    if persistence is None:
+        from crewai.flow.persistence.factory import default_flow_persistence  # noqa: PLC0415
+
+        persistence = default_flow_persistence()
+    keep = KeepPending(inner=persistence)
+    flow = flow_class.from_pending(flow_id, keep, **kwargs)
     assert flow.pending_feedback is not None
-    return flow, review_task_id(flow.pending_feedback)
+    return flow, review_task_id(flow.pending_feedback), keep
+
+
+def _settled(keep: KeepPending, result: Any) -> Any:
+    keep.settle()
+    return result
 
 
 def resume_flow(
@@ -285,9 +319,9 @@ def resume_flow(
     ``Flow.resume`` returns (the flow's result, or ``HumanFeedbackPending`` at the next
     pause). Call it outside a running event loop; use :func:`aresume_flow` inside one.
     """
-    flow, task_id = _load(flow_class, flow_id, persistence, flow_kwargs)
+    flow, task_id, keep = _load(flow_class, flow_id, persistence, flow_kwargs)
     feedback = _prepare(flow, client.tasks.wait(task_id, timeout))
-    return flow.resume(feedback)
+    return _settled(keep, flow.resume(feedback))
 
 
 async def aresume_flow(
@@ -300,6 +334,6 @@ async def aresume_flow(
     **flow_kwargs: Any,
 ) -> Any:
     """:func:`resume_flow`, awaiting the decision and ``Flow.resume_async``."""
-    flow, task_id = _load(flow_class, flow_id, persistence, flow_kwargs)
+    flow, task_id, keep = _load(flow_class, flow_id, persistence, flow_kwargs)
     feedback = _prepare(flow, await client.tasks.await_(task_id, timeout))
-    return await flow.resume_async(feedback)
+    return _settled(keep, await flow.resume_async(feedback))

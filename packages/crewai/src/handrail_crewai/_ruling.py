@@ -21,6 +21,7 @@ import pydantic
 from pydantic_core import to_jsonable_python
 
 from handrail import Decision, DecisionType
+from handrail import tool_review as texts
 
 __all__ = [
     "DEFAULT_ALLOWED",
@@ -141,10 +142,7 @@ def rule(
             kwargs = _validated(schema, decision.args)
         except pydantic.ValidationError as exc:
             return Ruling(
-                Code.INVALID_MODIFICATION,
-                f"A human reviewer edited the call to `{name}`, but the edited arguments "
-                f"do not fit the tool ({_issues(exc)}), so the tool did not run.",
-                decision=dumped,
+                Code.INVALID_MODIFICATION, texts.invalid_edit(name, _issues(exc)), decision=dumped
             )
         ran = proposed_args(schema, kwargs) if _has_fields(schema) else dict(decision.args)
         said = f" The reviewer said: {note}" if note else ""
@@ -159,28 +157,20 @@ def rule(
             f"The tool `{name}` did not run: a human reviewer answered instead: {note}",
             decision=dumped,
         )
-    if decision.type is DecisionType.REJECT and human_decided(decision):
-        return Ruling(
-            Code.REJECTED,
-            f"A human reviewer rejected the call to `{name}` with reason: {note}. The tool "
-            f"did not run. Do not call `{name}` again with the same arguments; change your "
-            "approach or report that the action was rejected.",
-            decision=dumped,
-        )
-    # No person decided (the wait ran out, the review expired or was withdrawn), or a
-    # decision of a kind this adapter does not know: never a run.
-    why = note or "No human approved this call."
-    return Ruling(Code.NO_DECISION, f"{why} The tool `{name}` did not run.", decision=dumped)
+    # A person's reject, or no person decided (the wait ran out, the review expired or
+    # was withdrawn), or a decision of a kind this adapter does not know: never a run. The
+    # words are the ones every Handrail adapter gives the model.
+    code = Code.REJECTED if human_decided(decision) else Code.NO_DECISION
+    refused = decision
+    if decision.type is not DecisionType.REJECT:
+        refused = Decision(type=DecisionType.REJECT, message="No human approved it.")
+    return Ruling(code, texts.not_run(name, refused), decision=dumped)
 
 
 def review_failed(name: str, exc: BaseException) -> Ruling:
     """The review could not be had (server down, bad input, any error): the call does not
     run."""
-    return Ruling(
-        Code.REVIEW_FAILED,
-        f"The call to `{name}` needs a human's approval, which could not be obtained "
-        f"({type(exc).__name__}: {exc}), so the tool did not run.",
-    )
+    return Ruling(Code.REVIEW_FAILED, texts.failed(name, exc))
 
 
 def _validated(schema: type[pydantic.BaseModel] | None, args: dict[str, Any]) -> dict[str, Any]:

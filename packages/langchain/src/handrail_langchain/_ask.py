@@ -17,7 +17,7 @@ from langchain_core.tools import ToolException
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from handrail import Handrail, NoAnswer, Status, Task
-from handrail.tool_review import task_fields
+from handrail.tool_review import log_failure, task_fields
 from handrail_langgraph.interrupts import apause, pause
 from handrail_langgraph.tool_calls import Gate, Mode, call_key
 
@@ -149,7 +149,7 @@ class AskHumanTool(CallAwareTool):
         elif isinstance(exc, NoAnswer):
             why = f"the question ended {exc.status}"
         else:
-            log.warning("%s: no answer (%s)", self.name, exc, exc_info=exc)
+            log_failure(log, f"{self.name}: no answer", exc)
             why = f"it could not be asked: {exc}"
         return ToolException(NO_ANSWER.format(why=why))
 

@@ -150,7 +150,7 @@ class GatedTool(CallAwareTool):
         self.reraise_control(exc)
         if isinstance(exc, WaitTimeout) and self.on_timeout == "raise":
             raise exc
-        log.warning("%s: no decision (%s); the call was not run", review.name, exc, exc_info=exc)
+        texts.log_failure(log, f"{review.name}: no decision", exc)
         facts = {"error": str(exc), "tool_call_id": review.tool_call_id}
         return self._not_run(review, texts.failed(review.name, exc), "error", facts).result
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from langgraph.errors import GraphBubbleUp, is_invalid_resume
 
-from handrail import Decision, Handrail, Status, Task, WaitTimeout
+from handrail import Decision, Handrail, ReviewExpired, Status, Task
 from handrail.client import OnTimeout, decision_of
 from handrail.interrupts import DurableRun, NoDurableRun
 from handrail.tool_review import ToolReview
@@ -83,13 +83,13 @@ class Gate:
         run = self.durable_run()
         if run is None:
             return self.client.review(review.action(), **self._blocking(review))
-        return self._outcome(pause(self.client, **self._pausing(review, run)))
+        return self.outcome(pause(self.client, **self._pausing(review, run)))
 
     async def adecide(self, review: ToolReview) -> Decision:
         run = self.durable_run()
         if run is None:
             return await self.client.areview(review.action(), **self._blocking(review))
-        return self._outcome(await apause(self.client, **self._pausing(review, run)))
+        return self.outcome(await apause(self.client, **self._pausing(review, run)))
 
     def _blocking(self, review: ToolReview) -> dict[str, Any]:
         """``review``/``areview``'s arguments besides the action."""
@@ -111,7 +111,9 @@ class Gate:
             "tool_call_id": review.tool_call_id,
         }
 
-    def _outcome(self, task: Task) -> Decision:
+    def outcome(self, task: Task) -> Decision:
+        """The decision a finished task stands for (``on_timeout="raise"``: an expired
+        task raises ``ReviewExpired``)."""
         if task.status is Status.EXPIRED and self.on_timeout == "raise":
-            raise WaitTimeout(task.id, float(task.sla_seconds), task.status.value)
+            raise ReviewExpired(task.id, float(task.sla_seconds))
         return decision_of(task)

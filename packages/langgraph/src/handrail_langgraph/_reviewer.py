@@ -118,7 +118,7 @@ class ToolCallReviewer:
         client: Handrail,
         interrupt_on: Mapping[str, ReviewConfig],
         *,
-        mode: Mode = "block",
+        mode: Mode = "auto",
         description_prefix: str = "Tool execution requires approval",
         edit_notice: str | None = EDIT_NOTICE,
         timeout: float | None = None,
@@ -214,7 +214,7 @@ class ToolCallReviewer:
             raise exc
         if isinstance(exc, WaitTimeout) and self.gate.on_timeout == "raise":
             raise exc
-        log.warning("%s: no decision (%s); the call was not run", review.name, exc, exc_info=exc)
+        texts.log_failure(log, f"{review.name}: no decision", exc)
         assert review.tool_call_id is not None
         return tool_message(
             texts.failed(review.name, exc),

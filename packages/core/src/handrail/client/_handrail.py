@@ -18,9 +18,7 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
-
-import httpx
+from typing import TYPE_CHECKING, Any, Self
 
 from .._in_process import InProcessSession
 from ..clock import Clock
@@ -33,10 +31,12 @@ from ..tokens import DecisionTokens
 from ..verification import Verifier
 from . import _review
 from ._facades import AuditOps, LedgerOps, PolicyOps, Tasks, WorkerOps
-from ._http import RetryPolicy
-from ._http_session import HttpSession
 from ._portal import Portal
+from ._retry_policy import RetryPolicy
 from ._review import OnTimeout
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["Handrail"]
 
@@ -87,6 +87,8 @@ class Handrail:
                 )
             if portal is not None:
                 raise TypeError("a client over HTTP runs on a portal of its own: drop portal=")
+            from ._http_session import HttpSession  # noqa: PLC0415 - the HTTP stack, when used
+
             http = HttpSession(url, api_key, timeout=timeout, retry=retry, transport=transport)
             portal, session, then = Portal(), http, on_close
 

@@ -20,10 +20,8 @@ import asyncio
 import contextlib
 import email.utils
 import math
-import random
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 from importlib.metadata import PackageNotFoundError, version
@@ -36,6 +34,7 @@ from ..errors import (
     HandrailError,
 )
 from ._problems import problem_error
+from ._retry_policy import RetryPolicy
 
 __all__ = ["LONG_POLL", "MARGIN", "NO_BODY", "TRANSIENT", "Connection", "RetryPolicy", "query"]
 
@@ -51,29 +50,6 @@ try:
     _USER_AGENT = f"handrail-python/{version('handrail-core')} httpx/{httpx.__version__}"
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     _USER_AGENT = f"handrail-python httpx/{httpx.__version__}"
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How a request is retried: up to ``max_attempts`` tries in all, the ``n``-th retry
-    after a random pause of up to ``min(cap, base × 2ⁿ)`` seconds (full jitter), and never
-    sooner than ``Retry-After``. A ``Retry-After`` over ``max_retry_after`` seconds is not
-    waited for: the error is raised."""
-
-    max_attempts: int = 5
-    base: float = 0.2
-    cap: float = 10.0
-    max_retry_after: float = 60.0
-
-    def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
-        if self.base < 0 or self.cap < 0 or self.max_retry_after < 0:
-            raise ValueError("retry delays must not be negative")
-
-    def backoff(self, retry: int) -> float:
-        """The pause before retry number ``retry`` (0 for the first)."""
-        return random.uniform(0, min(self.cap, self.base * 2.0 ** min(retry, 60)))
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -12,16 +12,25 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
-from ..errors import InvalidTransition, NoAnswer, WaitTimeout
+from ..errors import InvalidTransition, NoAnswer, ReviewExpired, WaitTimeout
 from ..lifecycle import Status
 from ..models import Action, Decision, DecisionType, Kind, ReasonCode, Task, TaskSpec
 from ..session import Session
 
-__all__ = ["NO_ANSWER_IN_TIME", "OnTimeout", "action_of", "ask", "decision_of", "review"]
+__all__ = [
+    "NO_ANSWER_IN_TIME",
+    "REVIEW_EXPIRED",
+    "OnTimeout",
+    "action_of",
+    "ask",
+    "decision_of",
+    "review",
+]
 
 OnTimeout = Literal["reject", "raise"]
 
 NO_ANSWER_IN_TIME = "No human answered in time, so the action was not approved."
+REVIEW_EXPIRED = "The review expired before anyone decided, so the action was not approved."
 
 
 def _refused(message: str, code: ReasonCode, rule_id: str | None = None) -> Decision:
@@ -47,7 +56,7 @@ def decision_of(task: Task, now: datetime | None = None) -> Decision:
         return decision
     rule_id = task.policy.rule_id if task.policy is not None else None
     if task.status is Status.EXPIRED:
-        return _refused(NO_ANSWER_IN_TIME + " (the review expired)", ReasonCode.TIMEOUT, rule_id)
+        return _refused(REVIEW_EXPIRED, ReasonCode.TIMEOUT, rule_id)
     if task.status is Status.CANCELLED:
         return _refused(
             "The review was cancelled, so the action was not approved.",
@@ -150,5 +159,5 @@ async def _finish(
             raise
         return None
     if task.status is Status.EXPIRED and on_timeout == "raise":
-        raise WaitTimeout(task.id, float(task.sla_seconds), task.status.value)
+        raise ReviewExpired(task.id, float(task.sla_seconds))
     return task

@@ -30,11 +30,12 @@ from ..errors import (
     NotEligible,
     NotFound,
     PermissionDenied,
+    TaskExpired,
     TokenRejected,
 )
 from ..escrow import Escrow, NoEscrow
 from ..hooks import Hook
-from ..lifecycle import EXPIRABLE, Event
+from ..lifecycle import EXPIRABLE, Event, Status
 from ..models import Principal, Role, Task
 from ..pipeline import Pipeline
 from ..policy import CompiledPolicy, Policy
@@ -153,13 +154,21 @@ class Kernel:
                         lapse(step)
                         lapsed = True
                     else:
-                        await op(step, tx)
+                        try:
+                            await op(step, tx)
+                        except InvalidTransition as exc:
+                            if task.status is not Status.EXPIRED or isinstance(exc, TaskExpired):
+                                raise
+                            # nothing moves an expired task: say so, not which step refused
+                            raise TaskExpired(task_id, event.value) from None
                     await self._save(tx, task, step)
             except ConcurrencyConflict:
                 await backoff(attempt)
                 continue
             if step.events:
                 await self._publish(task, step.task)
+            if lapsed and step.task.status is Status.EXPIRED:
+                raise TaskExpired(task_id, event.value)
             if lapsed:
                 raise InvalidTransition(
                     task_id, step.task.status.value, event.value, detail="its deadline passed"
