@@ -205,5 +205,12 @@ def follow(hr: Handrail, saver: BaseCheckpointSaver[Any], workdir: Path, gate: G
     resumer.run()
 
 
+def graph_for(client: Handrail) -> Any:
+    """The payment graph for ``handrail resumer tests.langgraph._durable_process:graph_for``
+    (``WORKDIR`` and the SQLite ``CHECKPOINTS`` file from the environment)."""
+    conn = sqlite3.connect(os.environ["CHECKPOINTS"], check_same_thread=False)
+    return payment_graph(client, SqliteSaver(conn), Path(os.environ["WORKDIR"]), Gate(""))
+
+
 if __name__ == "__main__":
     main()
