@@ -30,8 +30,9 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.pregel import Pregel
-from langgraph.types import Command, Interrupt, StateSnapshot
+from langgraph.types import Command, Interrupt, PregelTask, StateSnapshot
 
 from handrail import Handrail, NotFound, Task
 from handrail.interrupts import paused_node, task_id_of
@@ -118,17 +119,28 @@ class _Since:
 
 
 def _stuck(snapshot: StateSnapshot) -> bool:
-    """A thread with steps left to run and no interrupt pending: its run stopped."""
-    return bool(snapshot.next) and not snapshot.interrupts
+    """A thread with a step left to run or to apply (its tasks' writes saved, the step
+    not) and no interrupt pending: its run stopped, or is still under way somewhere."""
+    return bool(snapshot.tasks) and not snapshot.interrupts
 
 
-def _in_step(snapshot: StateSnapshot, task: Task) -> bool:
-    """Whether the step that paused on ``task`` is still to run in ``snapshot``."""
+def _step(snapshot: StateSnapshot, task: Task) -> PregelTask | None:
+    """The LangGraph task that paused on ``task``, if it belongs to ``snapshot``'s step."""
     where = paused_node(task)
     if where is None:
-        return False
+        return None
     step = _pregel_task(where[0])
-    return any(t.id == step for t in snapshot.tasks)
+    return next((t for t in snapshot.tasks if t.id == step), None)
+
+
+def _interrupted(found: CheckpointTuple | None, task: Task) -> bool:
+    """Whether the checkpoint's saved writes hold an interrupt for ``task`` (LangGraph keeps
+    a step's interrupt among its writes after a resume, until the step is applied)."""
+    for write in (found.pending_writes or ()) if found is not None else ():
+        values = write[2] if isinstance(write[2], list | tuple) else [write[2]]
+        if any(isinstance(v, Interrupt) and task_id_of(v) == task.id for v in values):
+            return True
+    return False
 
 
 class ThreadRunner:
@@ -138,25 +150,37 @@ class ThreadRunner:
         self,
         graph: Pregel[Any, Any, Any, Any],
         client: Handrail,
+        checkpointer: BaseCheckpointSaver[Any],
         *,
         max_rounds: int,
         stall_after: float,
     ) -> None:
         self.graph = graph
         self.client = client
+        self.checkpointer = checkpointer
         self.max_rounds = max_rounds
         self.stall_after = stall_after
 
     def _young(self, task: Task) -> bool:
         return (datetime.now(UTC) - task.created_at).total_seconds() < self.stall_after
 
+    def _early(self, snapshot: StateSnapshot, task: Task) -> Verdict | None:
+        """The verdict the latest checkpoint gives alone (None: read further back)."""
+        if not _stuck(snapshot):
+            return "settled"
+        step = _step(snapshot, task)
+        if step is not None and step.result is None:  # the pause never reached the checkpoint
+            return "wait" if self._young(task) else "continue"
+        return None
+
     def _verdict(
         self, snapshot: StateSnapshot, task: Task, history: Iterable[StateSnapshot]
     ) -> Verdict:
-        if not _stuck(snapshot):
-            return "settled"
-        if _in_step(snapshot, task):
-            return "wait" if self._young(task) else "continue"
+        early = self._early(snapshot, task)
+        if early is not None:
+            return early
+        if _interrupted(self.checkpointer.get_tuple(snapshot.config), task):
+            return "continue"
         since = _Since(task)
         for older in history:
             if since.feed(older):
@@ -166,10 +190,11 @@ class ThreadRunner:
     async def _averdict(
         self, snapshot: StateSnapshot, task: Task, history: AsyncIterator[StateSnapshot]
     ) -> Verdict:
-        if not _stuck(snapshot):
-            return "settled"
-        if _in_step(snapshot, task):
-            return "wait" if self._young(task) else "continue"
+        early = self._early(snapshot, task)
+        if early is not None:
+            return early
+        if _interrupted(await self.checkpointer.aget_tuple(snapshot.config), task):
+            return "continue"
         since = _Since(task)
         async for older in history:
             if since.feed(older):

@@ -13,10 +13,12 @@ leaves no pending interrupt for a decided task: the paused code either finishes 
 writes are saved) or pauses again, and it never pauses again for a task that is already
 decided. So a second resume for the same decision (an event delivered twice, a webhook
 retried, a restart that replays events, the stream and a webhook both) finds nothing
-pending and does nothing. A resumer killed before or during a resume leaves the interrupt
-pending, and the next attempt resumes it. What it cannot undo is LangGraph's own
-re-execution: a process killed while the resumed node runs will run that node again
-(give the guarded action an idempotency key, e.g. the task id, if that matters).
+pending and does nothing. A decision whose thread has no interrupt pending for it is
+still delivered (``_delivery``): a pause not checkpointed yet is waited for (a decision
+that came first), a thread whose process died before checkpointing its pause or in the
+middle of a resume is continued with ``invoke(None)``. What it cannot undo is LangGraph's
+own re-execution: a node whose process died while it ran runs again (make the side effect
+idempotent with the review's ``execution_key``).
 
 **Finding decisions.** :meth:`HandrailResumer.run` follows the organisation's event
 stream from its cursor (kept in the checkpointer by default, advanced only past events
@@ -152,7 +154,9 @@ class HandrailResumer:
         self.reconcile_every = reconcile_every
         self.asynchronous = asynchronous
         self.max_rounds = max_rounds
-        self._runner = ThreadRunner(graph, client, max_rounds=max_rounds, stall_after=stall_after)
+        self._runner = ThreadRunner(
+            graph, client, checkpointer, max_rounds=max_rounds, stall_after=stall_after
+        )
         self.on_resumption = on_resumption
         self._config = config
         self._running: tuple[asyncio.AbstractEventLoop, asyncio.Task[None]] | None = None
