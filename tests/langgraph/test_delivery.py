@@ -59,6 +59,20 @@ class CrashAfterCreate:
         return getattr(self._client.tasks, name)
 
 
+class LosingSaver(InMemorySaver):
+    """Loses the next checkpoint once armed (its process dies before the save lands), the
+    tasks' writes saved before it kept: LangGraph saves a step's checkpoint after its
+    tasks' writes, in the background."""
+
+    armed = False
+
+    def put(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
+        if self.armed:
+            self.armed = False
+            raise Crash("the process died before the step's checkpoint was saved")
+        return super().put(config, checkpoint, metadata, new_versions)
+
+
 async def deliver(resumer: HandrailResumer, task_id: str, asynchronous: bool) -> Any:
     if asynchronous:
         return await resumer.aresume_task(task_id)
@@ -86,6 +100,32 @@ async def test_a_resume_that_died_inside_the_next_node_is_continued(
     assert ledger.of("pay") == [PAYMENT["args"]] and graph.get_state(config).next == ()
     again = await deliver(resumer, task_id, asynchronous)  # delivered: nothing more runs
     assert again.status == "not_pending" and ledger.of("pay") == [PAYMENT["args"]]
+
+
+def test_a_step_whose_writes_are_saved_but_not_applied_is_continued(
+    hr: Handrail, ledger: Ledger
+) -> None:
+    """Killed between the review's writes and the step's checkpoint: ``next`` is empty
+    (the review task has its writes), no interrupt is pending, and the thread never got
+    past the review (``pay`` may have run meanwhile: LangGraph saves in the background;
+    its writes are lost with the checkpoint)."""
+    saver = LosingSaver()
+    graph = payment_graph(hr, ledger, saver)
+    config = thread()
+    task_id = task_of(graph.invoke({"action": PAYMENT}, config, version="v2").interrupts[0])
+    hr.as_reviewer("alice").tasks.decide(task_id, Decision.approve())
+    resumer = HandrailResumer(graph, hr)
+    saver.armed = True
+    with pytest.raises(Crash):
+        resumer.resume_task(task_id)
+    lost = graph.get_state(config)
+    assert lost.next == () and lost.interrupts == () and not lost.values.get("paid")
+    assert [t.name for t in lost.tasks] == ["review"]
+
+    assert resumer.resume_task(task_id).status == "continued"
+    done = graph.get_state(config)
+    assert done.tasks == () and done.values["paid"] == [PAYMENT]
+    assert ledger.of("pay")  # ran (again, perhaps: what the execution key is for)
 
 
 @pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
