@@ -12,6 +12,7 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
 from handrail import Decision, Handrail
+from handrail.interrupts import execution_key, paused_node
 from handrail_langgraph import HandrailResumer
 from tests.langgraph.conftest import PAYMENT, Ledger, payment_graph, task_of, thread
 
@@ -173,3 +174,22 @@ def test_a_thread_given_new_input_after_its_pause_is_left_alone(
     assert outcome.status == "not_pending"
     assert len(client.made) == 2 and ledger.of("pay") == []  # nothing ran again
     assert graph.get_state(config).next == ("review",)
+
+
+def test_the_task_says_where_it_paused_and_the_decision_gives_one_execution_key(
+    hr: Handrail, ledger: Ledger
+) -> None:
+    graph = payment_graph(hr, ledger, InMemorySaver())
+    config = thread()
+    task_id = task_of(graph.invoke({"action": PAYMENT}, config, version="v2").interrupts[0])
+    task = hr.tasks.get(task_id)
+    namespace, node = paused_node(task) or ("", "")
+    assert node == "review" and namespace.startswith("review:")
+    assert paused_node(hr.tasks.create(kind="review", action={"name": "x"})) is None
+    assert execution_key(task) == f"handrail:{task_id}:{task.status.value}"  # undecided
+
+    hr.as_reviewer("alice").tasks.decide(task_id, Decision.approve())
+    HandrailResumer(graph, hr).resume_task(task_id)
+    key = f"handrail:{task_id}:approve"
+    assert execution_key(hr.tasks.get(task_id)) == key
+    assert graph.get_state(config).values["review"]["execution_key"] == key

@@ -79,11 +79,15 @@ class Proc:
     ) -> dict[str, Any]:
         """The next report with ``key`` (equal to ``value``, if given) and ``also``."""
         deadline = time.monotonic() + timeout
+        seen = []
         while True:
             try:
                 report = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
-                raise AssertionError(f"the process never reported {key}={value!r}") from None
+                raise AssertionError(
+                    f"the process never reported {key}={value!r} {also}; it said {seen}"
+                ) from None
+            seen.append(report)
             if key not in report or (value is not None and report[key] != value):
                 continue
             if all(report.get(k) == v for k, v in also.items()):

@@ -12,7 +12,10 @@ needs the same few things whatever framework it binds to, and none of them impor
   ``HITLRequest`` (``action_requests``, ``review_configs``), the per-call
   ``ToolApprovalRequest`` fields and Agent Inbox's ``HumanInterrupt``. :func:`task_id_of`
   reads the task id back from an interrupt; :func:`paused_thread` reads, from a task,
-  the thread it paused (its ``metadata["langgraph"]``, written by :func:`pause_spec`).
+  the thread it paused (its ``metadata["langgraph"]``, written by :func:`pause_spec`:
+  thread id, checkpoint namespace and node), :func:`paused_node` where in it.
+- **One key per decided action.** :func:`execution_key` (task id and decision) for making
+  the side effect after a review idempotent.
 - **The resume value only says "look again".** :class:`ResumeSignal` is the schema a
   resume value must fit; it is never the decision. :func:`note_unrecorded_claims` logs a
   resume that claims a decision Handrail has not recorded.

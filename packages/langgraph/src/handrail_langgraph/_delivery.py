@@ -6,8 +6,10 @@ not left half done. Three states of the checkpoint lead there:
 
 - **Paused on the task** (its interrupt is pending): answer the interrupt with
   ``Command(resume=...)`` and run; repeat while it waits on a decided task.
-- **Stopped inside the step that paused** (the step is still to run, no interrupt was
-  saved): the task exists, so the pause's process got as far as creating it. If the task
+- **Stopped inside the step that paused** (the step is still to run, or the thread's
+  latest checkpoint is older than the task: LangGraph saves checkpoints in the background
+  while the next step runs; no interrupt was saved): the task exists, so the pause's
+  process got as far as creating it. If the task
   is young (``stall_after`` seconds), that process is most likely about to save the
   interrupt (a decision that raced the checkpoint): try again in a moment (``waiting``).
   Older, the process died between the create and the checkpoint: continue the thread with
@@ -164,42 +166,41 @@ class ThreadRunner:
     def _young(self, task: Task) -> bool:
         return (datetime.now(UTC) - task.created_at).total_seconds() < self.stall_after
 
-    def _early(self, snapshot: StateSnapshot, task: Task) -> Verdict | None:
-        """The verdict the latest checkpoint gives alone (None: read further back)."""
-        if not _stuck(snapshot):
-            return "settled"
+    def _behind(self, snapshot: StateSnapshot, task: Task) -> Verdict:
+        """The thread never paused on ``task``: is its pause still to be checkpointed?"""
         step = _step(snapshot, task)
-        if step is not None and step.result is None:  # the pause never reached the checkpoint
+        latest = _when(snapshot)
+        if (step is not None and step.result is None) or (
+            latest is not None and latest < task.created_at  # its run's checkpoints lag
+        ):
             return "wait" if self._young(task) else "continue"
-        return None
+        return "settled"  # a run that went past the step without pausing on the task
 
     def _verdict(
         self, snapshot: StateSnapshot, task: Task, history: Iterable[StateSnapshot]
     ) -> Verdict:
-        early = self._early(snapshot, task)
-        if early is not None:
-            return early
+        if not _stuck(snapshot):
+            return "settled"
         if _interrupted(self.checkpointer.get_tuple(snapshot.config), task):
             return "continue"
         since = _Since(task)
         for older in history:
             if since.feed(older):
                 break
-        return "continue" if since.found else "settled"
+        return "continue" if since.found else self._behind(snapshot, task)
 
     async def _averdict(
         self, snapshot: StateSnapshot, task: Task, history: AsyncIterator[StateSnapshot]
     ) -> Verdict:
-        early = self._early(snapshot, task)
-        if early is not None:
-            return early
+        if not _stuck(snapshot):
+            return "settled"
         if _interrupted(await self.checkpointer.aget_tuple(snapshot.config), task):
             return "continue"
         since = _Since(task)
         async for older in history:
             if since.feed(older):
                 break
-        return "continue" if since.found else "settled"
+        return "continue" if since.found else self._behind(snapshot, task)
 
     def _decided(self, interrupts: Sequence[Interrupt], decided: dict[str, Task]) -> None:
         """Note in ``decided`` the terminal tasks among those ``interrupts`` wait for."""

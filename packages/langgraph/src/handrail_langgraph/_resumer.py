@@ -407,22 +407,28 @@ class HandrailResumer:
         self, event: TaskEvent, progress: _Progress, slots: asyncio.Semaphore
     ) -> None:
         assert event.seq is not None
+        handled = False
         try:
             for attempt in range(1, 6):
                 try:
                     await self.adeliver(event.task_id)
+                    handled = True
                     return
                 except Exception:
+                    if self._stopping.is_set():  # left open: the cursor stays before it
+                        return
                     if attempt == 5:
                         log.exception(
                             "could not resume for task %s; reconciling will try again",
                             event.task_id,
                         )
+                        handled = True
                         return
                     log.warning("resuming for task %s failed; retrying", event.task_id)
                     await asyncio.sleep(0.2 * 2**attempt * random.uniform(0.5, 1.0))
         finally:
-            progress.done(event.seq)
+            if handled:
+                progress.done(event.seq)
             slots.release()
 
     async def adeliver(self, task_id: str) -> Resumption:
