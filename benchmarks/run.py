@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import bench_crewai
+import bench_delivery
 import bench_http
 import bench_import
 import bench_langchain
@@ -55,6 +56,7 @@ BENCHMARKS: dict[str, Bench] = {
     "ui": bench_ui.run,
     "langchain": bench_langchain.run,
     "langgraph": bench_langgraph.run,
+    "delivery": bench_delivery.run,
     "crewai": bench_crewai.run,
 }
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"

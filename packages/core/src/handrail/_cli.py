@@ -104,7 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="handrail",
         description=__doc__,
-        epilog="with handrail-server installed: serve, keys, migrate, policy, audit, mcp",
+        epilog=(
+            "with handrail-server installed: serve, keys, migrate, policy, audit, mcp; "
+            "with handrail-langgraph: resumer"
+        ),
     )
     commands = parser.add_subparsers(dest="command", required=True)
 

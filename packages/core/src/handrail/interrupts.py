@@ -12,7 +12,10 @@ needs the same few things whatever framework it binds to, and none of them impor
   ``HITLRequest`` (``action_requests``, ``review_configs``), the per-call
   ``ToolApprovalRequest`` fields and Agent Inbox's ``HumanInterrupt``. :func:`task_id_of`
   reads the task id back from an interrupt; :func:`paused_thread` reads, from a task,
-  the thread it paused (its ``metadata["langgraph"]``, written by :func:`pause_spec`).
+  the thread it paused (its ``metadata["langgraph"]``, written by :func:`pause_spec`:
+  thread id, checkpoint namespace and node), :func:`paused_node` where in it.
+- **One key per decided action.** :func:`execution_key` (task id and decision) for making
+  the side effect after a review idempotent.
 - **The resume value only says "look again".** :class:`ResumeSignal` is the schema a
   resume value must fit; it is never the decision. :func:`note_unrecorded_claims` logs a
   resume that claims a decision Handrail has not recorded.
@@ -45,9 +48,11 @@ __all__ = [
     "PausePoint",
     "ResumeSignal",
     "allowed_decisions",
+    "execution_key",
     "interrupt_payload",
     "note_unrecorded_claims",
     "pause_spec",
+    "paused_node",
     "paused_thread",
     "side_interrupt_id",
     "task_id_of",
@@ -228,6 +233,33 @@ def paused_thread(task: Task) -> str | None:
     return None
 
 
+def paused_node(task: Task) -> tuple[str, str] | None:
+    """Where in its thread ``task`` paused: the checkpoint namespace and the node (from its
+    ``metadata["langgraph"]``, written at create, before the pause is checkpointed), or
+    None for a task no pause made."""
+    where = task.metadata.get("langgraph")
+    if not isinstance(where, Mapping) or not isinstance(where.get("checkpoint_ns"), str):
+        return None
+    namespace = str(where["checkpoint_ns"])
+    node = where.get("node")
+    return namespace, str(node) if isinstance(node, str) else _node_of(namespace)
+
+
+def _node_of(checkpoint_ns: str) -> str:
+    """The top-level node a checkpoint namespace names (``"review:<task id>|..."``)."""
+    return checkpoint_ns.split("|", 1)[0].rsplit(":", 1)[0]
+
+
+def execution_key(task: Task) -> str:
+    """A stable key for the action a decided ``task`` lets run: its id and the recorded
+    decision (``"handrail:<task id>:approve"``). The same on every run of the code after
+    the review (LangGraph runs a node again when its process dies inside it), so a side
+    effect done once per key (a payment provider's idempotency key, a unique row) is done
+    once however often the node runs. A task with no decision gives its status instead."""
+    outcome = task.decision.type.value if task.decision is not None else task.status.value
+    return f"handrail:{task.id}:{outcome}"
+
+
 @dataclass(frozen=True)
 class PausePoint:
     """One task to pause for: what to create (``spec``, without its idempotency key), the
@@ -247,7 +279,11 @@ def pause_spec(point: PausePoint, run: DurableRun) -> dict[str, Any]:
     """The task to create for ``point``: its spec with its key, and where it pauses noted
     in its metadata (the same on every run of the task, as the key requires)."""
     metadata = dict(point.spec.get("metadata") or {})
-    metadata["langgraph"] = {"thread_id": run.thread_id, "checkpoint_ns": run.checkpoint_ns}
+    metadata["langgraph"] = {
+        "thread_id": run.thread_id,
+        "checkpoint_ns": run.checkpoint_ns,
+        "node": _node_of(run.checkpoint_ns),
+    }
     return {**point.spec, "idempotency_key": point.key, "metadata": metadata}
 
 

@@ -13,10 +13,12 @@ leaves no pending interrupt for a decided task: the paused code either finishes 
 writes are saved) or pauses again, and it never pauses again for a task that is already
 decided. So a second resume for the same decision (an event delivered twice, a webhook
 retried, a restart that replays events, the stream and a webhook both) finds nothing
-pending and does nothing. A resumer killed before or during a resume leaves the interrupt
-pending, and the next attempt resumes it. What it cannot undo is LangGraph's own
-re-execution: a process killed while the resumed node runs will run that node again
-(give the guarded action an idempotency key, e.g. the task id, if that matters).
+pending and does nothing. A decision whose thread has no interrupt pending for it is
+still delivered (``_delivery``): a pause not checkpointed yet is waited for (a decision
+that came first), a thread whose process died before checkpointing its pause or in the
+middle of a resume is continued with ``invoke(None)``. What it cannot undo is LangGraph's
+own re-execution: a node whose process died while it ran runs again (make the side effect
+idempotent with the review's ``execution_key``).
 
 **Finding decisions.** :meth:`HandrailResumer.run` follows the organisation's event
 stream from its cursor (kept in the checkpointer by default, advanced only past events
@@ -35,20 +37,19 @@ import contextlib
 import logging
 import random
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, cast
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.pregel import Pregel
-from langgraph.types import Command, Interrupt
 
 from handrail import Handrail, NotFound, Task, TaskEvent
-from handrail.interrupts import paused_thread, task_id_of
+from handrail.interrupts import paused_thread
 from handrail.lifecycle import TERMINAL
 
 from ._cursor import CheckpointCursor, Cursor
+from ._delivery import Resumption, ResumptionStatus, ThreadRunner
 from ._locks import PROCESS_LOCK, ThreadLock, holding
 from ._scan import apaused_threads, paused_threads
 
@@ -58,36 +59,6 @@ if TYPE_CHECKING:
 __all__ = ["HandrailResumer", "Resumption", "ResumptionStatus"]
 
 log = logging.getLogger("handrail_langgraph")
-
-ResumptionStatus = Literal["resumed", "not_pending", "undecided", "not_paused", "not_found"]
-
-
-@dataclass(frozen=True)
-class Resumption:
-    """What one attempt to resume came to.
-
-    ``status``: ``"resumed"`` (interrupts were answered and the thread ran again: on to
-    its next step, or to a pause for a task still open; ``interrupts`` and ``tasks`` say
-    which, over every round), ``"not_pending"`` (the task is decided but its
-    thread has no pending interrupt for it: already resumed, or not this graph's),
-    ``"undecided"`` (the task is still open), ``"not_paused"`` (no Handrail pause made the
-    task), ``"not_found"`` (no such task)."""
-
-    status: ResumptionStatus
-    task_id: str | None = None
-    thread_id: str | None = None
-    interrupts: tuple[str, ...] = ()
-    tasks: tuple[str, ...] = ()
-
-
-def _answer(interrupts: Sequence[Interrupt], decided: Mapping[str, Task]) -> dict[str, Any]:
-    """The resume map for the pending interrupts whose tasks are in ``decided``."""
-    answer: dict[str, Any] = {}
-    for pending in interrupts:
-        task_id = task_id_of(pending)
-        if task_id is not None and task_id in decided:
-            answer[pending.id] = {"task_id": task_id}
-    return answer
 
 
 class _Progress:
@@ -102,6 +73,8 @@ class _Progress:
         self.changed = asyncio.Event()
 
     def read(self, seq: int) -> None:
+        if self.mark is None:  # following from "now": everything before is not ours
+            self.mark = seq - 1
         self.seen = seq
         self._open.add(seq)
 
@@ -137,6 +110,10 @@ class HandrailResumer:
     - ``asynchronous``: resume with ``ainvoke`` (graphs with async nodes or an async
       checkpointer); the async methods then run on the caller's loop. Otherwise they run
       the sync graph API in worker threads.
+    - ``stall_after``: seconds after a task's creation past which a thread that still
+      has not checkpointed its pause on it is taken for dead (its process stopped between
+      the create and the checkpoint) and continued; before that, a decision that came
+      first is tried again every few milliseconds.
     - ``on_resumption``: called with each :class:`Resumption` that :meth:`run`, the
       webhook router and the ``resume_*`` methods come to, and with each thread that
       reconciling resumes (for logs and metrics).
@@ -155,6 +132,7 @@ class HandrailResumer:
         reconcile_every: float | None = 300.0,
         asynchronous: bool = False,
         max_rounds: int = 50,
+        stall_after: float = 5.0,
         on_resumption: Callable[[Resumption], None] | None = None,
     ) -> None:
         checkpointer = graph.checkpointer
@@ -176,6 +154,9 @@ class HandrailResumer:
         self.reconcile_every = reconcile_every
         self.asynchronous = asynchronous
         self.max_rounds = max_rounds
+        self._runner = ThreadRunner(
+            graph, client, checkpointer, max_rounds=max_rounds, stall_after=stall_after
+        )
         self.on_resumption = on_resumption
         self._config = config
         self._running: tuple[asyncio.AbstractEventLoop, asyncio.Task[None]] | None = None
@@ -200,6 +181,12 @@ class HandrailResumer:
                 outcome.task_id,
                 ", ".join(outcome.interrupts),
             )
+        elif outcome.status == "continued":
+            log.info(
+                "continued thread %s, stopped in or after its pause (task %s)",
+                outcome.thread_id,
+                outcome.task_id,
+            )
         if self.on_resumption is not None:
             try:
                 self.on_resumption(outcome)
@@ -223,7 +210,7 @@ class HandrailResumer:
         if not task.terminal:
             return self._tell(Resumption("undecided", task_id, thread))
         with holding(self.lock, thread):
-            outcome = self._resume_thread(thread, {task.id: task})
+            outcome = self._resume_thread(thread, {task.id: task}, task)
         return self._tell(_for_task(outcome, task_id))
 
     async def aresume_task(self, task_id: str) -> Resumption:
@@ -241,7 +228,7 @@ class HandrailResumer:
         if not task.terminal:
             return self._tell(Resumption("undecided", task_id, thread))
         async with self._aholding(thread):
-            outcome = await self._aresume_thread(thread, {task.id: task})
+            outcome = await self._aresume_thread(thread, {task.id: task}, task)
         return self._tell(_for_task(outcome, task_id))
 
     def resume_thread(self, thread_id: str) -> Resumption:
@@ -255,57 +242,15 @@ class HandrailResumer:
         async with self._aholding(thread_id):
             return self._tell(await self._aresume_thread(thread_id, {}))
 
-    def _decided(self, interrupts: Sequence[Interrupt], decided: dict[str, Task]) -> None:
-        """Note in ``decided`` the terminal tasks among those ``interrupts`` wait for."""
-        for pending in interrupts:
-            task_id = task_id_of(pending)
-            if task_id is None or task_id in decided:
-                continue
-            with contextlib.suppress(NotFound):
-                task = self.client.tasks.get(task_id)
-                if task.terminal:
-                    decided[task_id] = task
+    def _resume_thread(
+        self, thread_id: str, decided: dict[str, Task], task: Task | None = None
+    ) -> Resumption:
+        return self._runner.resume(thread_id, self.config_for(thread_id), decided, task)
 
-    async def _adecided(self, interrupts: Sequence[Interrupt], decided: dict[str, Task]) -> None:
-        for pending in interrupts:
-            task_id = task_id_of(pending)
-            if task_id is None or task_id in decided:
-                continue
-            with contextlib.suppress(NotFound):
-                task = await self.client.tasks.aget(task_id)
-                if task.terminal:
-                    decided[task_id] = task
-
-    def _resume_thread(self, thread_id: str, decided: dict[str, Task]) -> Resumption:
-        """Under the thread's lock: resume while a pending interrupt waits for a decided
-        task (a resumed thread may pause again on a task decided meanwhile)."""
-        config = self.config_for(thread_id)
-        rounds = _Rounds(thread_id)
-        pending = self.graph.get_state(config).interrupts
-        for _ in range(self.max_rounds):
-            self._decided(pending, decided)
-            answer = _answer(pending, decided)
-            if not answer:
-                return rounds.outcome()
-            # what the run leaves pending is what it raised: the tasks it did not finish
-            # all ran again (and we hold the thread), so its result is the thread's state
-            pending = self.graph.invoke(Command(resume=answer), config, version="v2").interrupts
-            rounds.note(answer)
-        return rounds.outcome(stopped=self.max_rounds)
-
-    async def _aresume_thread(self, thread_id: str, decided: dict[str, Task]) -> Resumption:
-        config = self.config_for(thread_id)
-        rounds = _Rounds(thread_id)
-        pending = (await self.graph.aget_state(config)).interrupts
-        for _ in range(self.max_rounds):
-            await self._adecided(pending, decided)
-            answer = _answer(pending, decided)
-            if not answer:
-                return rounds.outcome()
-            done = await self.graph.ainvoke(Command(resume=answer), config, version="v2")
-            pending = done.interrupts
-            rounds.note(answer)
-        return rounds.outcome(stopped=self.max_rounds)
+    async def _aresume_thread(
+        self, thread_id: str, decided: dict[str, Task], task: Task | None = None
+    ) -> Resumption:
+        return await self._runner.aresume(thread_id, self.config_for(thread_id), decided, task)
 
     @contextlib.asynccontextmanager
     async def _aholding(self, thread_id: str) -> AsyncIterator[None]:
@@ -445,6 +390,9 @@ class HandrailResumer:
             if event.to_status not in TERMINAL:
                 progress.done(event.seq)
                 continue
+            # the place before this decision is saved before acting on it: a resumer
+            # killed while it delivers replays the decision from there
+            await self._save(progress)
             await slots.acquire()
             job = asyncio.create_task(self._handle(event, progress, slots))
             handling.add(job)
@@ -459,23 +407,43 @@ class HandrailResumer:
         self, event: TaskEvent, progress: _Progress, slots: asyncio.Semaphore
     ) -> None:
         assert event.seq is not None
+        handled = False
         try:
             for attempt in range(1, 6):
                 try:
-                    await self.aresume_task(event.task_id)
+                    await self.adeliver(event.task_id)
+                    handled = True
                     return
                 except Exception:
+                    if self._stopping.is_set():  # left open: the cursor stays before it
+                        return
                     if attempt == 5:
                         log.exception(
                             "could not resume for task %s; reconciling will try again",
                             event.task_id,
                         )
+                        handled = True
                         return
                     log.warning("resuming for task %s failed; retrying", event.task_id)
                     await asyncio.sleep(0.2 * 2**attempt * random.uniform(0.5, 1.0))
         finally:
-            progress.done(event.seq)
+            if handled:
+                progress.done(event.seq)
             slots.release()
+
+    async def adeliver(self, task_id: str) -> Resumption:
+        """:meth:`aresume_task` until the decision is delivered (the outcome is not
+        ``waiting``): a decision that beat its pause to the checkpoint is tried again
+        within milliseconds, and once its task is ``stall_after`` old a thread that never
+        checkpointed the pause is continued. :meth:`run` and the webhook router deliver
+        every decision this way."""
+        pause = 0.005
+        while not (outcome := await self.aresume_task(task_id)).settled:
+            if self._stopping.is_set():
+                raise RuntimeError(f"stopped before the thread of task {task_id} paused")
+            await asyncio.sleep(pause)
+            pause = min(0.05, pause * 2)
+        return outcome
 
     async def _keep_saving(self, progress: _Progress) -> None:
         """Save the cursor whenever it moves (one write at a time, coalescing moves)."""
@@ -512,31 +480,6 @@ class HandrailResumer:
         from ._webhooks import webhook_router  # noqa: PLC0415 - FastAPI only when asked
 
         return webhook_router(self, secret, path)
-
-
-class _Rounds:
-    """What the rounds of one thread's resume answered."""
-
-    def __init__(self, thread_id: str) -> None:
-        self.thread_id = thread_id
-        self.interrupts: list[str] = []
-        self.tasks: list[str] = []
-
-    def note(self, answer: Mapping[str, Any]) -> None:
-        self.interrupts.extend(answer)
-        self.tasks.extend(v["task_id"] for v in answer.values())
-
-    def outcome(self, stopped: int | None = None) -> Resumption:
-        if stopped is not None:
-            log.warning(
-                "thread %s still waits on decided tasks after %d resumes; leaving it",
-                self.thread_id,
-                stopped,
-            )
-        status: ResumptionStatus = "resumed" if self.interrupts else "not_pending"
-        return Resumption(
-            status, None, self.thread_id, tuple(self.interrupts), tuple(dict.fromkeys(self.tasks))
-        )
 
 
 def _for_task(outcome: Resumption, task_id: str) -> Resumption:

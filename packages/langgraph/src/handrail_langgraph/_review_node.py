@@ -20,7 +20,7 @@ from langgraph.types import Command
 
 from handrail import Action, Decision, DecisionType, Handrail, InvalidTransition, Task, WaitTimeout
 from handrail.client import decision_of
-from handrail.interrupts import DurableRun, NoDurableRun
+from handrail.interrupts import DurableRun, NoDurableRun, execution_key
 from handrail.interrupts import allowed_decisions as allowed_decisions_of
 
 from .interrupts import apause, current_run, pause
@@ -35,9 +35,14 @@ TaskFields = Mapping[str, Any] | Callable[[Any], Mapping[str, Any]]
 
 
 class ReviewOutcome(TypedDict):
-    """What ``decision_key`` receives: the decision as plain JSON, with its task."""
+    """What ``decision_key`` receives: the decision as plain JSON, with its task.
+
+    ``execution_key`` (:func:`handrail.interrupts.execution_key`: the task id and the
+    decision) is the same on every run of the nodes after the review: make the side
+    effect idempotent on it (LangGraph runs a node again if its process dies inside it)."""
 
     task_id: str
+    execution_key: str
     status: str
     type: Literal["approve", "reject", "modify", "respond"]
     message: str | None
@@ -128,6 +133,7 @@ class _Review:
 def _outcome(task: Task, decision: Decision) -> ReviewOutcome:
     return ReviewOutcome(
         task_id=task.id,
+        execution_key=execution_key(task),
         status=task.status.value,
         type=decision.type.value,
         message=decision.message,

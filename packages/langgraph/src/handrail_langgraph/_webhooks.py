@@ -64,7 +64,7 @@ def webhook_router(resumer: HandrailResumer, secret: str, path: str) -> APIRoute
         if kind not in TERMINAL_EVENTS or not isinstance(task_id, str):
             return JSONResponse({"status": "ignored", "type": kind})
         try:
-            outcome = await resumer.aresume_task(task_id)
+            outcome = await resumer.adeliver(task_id)
         except Exception as exc:  # Handrail retries the delivery later
             log.exception("resuming for task %s (webhook) failed", task_id)
             return _problem(503, "resume_failed", f"could not resume for task {task_id}: {exc}")

@@ -37,7 +37,8 @@ re-exported here:
    from the task. Any resume makes it read every task again.
 
 5. **A thread a resumer can find.** Every task made here records where it paused in its
-   ``metadata["langgraph"]`` (``thread_id``, ``checkpoint_ns``): :func:`paused_thread`
+   ``metadata["langgraph"]`` (``thread_id``, ``checkpoint_ns``, ``node``), written when the
+   task is created, before the pause is checkpointed: :func:`paused_thread`
    reads it back, so a resumer that hears of a decision knows which thread to resume.
 
 6. **The resume value only says "look again".** :class:`ResumeSignal` is the

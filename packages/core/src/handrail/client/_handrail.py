@@ -43,6 +43,11 @@ __all__ = ["Handrail"]
 log = logging.getLogger(__name__)
 
 
+def _database(path: str | Path) -> str | Path:
+    """A database URL as given (``postgresql://...``, ``sqlite:///...``); else a file."""
+    return path if isinstance(path, str) and "://" in path else Path(path)
+
+
 class Handrail:
     """Ask humans for decisions and answers; or, as a reviewer, give them.
 
@@ -148,7 +153,8 @@ class Handrail:
         sweep_interval: float | None = 1.0,
         token_secret: str | bytes | None = None,
     ) -> Handrail:
-        """An in-process engine: in memory, or in the SQLite file at ``path``.
+        """An in-process engine: in memory, in the SQLite file at ``path``, or in the
+        database a URL names (``postgresql://...``, the ``sql`` extra; ``sqlite:///...``).
 
         The client acts as ``user`` of organisation ``org`` with every role, but, like any
         requester, it cannot decide the reviews it asks for: decide them through
@@ -174,7 +180,7 @@ class Handrail:
 
         async def build() -> tuple[Runtime, builtins.list[Any]]:
             runtime = await open_runtime(
-                None if path is None else Path(path),
+                None if path is None else _database(path),
                 clock=clock,
                 verifier=verifier,
                 fees=fees,
