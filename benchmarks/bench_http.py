@@ -218,28 +218,35 @@ async def polling(server: Server, keys: Keys, per: int) -> dict[float, list[floa
 # ---------------------------------------------------------------- throughput
 
 
+Got = tuple[float, list[int], float]  # per second, the connections' spread, p99 in ms
+
+
 async def rate(
     server: Server, clients: int, one: Callable[[Http, Http], Awaitable[None]], seconds: float
-) -> tuple[float, list[int]]:
+) -> Got:
     """``one`` per second, ``clients`` looping it at once (each with two connections), after
-    a short warm-up; and how the clients' first connections fell among the workers."""
+    a short warm-up; how the clients' first connections fell among the workers; and the
+    99th percentile of one ``one``, in ms."""
     agents, others = await server.connections(clients), await server.connections(clients)
     pairs = list(zip(agents, others, strict=True))
     spread = server.spread(agents)
+    took: list[float] = []
 
     async def loop(a: Http, b: Http, until: float) -> int:
         count = 0
-        while time.perf_counter() < until:
+        while (begun := time.perf_counter()) < until:
             await one(a, b)
+            took.append(time.perf_counter() - begun)
             count += 1
         return count
 
     await asyncio.gather(*(loop(a, b, time.perf_counter() + 0.3) for a, b in pairs))
+    took.clear()
     started = time.perf_counter()
     counts = await asyncio.gather(*(loop(a, b, started + seconds) for a, b in pairs))
     done = sum(counts) / (time.perf_counter() - started)
     close_all([c for pair in pairs for c in pair])
-    return done, spread
+    return done, spread, _ms(took, 99)
 
 
 def creating(key: str | None) -> Callable[[Http, Http], Awaitable[None]]:
@@ -459,28 +466,39 @@ def noop_row(workers: int, value: float | None, spread: Sequence[int]) -> Row:
     )
 
 
-Got = tuple[float, list[int]] | None  # per second, and the connections' spread
-
-
-def create_row(store: Store, workers: int, got: Got, noop: float, why: str) -> Row:
+def create_rows(store: Store, workers: int, got: Got | None, noop: Got, why: str) -> list[Row]:
     figure = f"{store}: POST /v1/tasks, {_workers(workers)}, {CLIENTS} connections"
+    latency = f"{store}: POST /v1/tasks p99 latency, {_workers(workers)}, {CLIENTS} connections"
     if got is None:
-        return row(BENCH, figure, None, "req/s", note=why)
-    value, spread = got
-    return row(
-        BENCH,
-        figure + _spread(spread),
-        value,
-        "req/s",
-        anchor=f"no-op FastAPI POST, {_workers(workers)} ({noop:,.0f} req/s)",
-        ratio=ratio(value, noop),
-        chart="http-create",
-        label=store,
-        series=_workers(workers),
-    )
+        return [
+            row(BENCH, figure, None, "req/s", note=why),
+            row(BENCH, latency, None, "ms", note=why),
+        ]
+    value, spread, p99 = got
+    return [
+        row(
+            BENCH,
+            figure + _spread(spread),
+            value,
+            "req/s",
+            anchor=f"no-op FastAPI POST, {_workers(workers)} ({noop[0]:,.0f} req/s)",
+            ratio=ratio(value, noop[0]),
+            chart="http-create",
+            label=store,
+            series=_workers(workers),
+        ),
+        row(
+            BENCH,
+            latency,
+            p99,
+            "ms",
+            anchor=f"the no-op POST's p99 ({noop[2]:.1f} ms)",
+            ratio=ratio(p99, noop[2]),
+        ),
+    ]
 
 
-def keyed_row(store: Store, workers: int, got: Got, plain: Got, why: str) -> Row:
+def keyed_row(store: Store, workers: int, got: Got | None, plain: Got | None, why: str) -> Row:
     figure = (
         f"{store}: POST /v1/tasks with an Idempotency-Key, {_workers(workers)}, "
         f"{CLIENTS} connections"
@@ -497,14 +515,14 @@ def keyed_row(store: Store, workers: int, got: Got, plain: Got, why: str) -> Row
     )
 
 
-def lifecycle_row(store: Store, workers: int, got: Got, noop: float, why: str) -> Row:
+def lifecycle_row(store: Store, workers: int, got: Got | None, noop: float, why: str) -> Row:
     figure = (
         f"{store}: lifecycle over HTTP (create → long-poll → decision → answered), "
         f"{_workers(workers)}, {CLIENTS} clients"
     )
     if got is None:
         return row(BENCH, figure, None, "tasks/s", note=why)
-    value, spread = got
+    value, spread, _ = got
     ceiling = noop / LIFECYCLE_REQUESTS
     return row(
         BENCH,
@@ -619,12 +637,13 @@ async def _measure(
         if workers not in plan.workers:
             rows.append(noop_row(workers, None, ()))
             for store in ("SQLite file", "PostgreSQL"):
-                rows.append(create_row(store, workers, None, 0, QUICK_SKIPS))
+                rows += create_rows(store, workers, None, (0.0, [], 0.0), QUICK_SKIPS)
                 rows.append(keyed_row(store, workers, None, None, QUICK_SKIPS))
                 rows.append(lifecycle_row(store, workers, None, 0, QUICK_SKIPS))
             continue
         noop = servers[f"noop/{workers}"]
-        ceiling, spread = await rate(noop, CLIENTS, creating(None), plan.seconds)
+        floor = await rate(noop, CLIENTS, creating(None), plan.seconds)
+        ceiling, spread, _ = floor
         rows.append(noop_row(workers, ceiling, spread))
         for store in ("SQLite file", "PostgreSQL"):
             name = f"{store}/{workers}"
@@ -634,7 +653,7 @@ async def _measure(
                 made = await rate(server, CLIENTS, creating(key.requester), plan.seconds)
                 keyed = await rate(server, CLIENTS, creating_keyed(key.requester), plan.seconds)
                 lived = await rate(server, CLIENTS, lifecycle(key), plan.seconds)
-            rows.append(create_row(store, workers, made, ceiling, NO_POSTGRES))
+            rows += create_rows(store, workers, made, floor, NO_POSTGRES)
             rows.append(keyed_row(store, workers, keyed, made, NO_POSTGRES))
             rows.append(lifecycle_row(store, workers, lived, ceiling, NO_POSTGRES))
         _progress(f"throughput, {_workers(workers)}")
