@@ -10,12 +10,8 @@ the count survives the kills. See ``_resumer_process.py`` for the resumer's side
 from __future__ import annotations
 
 import json
-import os
-import queue
 import signal
-import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,58 +19,19 @@ from typing import Any
 
 from handrail import Decision, Handrail, Status
 from handrail_langgraph import HandrailResumer
+from tests.langgraph._child import Child
 from tests.langgraph._resumer_process import payment_graph
 from tests.langgraph.conftest import PAYMENT, Outcomes, running, sqlite_saver, task_of, thread
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-class Resumer:
-    """``_resumer_process`` in a subprocess, started at once (it imports, then waits for
-    :meth:`go`), its reports read from a queue."""
+class Resumer(Child):
+    """``_resumer_process`` in a subprocess."""
 
     def __init__(self, workdir: Path, hold: str = "") -> None:
         args = [sys.executable, "-m", "tests.langgraph._resumer_process", str(workdir)]
-        with (workdir / f"resumer-{hold or 'plain'}.log").open("ab") as log:
-            self.process = subprocess.Popen(
-                [*args, hold] if hold else args,
-                cwd=ROOT,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                env={**os.environ, "PYTHONPATH": str(ROOT)},
-            )
-        self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.put(json.loads(line))
-
-    def go(self) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(b"go\n")
-        self.process.stdin.flush()
-
-    def until(self, key: str, value: Any = True, timeout: float = 60.0) -> dict[str, Any]:
-        while True:
-            try:
-                report = self.lines.get(timeout=timeout)
-            except queue.Empty:
-                raise AssertionError(f"the resumer never reported {key}={value!r}") from None
-            if report.get(key) == value:
-                return report
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
-        self._reader.join(10)
-        for pipe in (self.process.stdin, self.process.stdout):
-            if pipe is not None:
-                pipe.close()
+        super().__init__(
+            [*args, hold] if hold else args, workdir / f"resumer-{hold or 'plain'}.log"
+        )
 
 
 @contextmanager
@@ -105,7 +62,7 @@ def test_a_resumer_killed_around_the_resume_still_resumes_once(tmp_path: Path) -
 
         # 1. killed between the decision and the resume
         before.go()
-        before.until("ready")
+        before.until("ready", True)
         hr.as_reviewer("alice").tasks.decide(task_id, Decision.approve())
         before.until("holding", "before")  # it saw the decision; the graph did not run
         before.kill()

@@ -15,92 +15,36 @@ before the side effect; inside ``pay`` after it.
 
 from __future__ import annotations
 
-import json
-import os
-import queue
-import signal
 import sqlite3
-import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
 from handrail import Decision, Handrail
+from tests.langgraph._child import Child
 from tests.langgraph._durable_process import Gate, checkpointer, payment_graph
 
-ROOT = Path(__file__).resolve().parents[2]
 LIVENESS = 30.0
 """The stated bound: each approved payment is made within this many seconds."""
 
 
-class Proc:
-    """``_durable_process`` in a subprocess, started at once (it imports, then waits for
-    :meth:`go`), its reports read from a queue."""
+class Proc(Child):
+    """``_durable_process`` in a subprocess, in one role."""
 
     def __init__(
         self, workdir: Path, backend: tuple[str, str], role: str, hold: str = "", **env: str
     ) -> None:
         args = [sys.executable, "-m", "tests.langgraph._durable_process", role, str(workdir)]
         args += [*backend, *([hold] if hold else [])]
-        with (workdir / f"{role}-{hold or 'plain'}-{uuid.uuid4().hex[:6]}.log").open("ab") as log:
-            self.process = subprocess.Popen(
-                args,
-                cwd=ROOT,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                env={**os.environ, "PYTHONPATH": str(ROOT), **env},
-            )
-        self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.put(json.loads(line))
-
-    def go(self) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(b"go\n")
-        self.process.stdin.flush()
-
-    def until(
-        self, key: str, value: Any = None, timeout: float = 60.0, **also: Any
-    ) -> dict[str, Any]:
-        """The next report with ``key`` (equal to ``value``, if given) and ``also``."""
-        deadline = time.monotonic() + timeout
-        seen = []
-        while True:
-            try:
-                report = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(
-                    f"the process never reported {key}={value!r} {also}; it said {seen}"
-                ) from None
-            seen.append(report)
-            if key not in report or (value is not None and report[key] != value):
-                continue
-            if all(report.get(k) == v for k, v in also.items()):
-                return report
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
-        self._reader.join(10)
-        for pipe in (self.process.stdin, self.process.stdout):
-            if pipe is not None:
-                pipe.close()
+        log = workdir / f"{role}-{hold or 'plain'}-{uuid.uuid4().hex[:6]}.log"
+        super().__init__(args, log, **env)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
