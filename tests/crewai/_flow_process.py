@@ -4,13 +4,14 @@ by itself at a chosen point, or from outside) for ``test_flow_crashes.py``.
     python -m tests.crewai._flow_process ROOT kickoff [FLOW_ID]
     python -m tests.crewai._flow_process ROOT resume FLOW_ID
 
-``ROOT`` holds Handrail's SQLite file, the flow's SQLite persistence and ``effects.db``, the
-side effect the approved method has: every attempt is logged, and the payment itself is
+``ROOT`` holds the flow's SQLite persistence and ``effects.db``, the side effect the
+approved method has: every attempt is logged, and the payment itself is
 recorded once per execution key (the idempotent way docs/crewai.md shows). ``KILL_AT``
 names where the process kills itself: ``after_create`` (the review task exists, the pause
 is not saved), ``paused`` (the pause is saved, ``kickoff`` returned), ``before_effect`` and
 ``after_effect`` (inside the method after the review). ``DECIDE_EARLY`` makes a reviewer
-decide between the task's creation and the saving of the pause.
+decide between the task's creation and the saving of the pause. ``HANDRAIL_DB`` is
+Handrail's database, a SQLite file or a PostgreSQL URL (default: ``ROOT/handrail.db``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from handrail_crewai import HandrailFeedbackProvider, resume_flow, review_task_i
 
 ROOT = Path(sys.argv[1])
 KILL_AT = os.environ.get("KILL_AT", "")
+DATABASE = os.environ.get("HANDRAIL_DB") or str(ROOT / "handrail.db")
 EDITED = "pay 100 to alice"
 
 
@@ -95,7 +97,7 @@ def persistence() -> SQLiteFlowPersistence:
 
 def main() -> None:
     role = sys.argv[2]
-    with Handrail.local(ROOT / "handrail.db") as hr:
+    with Handrail.local(DATABASE) as hr:
         if role == "kickoff":
             flow_config.hitl_provider = Provider(hr)
             inputs = {"id": sys.argv[3]} if len(sys.argv) > 3 else None
