@@ -13,15 +13,25 @@ from typing import Any, Literal
 
 from langgraph.errors import GraphBubbleUp, is_invalid_resume
 
-from handrail import Decision, Handrail, ReviewExpired, Status, Task
+from handrail import (
+    Decision,
+    DecisionType,
+    Handrail,
+    InvalidTransition,
+    ReasonCode,
+    ReviewExpired,
+    Status,
+    Task,
+    WaitTimeout,
+)
 from handrail.client import OnTimeout, decision_of
-from handrail.interrupts import DurableRun, NoDurableRun
+from handrail.interrupts import DurableRun, NoDurableRun, execution_key
 from handrail.tool_review import ToolReview
 from handrail.tool_review import call_key as scoped_call_key
 
 from .interrupts import apause, current_run, graph_task_scope, pause
 
-__all__ = ["Gate", "Mode", "call_key", "must_propagate"]
+__all__ = ["Gate", "Mode", "Ruling", "call_key", "must_propagate"]
 
 Mode = Literal["auto", "block", "interrupt"]
 
@@ -41,6 +51,31 @@ def call_key(name: str, tool_call_id: str | None) -> str | None:
     """The idempotency key of the task for one tool call, scoped to the LangGraph task it
     runs in (see :func:`handrail.tool_review.call_key`). None for a call without an id."""
     return scoped_call_key(name, tool_call_id, graph_task_scope())
+
+
+@dataclass(frozen=True)
+class Ruling:
+    """A decision on a tool call, and for a recorded approve or modify the execution key
+    of the call it lets run (:func:`handrail.interrupts.execution_key`: the task id and
+    the decision, the same however often the call runs for that decision)."""
+
+    decision: Decision
+    execution_key: str | None = None
+
+    @classmethod
+    def of(cls, task: Task, decision: Decision) -> Ruling:
+        return cls(decision, execution_key(task) if decision.is_approval else None)
+
+
+_GAVE_UP = "the agent stopped waiting"
+_NO_ANSWER = Ruling(
+    Decision(
+        type=DecisionType.REJECT,
+        message="No human answered in time, so the action was not approved.",
+        reason_code=ReasonCode.TIMEOUT,
+    )
+)
+"""What a blocking wait that ran out gives (as ``Handrail.review`` does)."""
 
 
 @dataclass(frozen=True)
@@ -80,25 +115,54 @@ class Gate:
         return run
 
     def decide(self, review: ToolReview) -> Decision:
-        run = self.durable_run()
-        if run is None:
-            return self.client.review(review.action(), **self._blocking(review))
-        return self.outcome(pause(self.client, **self._pausing(review, run)))
+        return self.rule(review).decision
 
     async def adecide(self, review: ToolReview) -> Decision:
+        return (await self.arule(review)).decision
+
+    def rule(self, review: ToolReview) -> Ruling:
+        """The decision on ``review``, with the execution key of the call it lets run."""
         run = self.durable_run()
         if run is None:
-            return await self.client.areview(review.action(), **self._blocking(review))
-        return self.outcome(await apause(self.client, **self._pausing(review, run)))
+            made = self.client.tasks.create(self._blocking(review))
+            try:
+                done = self.client.tasks.wait(made.id, self.timeout)
+            except WaitTimeout:
+                try:
+                    self.client.tasks.cancel(made.id, _GAVE_UP)
+                except InvalidTransition:  # decided (or expired) just as the wait ran out
+                    done = self.client.tasks.get(made.id)
+                else:
+                    if self.on_timeout == "raise":
+                        raise
+                    return _NO_ANSWER
+            return self.ruling(done)
+        return self.ruling(pause(self.client, **self._pausing(review, run)))
+
+    async def arule(self, review: ToolReview) -> Ruling:
+        """:meth:`rule`, awaiting."""
+        run = self.durable_run()
+        if run is None:
+            made = await self.client.tasks.acreate(self._blocking(review))
+            try:
+                done = await self.client.tasks.await_(made.id, self.timeout)
+            except WaitTimeout:
+                try:
+                    await self.client.tasks.acancel(made.id, _GAVE_UP)
+                except InvalidTransition:
+                    done = await self.client.tasks.aget(made.id)
+                else:
+                    if self.on_timeout == "raise":
+                        raise
+                    return _NO_ANSWER
+            return self.ruling(done)
+        return self.ruling(await apause(self.client, **self._pausing(review, run)))
 
     def _blocking(self, review: ToolReview) -> dict[str, Any]:
-        """``review``/``areview``'s arguments besides the action."""
+        """The task to wait for: the review, keyed by its call (a re-run finds it)."""
         return {
-            "allowed": review.allowed,
-            "timeout": self.timeout,
-            "on_timeout": self.on_timeout,
+            **review.spec(self.timeout),
             "idempotency_key": call_key(review.name, review.tool_call_id),
-            **review.fields(self.timeout),
         }
 
     def _pausing(self, review: ToolReview, run: DurableRun) -> dict[str, Any]:
@@ -114,6 +178,10 @@ class Gate:
     def outcome(self, task: Task) -> Decision:
         """The decision a finished task stands for (``on_timeout="raise"``: an expired
         task raises ``ReviewExpired``)."""
+        return self.ruling(task).decision
+
+    def ruling(self, task: Task) -> Ruling:
+        """:meth:`outcome`, with the execution key."""
         if task.status is Status.EXPIRED and self.on_timeout == "raise":
             raise ReviewExpired(task.id, float(task.sla_seconds))
-        return decision_of(task)
+        return Ruling.of(task, decision_of(task))
