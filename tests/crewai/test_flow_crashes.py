@@ -10,18 +10,25 @@ The kill points: after the review task is created but before the pause is saved;
 it is saved; while ``resume_flow`` waits for the decision (killed from outside); inside
 the method after the review, before and after its side effect; and a decision landing
 between the task's creation and the saving of the pause.
+
+The steps are forked from one server process that imported CrewAI once
+(``_flow_process.py --serve``): each step is still a process of its own, started fresh
+from that import, killed with SIGKILL, sharing no memory with any other step; the import
+(seconds) is paid once per module rather than once per step.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -35,26 +42,81 @@ LIMIT = 180.0  # seconds, for liveness only (a CrewAI import alone takes seconds
 PROPOSED, EDITED = "pay 120 to alice", "pay 100 to alice"
 
 
+class Steps:
+    """``_flow_process --serve``: CrewAI imported once, each step a process forked from it."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.crewai._flow_process", "--serve"],
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.reports: queue.Queue[dict[str, Any]] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        self.count = 0
+        assert self._next() == {"ready": True}
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.reports.put(json.loads(line))
+
+    def _next(self) -> dict[str, Any]:
+        try:
+            return self.reports.get(timeout=LIMIT)
+        except queue.Empty:
+            raise AssertionError(f"the step server said nothing for {LIMIT} s") from None
+
+    def start(self, root: Place, *args: str, **env: str) -> tuple[int, Path, Path]:
+        """Start a step; its pid and the files of its stdout and stderr."""
+        self.count += 1
+        out, err = (root.dir / f"step-{self.count}.{kind}" for kind in ("out", "err"))
+        command = {"argv": [str(root.dir), *args], "env": env, "out": str(out), "err": str(err)}
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(command) + "\n")
+        self.process.stdin.flush()
+        pid: int = self._next()["pid"]
+        return pid, out, err
+
+    def finish(self, pid: int) -> int:
+        """The step's exit code (minus the signal that killed it)."""
+        try:
+            code: int = self._next()["exit"]
+        except AssertionError:
+            os.kill(pid, signal.SIGKILL)
+            raise
+        return code
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+
+
 class Place(NamedTuple):
-    """Where a case runs: its directory and Handrail's database (file or URL)."""
+    """Where a case runs: its directory, Handrail's database (file or URL), and the step
+    server."""
 
     dir: Path
     db: str
+    steps: Steps
 
-
-def command(root: Place, *args: str) -> list[str]:
-    return [sys.executable, "-m", "tests.crewai._flow_process", str(root.dir), *args]
+    def start(self, *args: str, **env: str) -> tuple[int, Path, Path]:
+        return self.steps.start(self, *args, HANDRAIL_DB=self.db, **env)
 
 
 def run(root: Place, *args: str, kill_at: str = "", **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        command(root, *args),
-        cwd=REPO,
-        env={**os.environ, "HANDRAIL_DB": root.db, "KILL_AT": kill_at, **env},
-        capture_output=True,
-        text=True,
-        timeout=LIMIT,
-    )
+    pid, out, err = root.start(*args, KILL_AT=kill_at, **env)
+    code = root.steps.finish(pid)
+    return subprocess.CompletedProcess(args, code, out.read_text(), err.read_text())
 
 
 def ok(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
@@ -109,14 +171,23 @@ def paid_once(root: Place, task_id: str, output: str = PROPOSED, kind: str = "ap
     assert paid == [(f"handrail:{task_id}:{kind}", output)]
 
 
+@pytest.fixture(scope="module")
+def steps() -> Iterator[Steps]:
+    server = Steps()
+    yield server
+    server.close()
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def root(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Place]:
+async def root(
+    request: pytest.FixtureRequest, tmp_path: Path, steps: Steps
+) -> AsyncIterator[Place]:
     """The case's directory and database: a SQLite file, or a fresh PostgreSQL database."""
     if request.param == "sqlite":
-        yield Place(tmp_path, str(tmp_path / "handrail.db"))
+        yield Place(tmp_path, str(tmp_path / "handrail.db"), steps)
         return
     async with fresh_database(request.getfixturevalue("postgres_url"), "handrail_cf") as url:
-        yield Place(tmp_path, url)
+        yield Place(tmp_path, url, steps)
 
 
 def test_killed_after_the_task_is_created_before_the_pause_is_saved(root: Place) -> None:
@@ -146,26 +217,14 @@ def test_killed_after_the_pause_is_saved(root: Place) -> None:
 
 def test_killed_while_resume_flow_waits_for_the_decision(root: Place) -> None:
     flow_id, task_id = paused(root)
-    waiting = subprocess.Popen(
-        command(root, "resume", flow_id),
-        cwd=REPO,
-        env={**os.environ, "HANDRAIL_DB": root.db},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert waiting.stdout is not None
-        assert waiting.stdout.readline().strip() == "resuming"
-        time.sleep(0.5)  # inside resume_flow, waiting on the task
-        waiting.send_signal(signal.SIGKILL)
-        assert waiting.wait(LIMIT) == -signal.SIGKILL
-    finally:
-        if waiting.poll() is None:
-            waiting.kill()
-        waiting.wait()
-        if waiting.stdout is not None:
-            waiting.stdout.close()
+    pid, out, _ = root.start("resume", flow_id)
+    deadline = time.monotonic() + LIMIT
+    while "resuming" not in out.read_text():
+        assert time.monotonic() < deadline, "the resume never started"
+        time.sleep(0.05)
+    time.sleep(0.5)  # inside resume_flow, waiting on the task
+    os.kill(pid, signal.SIGKILL)
+    assert root.steps.finish(pid) == -signal.SIGKILL
     assert effects(root) == ([], [])
     decide(root, task_id, Decision.approve())
     assert resumed(root, flow_id) == f"paid: {PROPOSED}"
