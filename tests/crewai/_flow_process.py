@@ -23,6 +23,7 @@ Handrail's database, a SQLite file or a PostgreSQL URL (default: ``ROOT/handrail
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -161,6 +162,8 @@ def forked(command: dict[str, Any]) -> None:
 
 
 def serve() -> None:
+    # what a flow imports when it is made (its memory's storage: seconds), imported once
+    importlib.import_module("crewai.memory.storage.lancedb_storage")
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         command = json.loads(line)

@@ -218,12 +218,14 @@ def test_killed_after_the_pause_is_saved(root: Place) -> None:
 def test_killed_while_resume_flow_waits_for_the_decision(root: Place) -> None:
     flow_id, task_id = paused(root)
     pid, out, _ = root.start("resume", flow_id)
-    deadline = time.monotonic() + LIMIT
-    while "resuming" not in out.read_text():
-        assert time.monotonic() < deadline, "the resume never started"
-        time.sleep(0.05)
-    time.sleep(0.5)  # inside resume_flow, waiting on the task
-    os.kill(pid, signal.SIGKILL)
+    try:
+        deadline = time.monotonic() + LIMIT
+        while not out.exists() or "resuming" not in out.read_text():
+            assert time.monotonic() < deadline, "the resume never started"
+            time.sleep(0.05)
+        time.sleep(0.5)  # inside resume_flow, waiting on the task
+    finally:
+        os.kill(pid, signal.SIGKILL)
     assert root.steps.finish(pid) == -signal.SIGKILL
     assert effects(root) == ([], [])
     decide(root, task_id, Decision.approve())
