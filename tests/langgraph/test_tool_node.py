@@ -8,14 +8,15 @@ from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessage
-from langchain_core.tools import BaseTool
+from langchain_core.tools import BaseTool, tool
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import START, MessagesState, StateGraph
-from langgraph.prebuilt import tools_condition
+from langgraph.prebuilt import ToolRuntime, tools_condition
 from langgraph.types import Command
 
 from handrail import Decision, Handrail, Status
 from handrail_langgraph import HandrailResumer, ReviewedToolNode
+from handrail_langgraph.tool_calls import execution_key_of
 from tests.langchain.conftest import (
     Crash,
     Payments,
@@ -209,13 +210,17 @@ def test_configuration(hr: Handrail, tools: Tools) -> None:
     ]
 
 
-def pay_graph(hr: Handrail, pay: BaseTool, model: ScriptedModel, checkpointer: Any) -> Any:
+def pay_graph(
+    hr: Handrail, pay: BaseTool, model: ScriptedModel, checkpointer: Any, *more: BaseTool
+) -> Any:
+    """agent -> tools (``pay`` gated, ``more`` not) -> agent."""
+
     def agent(state: MessagesState) -> dict[str, Any]:
         return {"messages": [model.invoke(state["messages"])]}
 
     builder = StateGraph(MessagesState)
     builder.add_node("agent", agent)
-    builder.add_node("tools", ReviewedToolNode([pay], client=hr))
+    builder.add_node("tools", ReviewedToolNode([pay, *more], client=hr, gated=["pay"]))
     builder.add_edge(START, "agent")
     builder.add_conditional_edges("agent", tools_condition)
     builder.add_edge("tools", "agent")
@@ -249,14 +254,25 @@ def test_a_call_run_again_gets_the_same_execution_key(
     assert len(hr.tasks.list().items) == 1
 
 
-def test_a_blocking_call_gets_its_execution_key(hr: Handrail) -> None:
+def test_a_blocking_call_gets_its_execution_key_an_ungated_one_none(hr: Handrail) -> None:
     payments = Payments()
     payments.keys.append(None)  # no crash: this run is not run again
-    model = script(calls(call("pay", "p1", to="carol", amount=100)), AIMessage("done"))
-    graph = pay_graph(hr, payments.through_runtime(), model, None)
+    seen: list[str | None] = []
+
+    @tool
+    def peek(runtime: ToolRuntime) -> str:
+        """Look at the balance (harmless, not gated)."""
+        seen.append(execution_key_of(runtime))
+        return "100"
+
+    model = script(
+        calls(call("pay", "p1", to="carol", amount=100), call("peek", "k1")), AIMessage("done")
+    )
+    graph = pay_graph(hr, payments.through_runtime(), model, None, peek)
     with Reviewer(hr.as_reviewer("alice"), {"p1": Decision.approve()}):
         graph.invoke(ASK, thread())
     (task,) = hr.tasks.list().items
     key = f"handrail:{task.id}:approve"
     assert payments.keys == [None, key]
     assert payments.paid == {key: {"to": "carol", "amount": 100}}
+    assert seen == [None]
