@@ -13,17 +13,7 @@ from typing import Any, Literal
 
 from langgraph.errors import GraphBubbleUp, is_invalid_resume
 
-from handrail import (
-    Decision,
-    DecisionType,
-    Handrail,
-    InvalidTransition,
-    ReasonCode,
-    ReviewExpired,
-    Status,
-    Task,
-    WaitTimeout,
-)
+from handrail import Decision, Handrail, ReviewExpired, Status, Task
 from handrail.client import OnTimeout, decision_of
 from handrail.interrupts import DurableRun, NoDurableRun, execution_key
 from handrail.tool_review import ToolReview
@@ -65,17 +55,6 @@ class Ruling:
     @classmethod
     def of(cls, task: Task, decision: Decision) -> Ruling:
         return cls(decision, execution_key(task) if decision.is_approval else None)
-
-
-_GAVE_UP = "the agent stopped waiting"
-_NO_ANSWER = Ruling(
-    Decision(
-        type=DecisionType.REJECT,
-        message="No human answered in time, so the action was not approved.",
-        reason_code=ReasonCode.TIMEOUT,
-    )
-)
-"""What a blocking wait that ran out gives (as ``Handrail.review`` does)."""
 
 
 @dataclass(frozen=True)
@@ -124,46 +103,55 @@ class Gate:
         """The decision on ``review``, with the execution key of the call it lets run."""
         run = self.durable_run()
         if run is None:
-            made = self.client.tasks.create(self._blocking(review))
-            try:
-                done = self.client.tasks.wait(made.id, self.timeout)
-            except WaitTimeout:
-                try:
-                    self.client.tasks.cancel(made.id, _GAVE_UP)
-                except InvalidTransition:  # decided (or expired) just as the wait ran out
-                    done = self.client.tasks.get(made.id)
-                else:
-                    if self.on_timeout == "raise":
-                        raise
-                    return _NO_ANSWER
-            return self.ruling(done)
+            blocking = self._blocking(review)
+            decision = self.client.review(review.action(), **blocking)
+            if not decision.is_approval or blocking["idempotency_key"] is None:
+                return Ruling(decision)
+            # the approved task again, by its key: creating it again finds it
+            return self._keyed(decision, self.client.tasks.create(self._again(review, blocking)))
         return self.ruling(pause(self.client, **self._pausing(review, run)))
 
     async def arule(self, review: ToolReview) -> Ruling:
         """:meth:`rule`, awaiting."""
         run = self.durable_run()
         if run is None:
-            made = await self.client.tasks.acreate(self._blocking(review))
-            try:
-                done = await self.client.tasks.await_(made.id, self.timeout)
-            except WaitTimeout:
-                try:
-                    await self.client.tasks.acancel(made.id, _GAVE_UP)
-                except InvalidTransition:
-                    done = await self.client.tasks.aget(made.id)
-                else:
-                    if self.on_timeout == "raise":
-                        raise
-                    return _NO_ANSWER
-            return self.ruling(done)
+            blocking = self._blocking(review)
+            decision = await self.client.areview(review.action(), **blocking)
+            if not decision.is_approval or blocking["idempotency_key"] is None:
+                return Ruling(decision)
+            again = await self.client.tasks.acreate(self._again(review, blocking))
+            return self._keyed(decision, again)
         return self.ruling(await apause(self.client, **self._pausing(review, run)))
 
     def _blocking(self, review: ToolReview) -> dict[str, Any]:
-        """The task to wait for: the review, keyed by its call (a re-run finds it)."""
+        """``review``/``areview``'s arguments besides the action."""
         return {
-            **review.spec(self.timeout),
+            "allowed": review.allowed,
+            "timeout": self.timeout,
+            "on_timeout": self.on_timeout,
             "idempotency_key": call_key(review.name, review.tool_call_id),
+            **review.fields(self.timeout),
         }
+
+    @staticmethod
+    def _again(review: ToolReview, blocking: dict[str, Any]) -> dict[str, Any]:
+        """The task ``Handrail.review`` created for ``blocking``, as it created it."""
+        asked = ("allowed", "timeout", "on_timeout")
+        fields = {k: v for k, v in blocking.items() if k not in asked}
+        return {
+            **fields,
+            "kind": "review",
+            "action": review.action(),
+            "agent_reasoning": None,
+            "confidence": None,
+            "allowed_decisions": tuple(review.allowed),
+        }
+
+    @staticmethod
+    def _keyed(decision: Decision, task: Task) -> Ruling:
+        """``decision`` with ``task``'s execution key, if ``task`` holds that decision."""
+        held = task.decision is not None and task.decision.type is decision.type
+        return Ruling(decision, execution_key(task) if held else None)
 
     def _pausing(self, review: ToolReview, run: DurableRun) -> dict[str, Any]:
         """``pause``/``apause``'s arguments besides the client."""
