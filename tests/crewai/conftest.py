@@ -30,6 +30,7 @@ os.environ.update(
         "CREWAI_DISABLE_TRACKING": "true",
         "OTEL_SDK_DISABLED": "true",
         "CREWAI_TRACING_ENABLED": "false",
+        "CREWAI_DISABLE_VERSION_CHECK": "true",  # no PyPI look-up from a flow's console
         "HOME": _HOME,
         "CREWAI_STORAGE_DIR": "handrail-tests",
     }

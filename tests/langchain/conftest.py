@@ -12,10 +12,13 @@ from typing import Any
 import pytest
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, tool
+from langgraph.prebuilt import ToolRuntime
 from pydantic import BaseModel, Field, field_validator
 
 from handrail import Decision, Handrail, Task
+from handrail_langgraph.tool_calls import execution_key_of
 
 
 class ScriptedModel(GenericFakeChatModel):
@@ -114,6 +117,48 @@ class Tools:
         self.delete_file: BaseTool = delete_file
         self.transfer: BaseTool = transfer
         self.lookup: BaseTool = lookup
+
+
+class Crash(Exception):
+    """The tool's process dying after its side effect: LangGraph runs the node again."""
+
+
+@dataclass
+class Payments:
+    """A payment tool made idempotent with its execution key, as the docs show: every run
+    notes the key it got, the payment is made once per key, and the first run dies
+    (:class:`Crash`) after paying, so that LangGraph runs the call again."""
+
+    keys: list[str | None] = field(default_factory=list)
+    paid: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def _pay(self, key: str | None, **args: Any) -> str:
+        self.keys.append(key)
+        if key is not None:
+            self.paid.setdefault(key, args)  # once per key
+        if len(self.keys) == 1:
+            raise Crash("killed after paying")
+        return f"paid {args['amount']} to {args['to']}"
+
+    def through_runtime(self) -> BaseTool:
+        """``pay``, reading its key from its ``ToolRuntime``."""
+
+        @tool
+        def pay(to: str, amount: int, runtime: ToolRuntime) -> str:
+            """Pay someone."""
+            return self._pay(execution_key_of(runtime), to=to, amount=amount)
+
+        return pay
+
+    def through_config(self) -> BaseTool:
+        """``pay``, reading its key from its ``RunnableConfig``."""
+
+        @tool
+        def pay(to: str, amount: int, config: RunnableConfig) -> str:
+            """Pay someone."""
+            return self._pay(execution_key_of(config), to=to, amount=amount)
+
+        return pay
 
 
 @pytest.fixture

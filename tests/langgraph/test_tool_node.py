@@ -8,12 +8,26 @@ from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessage
+from langchain_core.tools import BaseTool, tool
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import START, MessagesState, StateGraph
+from langgraph.prebuilt import ToolRuntime, tools_condition
 from langgraph.types import Command
 
 from handrail import Decision, Handrail, Status
 from handrail_langgraph import HandrailResumer, ReviewedToolNode
-from tests.langchain.conftest import Reviewer, Tools, call, calls, script, tool_messages
+from handrail_langgraph.tool_calls import execution_key_of
+from tests.langchain.conftest import (
+    Crash,
+    Payments,
+    Reviewer,
+    ScriptedModel,
+    Tools,
+    call,
+    calls,
+    script,
+    tool_messages,
+)
 from tests.langgraph.conftest import ASK, agent_graph, final_text, resume_all, task_of, thread
 
 
@@ -194,3 +208,71 @@ def test_configuration(hr: Handrail, tools: Tools) -> None:
         "approve",
         "edit",
     ]
+
+
+def pay_graph(
+    hr: Handrail, pay: BaseTool, model: ScriptedModel, checkpointer: Any, *more: BaseTool
+) -> Any:
+    """agent -> tools (``pay`` gated, ``more`` not) -> agent."""
+
+    def agent(state: MessagesState) -> dict[str, Any]:
+        return {"messages": [model.invoke(state["messages"])]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("agent", agent)
+    builder.add_node("tools", ReviewedToolNode([pay, *more], client=hr, gated=["pay"]))
+    builder.add_edge(START, "agent")
+    builder.add_conditional_edges("agent", tools_condition)
+    builder.add_edge("tools", "agent")
+    return builder.compile(checkpointer=checkpointer)
+
+
+@pytest.mark.parametrize(
+    ("decision", "ran"),
+    [
+        (Decision.approve(), {"to": "carol", "amount": 100}),
+        (Decision.modify({"to": "carol", "amount": 30}), {"to": "carol", "amount": 30}),
+    ],
+)
+def test_a_call_run_again_gets_the_same_execution_key(
+    hr: Handrail, decision: Decision, ran: dict[str, Any]
+) -> None:
+    payments = Payments()
+    model = script(calls(call("pay", "p1", to="carol", amount=100)), AIMessage("done"))
+    graph = pay_graph(hr, payments.through_runtime(), model, InMemorySaver())
+    config = thread()
+    first = graph.invoke(ASK, config, version="v2")
+    (task_id,) = [task_of(i) for i in first.interrupts]
+    hr.as_reviewer("alice").tasks.decide(task_id, decision)
+    with pytest.raises(Crash):  # dies inside the tool, after paying
+        resume_all(graph, config, first)
+    done = graph.invoke(None, config, version="v2")  # LangGraph runs the tools node again
+    assert final_text(done) == "done"
+    key = f"handrail:{task_id}:{decision.type.value}"
+    assert payments.keys == [key, key]  # both runs got the same key: one payment
+    assert payments.paid == {key: ran}
+    assert len(hr.tasks.list().items) == 1
+
+
+def test_a_blocking_call_gets_its_execution_key_an_ungated_one_none(hr: Handrail) -> None:
+    payments = Payments()
+    payments.keys.append(None)  # no crash: this run is not run again
+    seen: list[str | None] = []
+
+    @tool
+    def peek(runtime: ToolRuntime) -> str:
+        """Look at the balance (harmless, not gated)."""
+        seen.append(execution_key_of(runtime))
+        return "100"
+
+    model = script(
+        calls(call("pay", "p1", to="carol", amount=100), call("peek", "k1")), AIMessage("done")
+    )
+    graph = pay_graph(hr, payments.through_runtime(), model, None, peek)
+    with Reviewer(hr.as_reviewer("alice"), {"p1": Decision.approve()}):
+        graph.invoke(ASK, thread())
+    (task,) = hr.tasks.list().items
+    key = f"handrail:{task.id}:approve"
+    assert payments.keys == [None, key]
+    assert payments.paid == {key: {"to": "carol", "amount": 100}}
+    assert seen == [None]

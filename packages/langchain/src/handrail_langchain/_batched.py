@@ -30,6 +30,7 @@ from handrail import Decision, Task
 from handrail.interrupts import PausePoint, task_key
 from handrail.tool_review import ToolReview
 from handrail_langgraph.interrupts import apause_all, pause_all
+from handrail_langgraph.tool_calls import Ruling
 
 if TYPE_CHECKING:
     from handrail_langgraph.tool_calls import ToolCallReviewer
@@ -37,19 +38,25 @@ if TYPE_CHECKING:
 __all__ = ["DECIDED", "BatchedState", "adecide_turn", "decide_turn", "decided"]
 
 DECIDED = "handrail_decided_calls"
-"""State key: tool call id to the recorded approve or modify it runs with."""
+"""State key: tool call id to the recorded approve or modify it runs with (``decision``)
+and its execution key (``execution_key``)."""
 
 
 class BatchedState(AgentState[Any]):
     handrail_decided_calls: NotRequired[Annotated[dict[str, Any], PrivateStateAttr]]
 
 
-def decided(request: ToolCallRequest) -> Decision | None:
-    """The decision recorded for this call in ``after_model``, if any."""
+def decided(request: ToolCallRequest) -> Ruling | None:
+    """The decision recorded for this call in ``after_model``, if any, with its key (a
+    state saved before keys were kept holds the decision alone)."""
     state = request.state
     found = state.get(DECIDED) if isinstance(state, Mapping) else None
-    dumped = (found or {}).get(request.tool_call.get("id") or "")
-    return None if dumped is None else Decision.model_validate(dumped)
+    kept = (found or {}).get(request.tool_call.get("id") or "")
+    if kept is None:
+        return None
+    if "decision" not in kept:
+        return Ruling(Decision.model_validate(kept))
+    return Ruling(Decision.model_validate(kept["decision"]), kept.get("execution_key"))
 
 
 def _requests(
@@ -109,7 +116,7 @@ def _points(
 def _update(
     reviewer: ToolCallReviewer,
     pairs: Sequence[tuple[ToolCallRequest, ToolReview]],
-    outcomes: Sequence[Decision | BaseException],
+    outcomes: Sequence[Ruling | BaseException],
 ) -> dict[str, Any]:
     """Refused calls answered now; approved and edited ones kept for when they run."""
     answers: list[ToolMessage] = []
@@ -118,18 +125,21 @@ def _update(
         if isinstance(outcome, BaseException):
             answers.append(reviewer._failure(review, outcome))
             continue
-        verdict = reviewer._verdict(request, review, outcome)
+        verdict = reviewer._verdict(request, review, outcome.decision)
         if isinstance(verdict, ToolMessage):
             answers.append(verdict)
         else:
             assert review.tool_call_id is not None
-            keep[review.tool_call_id] = outcome.model_dump(mode="json")
+            keep[review.tool_call_id] = {
+                "decision": outcome.decision.model_dump(mode="json"),
+                "execution_key": outcome.execution_key,
+            }
     return {"messages": answers, DECIDED: keep}
 
 
-def _task_outcome(reviewer: ToolCallReviewer, task: Task) -> Decision | BaseException:
+def _task_outcome(reviewer: ToolCallReviewer, task: Task) -> Ruling | BaseException:
     try:
-        return reviewer.gate.outcome(task)
+        return reviewer.gate.ruling(task)
     except Exception as exc:
         return exc
 
@@ -146,7 +156,7 @@ def decide_turn(
         return {DECIDED: {}} if state.get(DECIDED) else None
     reviews = [review for _, review in pairs]
     run = reviewer.gate.durable_run()
-    outcomes: list[Decision | BaseException]
+    outcomes: list[Ruling | BaseException]
     if run is not None:
         tasks = pause_all(reviewer.client, _points(reviewer, reviews, run), run=run)
         outcomes = [_task_outcome(reviewer, task) for task in tasks]
@@ -167,13 +177,13 @@ async def adecide_turn(
         return {DECIDED: {}} if state.get(DECIDED) else None
     reviews = [review for _, review in pairs]
     run = reviewer.gate.durable_run()
-    outcomes: list[Decision | BaseException]
+    outcomes: list[Ruling | BaseException]
     if run is not None:
         tasks = await apause_all(reviewer.client, _points(reviewer, reviews, run), run=run)
         outcomes = [_task_outcome(reviewer, task) for task in tasks]
     else:
         found = await asyncio.gather(
-            *(reviewer.gate.adecide(review) for review in reviews), return_exceptions=True
+            *(reviewer.gate.arule(review) for review in reviews), return_exceptions=True
         )
         outcomes = list(found)
     return _update(reviewer, pairs, outcomes)
@@ -181,13 +191,13 @@ async def adecide_turn(
 
 def _block_all(
     reviewer: ToolCallReviewer, reviews: Sequence[ToolReview]
-) -> list[Decision | BaseException]:
+) -> list[Ruling | BaseException]:
     """Wait for every review at once (each in its own thread, in this graph task's context,
     so each task's key is the one the call would use)."""
 
-    def one(review: ToolReview) -> Decision | BaseException:
+    def one(review: ToolReview) -> Ruling | BaseException:
         try:
-            return reviewer.gate.decide(review)
+            return reviewer.gate.rule(review)
         except (
             BaseException
         ) as exc:  # handed to the adapter's failure path, which re-raises what it must

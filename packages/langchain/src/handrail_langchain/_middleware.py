@@ -25,7 +25,7 @@ from langgraph.types import Command
 from handrail import Handrail
 from handrail.client import OnTimeout
 from handrail.tool_review import EDIT_NOTICE
-from handrail_langgraph.tool_calls import Mode, ToolCallReviewer, annotate_edit
+from handrail_langgraph.tool_calls import Mode, ToolCallReviewer, annotate_edit, keyed_request
 
 from ._batched import BatchedState, adecide_turn, decide_turn, decided
 
@@ -167,8 +167,12 @@ class HandrailMiddleware(ToolCallReviewer, AgentMiddleware[AgentState[Any], Any,
         call must be reviewed now (per-call mode, or a call the turn's review missed)."""
         if self.interrupt_mode != "batched":
             return None
-        decision = decided(request)
-        review = self.review_of(request) if decision is not None else None
-        if decision is None or review is None:
+        ruling = decided(request)
+        review = self.review_of(request) if ruling is not None else None
+        if ruling is None or review is None:
             return None
-        return self._verdict(request, review, decision)
+        verdict = self._verdict(request, review, ruling.decision)
+        if isinstance(verdict, ToolMessage):
+            return verdict
+        to_run, notice = verdict
+        return keyed_request(to_run, ruling.execution_key), notice

@@ -31,6 +31,7 @@ from handrail_langgraph.tool_calls import (
     annotate_edit,
     args_json_schema,
     edit_problem,
+    keyed_config,
     merge_edit,
     tool_message,
     visible_args,
@@ -98,13 +99,15 @@ class GatedTool(CallAwareTool):
         call = self.current_call(args, kwargs)
         review = self._review(call)
         try:
-            decision = self._gate.decide(review)
+            ruling = self._gate.rule(review)
         except BaseException as exc:
             return self._failure(review, exc)
+        decision = ruling.decision
         to_run = self._act(review, call, decision)
         if isinstance(to_run, _NotRun):
             return to_run.result
         child = patch_config(config, callbacks=run_manager.get_child() if run_manager else None)
+        child = keyed_config(child, ruling.execution_key)
         result = self.inner.invoke(self._inner_input(call, to_run), child)
         return self._after(review, decision, to_run, result)
 
@@ -118,13 +121,15 @@ class GatedTool(CallAwareTool):
         call = self.current_call(args, kwargs)
         review = self._review(call)
         try:
-            decision = await self._gate.adecide(review)
+            ruling = await self._gate.arule(review)
         except BaseException as exc:
             return self._failure(review, exc)
+        decision = ruling.decision
         to_run = self._act(review, call, decision)
         if isinstance(to_run, _NotRun):
             return to_run.result
         child = patch_config(config, callbacks=run_manager.get_child() if run_manager else None)
+        child = keyed_config(child, ruling.execution_key)
         result = await self.inner.ainvoke(self._inner_input(call, to_run), child)
         return self._after(review, decision, to_run, result)
 
@@ -230,6 +235,11 @@ def require_approval(
       (``on_reject="raise"``: a ``ToolException``, handled as the tool's
       ``handle_tool_error`` says);
     - respond: the tool does not run; the reviewer's message is its result.
+
+    On approve and modify the wrapped tool runs with the call's execution key in its
+    config (``handrail_langgraph.tool_calls.execution_key_of(config)``; give the tool a
+    ``config: RunnableConfig`` parameter): the same for every run of the call for that
+    decision, to make its side effect idempotent.
 
     ``timeout`` (seconds) bounds the wait; then ``on_timeout="reject"`` answers like a
     reject, ``"raise"`` raises ``WaitTimeout``. An unreachable server or any other error

@@ -15,13 +15,13 @@ from langgraph.errors import GraphBubbleUp, is_invalid_resume
 
 from handrail import Decision, Handrail, ReviewExpired, Status, Task
 from handrail.client import OnTimeout, decision_of
-from handrail.interrupts import DurableRun, NoDurableRun
+from handrail.interrupts import DurableRun, NoDurableRun, execution_key
 from handrail.tool_review import ToolReview
 from handrail.tool_review import call_key as scoped_call_key
 
 from .interrupts import apause, current_run, graph_task_scope, pause
 
-__all__ = ["Gate", "Mode", "call_key", "must_propagate"]
+__all__ = ["Gate", "Mode", "Ruling", "call_key", "must_propagate"]
 
 Mode = Literal["auto", "block", "interrupt"]
 
@@ -41,6 +41,20 @@ def call_key(name: str, tool_call_id: str | None) -> str | None:
     """The idempotency key of the task for one tool call, scoped to the LangGraph task it
     runs in (see :func:`handrail.tool_review.call_key`). None for a call without an id."""
     return scoped_call_key(name, tool_call_id, graph_task_scope())
+
+
+@dataclass(frozen=True)
+class Ruling:
+    """A decision on a tool call, and for a recorded approve or modify the execution key
+    of the call it lets run (:func:`handrail.interrupts.execution_key`: the task id and
+    the decision, the same however often the call runs for that decision)."""
+
+    decision: Decision
+    execution_key: str | None = None
+
+    @classmethod
+    def of(cls, task: Task, decision: Decision) -> Ruling:
+        return cls(decision, execution_key(task) if decision.is_approval else None)
 
 
 @dataclass(frozen=True)
@@ -80,16 +94,34 @@ class Gate:
         return run
 
     def decide(self, review: ToolReview) -> Decision:
-        run = self.durable_run()
-        if run is None:
-            return self.client.review(review.action(), **self._blocking(review))
-        return self.outcome(pause(self.client, **self._pausing(review, run)))
+        return self.rule(review).decision
 
     async def adecide(self, review: ToolReview) -> Decision:
+        return (await self.arule(review)).decision
+
+    def rule(self, review: ToolReview) -> Ruling:
+        """The decision on ``review``, with the execution key of the call it lets run."""
         run = self.durable_run()
         if run is None:
-            return await self.client.areview(review.action(), **self._blocking(review))
-        return self.outcome(await apause(self.client, **self._pausing(review, run)))
+            blocking = self._blocking(review)
+            decision = self.client.review(review.action(), **blocking)
+            if not decision.is_approval or blocking["idempotency_key"] is None:
+                return Ruling(decision)
+            # the approved task again, by its key: creating it again finds it
+            return self._keyed(decision, self.client.tasks.create(self._again(review, blocking)))
+        return self.ruling(pause(self.client, **self._pausing(review, run)))
+
+    async def arule(self, review: ToolReview) -> Ruling:
+        """:meth:`rule`, awaiting."""
+        run = self.durable_run()
+        if run is None:
+            blocking = self._blocking(review)
+            decision = await self.client.areview(review.action(), **blocking)
+            if not decision.is_approval or blocking["idempotency_key"] is None:
+                return Ruling(decision)
+            again = await self.client.tasks.acreate(self._again(review, blocking))
+            return self._keyed(decision, again)
+        return self.ruling(await apause(self.client, **self._pausing(review, run)))
 
     def _blocking(self, review: ToolReview) -> dict[str, Any]:
         """``review``/``areview``'s arguments besides the action."""
@@ -100,6 +132,26 @@ class Gate:
             "idempotency_key": call_key(review.name, review.tool_call_id),
             **review.fields(self.timeout),
         }
+
+    @staticmethod
+    def _again(review: ToolReview, blocking: dict[str, Any]) -> dict[str, Any]:
+        """The task ``Handrail.review`` created for ``blocking``, as it created it."""
+        asked = ("allowed", "timeout", "on_timeout")
+        fields = {k: v for k, v in blocking.items() if k not in asked}
+        return {
+            **fields,
+            "kind": "review",
+            "action": review.action(),
+            "agent_reasoning": None,
+            "confidence": None,
+            "allowed_decisions": tuple(review.allowed),
+        }
+
+    @staticmethod
+    def _keyed(decision: Decision, task: Task) -> Ruling:
+        """``decision`` with ``task``'s execution key, if ``task`` holds that decision."""
+        held = task.decision is not None and task.decision.type is decision.type
+        return Ruling(decision, execution_key(task) if held else None)
 
     def _pausing(self, review: ToolReview, run: DurableRun) -> dict[str, Any]:
         """``pause``/``apause``'s arguments besides the client."""
@@ -114,6 +166,10 @@ class Gate:
     def outcome(self, task: Task) -> Decision:
         """The decision a finished task stands for (``on_timeout="raise"``: an expired
         task raises ``ReviewExpired``)."""
+        return self.ruling(task).decision
+
+    def ruling(self, task: Task) -> Ruling:
+        """:meth:`outcome`, with the execution key."""
         if task.status is Status.EXPIRED and self.on_timeout == "raise":
             raise ReviewExpired(task.id, float(task.sla_seconds))
-        return decision_of(task)
+        return Ruling.of(task, decision_of(task))

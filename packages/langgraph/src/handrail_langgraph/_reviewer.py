@@ -33,6 +33,7 @@ from handrail.tool_review import EDIT_NOTICE, ToolReview
 
 from ._args import args_json_schema, edit_problem, merge_edit, visible_fields
 from ._gate import Gate, Mode, must_propagate
+from ._keys import keyed_request
 from ._tool_messages import annotate_edit, tool_message
 
 __all__ = ["ALL_DECISIONS", "ReviewConfig", "ToolCallReviewer", "turn_of"]
@@ -105,8 +106,10 @@ class ToolCallReviewer:
     Each gated call becomes one Handrail review task and runs only on a recorded
     decision: approve runs it; edit (Handrail's modify) runs it with the reviewer's
     arguments, checked against the tool's schema, and prepends ``edit_notice`` to the
-    result; reject answers with an error ``ToolMessage`` that gives the reason and tells
-    the model not to retry; respond answers with the reviewer's message. Calls in one
+    result (either way the tool's ``ToolRuntime`` config carries the call's execution
+    key: :func:`~handrail_langgraph.tool_calls.execution_key_of`); reject answers with
+    an error ``ToolMessage`` that gives the reason and tells the model not to retry;
+    respond answers with the reviewer's message. Calls in one
     model turn are separate tasks, decided in any order, none lost. ``mode``,
     ``timeout`` and ``on_timeout`` are :class:`~handrail_langgraph.tool_calls.Gate`'s.
     Errors while asking (an unreachable server) leave the call unrun and tell the model
@@ -139,14 +142,14 @@ class ToolCallReviewer:
         if review is None:
             return handler(request)
         try:
-            decision = self.gate.decide(review)
+            ruling = self.gate.rule(review)
         except BaseException as exc:
             return self._failure(review, exc)
-        verdict = self._verdict(request, review, decision)
+        verdict = self._verdict(request, review, ruling.decision)
         if isinstance(verdict, ToolMessage):
             return verdict
         to_run, notice = verdict
-        result = handler(to_run)
+        result = handler(keyed_request(to_run, ruling.execution_key))
         return result if notice is None else annotate_edit(result, notice, review.tool_call_id)
 
     async def awrap_tool_call(
@@ -158,14 +161,14 @@ class ToolCallReviewer:
         if review is None:
             return await handler(request)
         try:
-            decision = await self.gate.adecide(review)
+            ruling = await self.gate.arule(review)
         except BaseException as exc:
             return self._failure(review, exc)
-        verdict = self._verdict(request, review, decision)
+        verdict = self._verdict(request, review, ruling.decision)
         if isinstance(verdict, ToolMessage):
             return verdict
         to_run, notice = verdict
-        result = await handler(to_run)
+        result = await handler(keyed_request(to_run, ruling.execution_key))
         return result if notice is None else annotate_edit(result, notice, review.tool_call_id)
 
     # ------------------------------------------------------------ steps
