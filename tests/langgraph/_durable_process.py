@@ -31,6 +31,7 @@ import os
 import sqlite3
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -176,14 +177,27 @@ def main() -> None:
 
 
 def run_graph(hr: Handrail, saver: BaseCheckpointSaver[Any], workdir: Path, hold: str) -> None:
+    config = {"configurable": {"thread_id": os.environ["THREAD"]}}
+
     def created(task: Any) -> None:
         if hold == "created":
+            # the kill point is "after the task is created, before the pause is
+            # checkpointed", with the checkpoint the review runs from saved: LangGraph's
+            # default durability ("async") saves that checkpoint while the review runs,
+            # and a process killed before it lands restarts the run from the step before
+            # (docs/langgraph.md says what that costs)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                saved = saver.get_tuple(config)
+                # the step the review runs from (propose is step 0, the review step 1)
+                if saved is not None and (saved.metadata or {}).get("step", -1) >= 1:
+                    break
+                time.sleep(0.005)
             say(holding="created", task_id=task.id)
             sys.stdin.readline()  # let go: the pause is checkpointed next
 
     client = HoldingClient(hr, HoldingTasks(hr.tasks, Gate(""), after_create=created))
     graph = payment_graph(client, saver, workdir, Gate(""))
-    config = {"configurable": {"thread_id": os.environ["THREAD"]}}
     result = graph.invoke({}, config, version="v2")
     say(paused=[i.value["handrail"]["task_id"] for i in result.interrupts])
     threading.Event().wait()
